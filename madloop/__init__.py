@@ -1,0 +1,7 @@
+"""madloop: self-consuming training loops of generative models, jitted and vmapped in JAX."""
+
+from madloop.api import compose, run_table, simulate
+from madloop.config import Config, ConfigError
+
+__all__ = ["Config", "ConfigError", "compose", "run_table", "simulate"]
+__version__ = "0.1.0"

@@ -1,0 +1,430 @@
+"""Frozen dataclass schemas for every config group, registered in Hydra's ConfigStore, and their validation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from omegaconf import MISSING, OmegaConf
+
+# --------------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Base of the real-data sources (``data=``)."""
+
+
+@dataclass(frozen=True)
+class GaussianData(DataConfig):
+    """N(mean, cov) in ``dim`` dimensions; mean defaults to 0, cov to ``scale`` * I."""
+
+    dim: int = 2
+    mean: list[float] | None = None
+    cov: list[list[float]] | None = None
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Ring8Data(DataConfig):
+    """``modes`` isotropic Gaussians of std ``std`` evenly spaced on a circle of radius ``radius`` (2-D)."""
+
+    modes: int = 8
+    radius: float = 2.0
+    std: float = 0.05
+
+
+@dataclass(frozen=True)
+class Grid25Data(DataConfig):
+    """A ``side`` x ``side`` grid of isotropic Gaussians, ``spacing`` apart, centred on 0 (2-D)."""
+
+    side: int = 5
+    spacing: float = 2.0
+    std: float = 0.05
+
+
+@dataclass(frozen=True)
+class MixtureData(DataConfig):
+    """``components`` isotropic Gaussians with means uniform in [-box, box]^dim drawn from ``layout_seed``."""
+
+    dim: int = 2
+    components: int = 5
+    std: float = 0.1
+    box: float = 3.0
+    layout_seed: int = 0
+
+
+@dataclass(frozen=True)
+class MoonsData(DataConfig):
+    """Two interleaving half circles (as scikit-learn's make_moons) plus isotropic Gaussian noise."""
+
+    noise: float = 0.05
+
+
+@dataclass(frozen=True)
+class SwissRollData(DataConfig):
+    """The 2-D swiss roll t (cos t, sin t) / 5, t ~ 1.5 pi (1 + 2u), plus isotropic Gaussian noise."""
+
+    noise: float = 0.05
+
+
+@dataclass(frozen=True)
+class CirclesData(DataConfig):
+    """Two concentric circles of radius 1 and ``factor`` (as make_circles) plus isotropic Gaussian noise."""
+
+    factor: float = 0.5
+    noise: float = 0.05
+
+
+# -------------------------------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Base of the model families (``model=``)."""
+
+
+@dataclass(frozen=True)
+class GaussianModel(ModelConfig):
+    """Full-covariance Gaussian; ``estimator`` = ``mle`` (divide by n) or ``unbiased`` (divide by n - 1)."""
+
+    estimator: str = "mle"
+
+
+@dataclass(frozen=True)
+class GMMModel(ModelConfig):
+    """Gaussian mixture fitted by weighted EM.
+
+    ``init_iters`` EM iterations for a fit from scratch (generation 0, or every generation without warm start),
+    ``iters`` per warm-started generation; ``reg_covar`` is added to every component covariance (floor).
+    """
+
+    components: int = 8
+    init_iters: int = 100
+    iters: int = 10
+    reg_covar: float = 1e-6
+    init: str = "kmeans++"
+
+
+@dataclass(frozen=True)
+class KDEModel(ModelConfig):
+    """Gaussian KDE; ``bandwidth`` = ``scott`` | ``silverman`` | a positive factor (scipy's gaussian_kde)."""
+
+    bandwidth: Any = "scott"
+
+
+# ------------------------------------------------------------------------------------------------- regime
+
+POOLS = ("replace", "accumulate", "accumulate_subsample")
+
+
+@dataclass(frozen=True)
+class RegimeConfig:
+    """Base of the loop families (``regime=``): how generation g's training set is built.
+
+    Attributes:
+        pool: synthetic pool policy: ``replace`` | ``accumulate`` | ``accumulate_subsample``.
+        n_real: real samples generation 0 is fitted on (and the real part's size where the regime has one).
+        n_synth: synthetic samples drawn from generation g - 1 for generation g.
+        subsample: size of the uniform subsample of the accumulated pool (``accumulate_subsample``);
+            None means ``n_synth``.
+        real_weight: frequency weight of each real sample relative to a synthetic one (1 = plain pooling).
+    """
+
+    pool: str = "replace"
+    n_real: int = 256
+    n_synth: int = 256
+    subsample: int | None = None
+    real_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class FullySynthetic(RegimeConfig):
+    """Only generation 0 sees real data."""
+
+
+@dataclass(frozen=True)
+class SyntheticAugmentation(RegimeConfig):
+    """Generation 0's real set is reused in every generation's training set."""
+
+
+@dataclass(frozen=True)
+class FreshData(RegimeConfig):
+    """``n_real`` new real samples are drawn for every generation."""
+
+
+# ------------------------------------------------------------------------------------------- loop, bias, eval
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Generations, seeds and stepping.
+
+    Attributes:
+        generations: G; rows for generations 0..G are produced.
+        seeds: number of seeds vmapped in one compiled program.
+        seed: base seed; seed i of the run uses key fold_in(key(seed), i).
+        warm_start: start generation g's fit from generation g - 1 (else refit from scratch each generation).
+        chunk: generations per compiled call (progress is reported between calls); 0 = automatic
+            (about 20 progress updates), and chunk >= generations runs the whole loop as one program.
+    """
+
+    generations: int = 20
+    seeds: int = 16
+    seed: int = 0
+    warm_start: bool = True
+    chunk: int = 0
+
+
+@dataclass(frozen=True)
+class BiasConfig:
+    """Sampling bias ``lam``: 1 = unbiased, < 1 favours quality over diversity, > 1 samples hotter."""
+
+    lam: float = 1.0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation settings.
+
+    Attributes:
+        n: model samples per generation for sample-based metrics, and the size of the held-out real set.
+        metrics: names of the metrics to compute; None = every metric that applies.
+        k: nearest neighbours for precision / recall / density / coverage.
+        projections: directions for the sliced Wasserstein distance.
+        mode_share: a mode counts as covered when at least this share of samples lies within 3 sigma of it.
+        snapshots: generations (besides 0 and G) whose samples are kept for samples.png.
+        snapshot_n: samples kept per snapshot.
+    """
+
+    n: int = 1000
+    metrics: list[str] | None = None
+    k: int = 5
+    projections: int = 128
+    mode_share: float = 0.01
+    snapshots: int = 3
+    snapshot_n: int = 500
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole experiment; JAX code only ever sees this frozen object."""
+
+    data: Any = MISSING
+    model: Any = MISSING
+    regime: Any = MISSING
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    bias: BiasConfig = field(default_factory=BiasConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    plots: bool = True
+
+
+# Group option name -> schema. The YAML files in conf/<group>/<name>.yaml extend these.
+SCHEMAS: dict[str, dict[str, type]] = {
+    "data": {
+        "gaussian": GaussianData,
+        "ring8": Ring8Data,
+        "grid25": Grid25Data,
+        "mixture": MixtureData,
+        "moons": MoonsData,
+        "swissroll": SwissRollData,
+        "circles": CirclesData,
+    },
+    "model": {"gaussian": GaussianModel, "gmm": GMMModel, "kde": KDEModel},
+    "regime": {
+        "fully_synthetic": FullySynthetic,
+        "synthetic_augmentation": SyntheticAugmentation,
+        "fresh_data": FreshData,
+    },
+}
+
+
+def _node(cls: type) -> Any:
+    # Frozen dataclasses become read-only OmegaConf nodes, which Hydra could not merge YAML or overrides into;
+    # the schema node is made writable, and OmegaConf.to_object still builds the frozen dataclass.
+    node = OmegaConf.structured(cls)
+    _writable(node)
+    return node
+
+
+def _writable(node: Any) -> None:
+    from omegaconf import DictConfig
+
+    OmegaConf.set_readonly(node, False)
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            _writable(child)
+
+
+def register_configs() -> None:
+    """Registers the schemas in Hydra's ConfigStore under ``schema/`` (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(group="schema", name="config", node=_node(Config))
+    for group, options in SCHEMAS.items():
+        for name, cls in options.items():
+            cs.store(group=f"schema/{group}", name=name, node=_node(cls))
+
+
+def option_name(group: str, node: Any) -> str:
+    """The group option name of a config object, e.g. ``option_name("regime", FullySynthetic())``."""
+    for name, cls in SCHEMAS[group].items():
+        if type(node) is cls:
+            return name
+    raise TypeError(f"{type(node).__name__} is not a {group} option")
+
+
+# ------------------------------------------------------------------------------------------------ validation
+
+
+class ConfigError(ValueError):
+    """An invalid setting: names the field, the value and what is allowed (one line)."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={_show(value)}: {allowed}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def _int_at_least(key: str, value: Any, low: int, why: str = "") -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(key, value, f"must be an integer >= {low}{why}")
+
+
+def _positive(key: str, value: Any, why: str = "") -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(key, value, f"must be a finite number > 0{why}")
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(key, value, "allowed: " + ", ".join(allowed))
+
+
+def data_dim(data: DataConfig) -> int:
+    """Dimension of the samples a data source produces."""
+    return getattr(data, "dim", 2)
+
+
+def synth_set_size(regime: RegimeConfig, generations: int) -> int:
+    """Synthetic samples in each training set from generation 1 on (at its first generation for accumulate)."""
+    if regime.pool == "accumulate_subsample":
+        return regime.subsample if regime.subsample is not None else regime.n_synth
+    return regime.n_synth
+
+
+def _validate_data(d: DataConfig) -> None:
+    for f in fields(d):
+        v = getattr(d, f.name)
+        key = f"data.{f.name}"
+        if f.name in ("dim", "components", "modes", "side"):
+            _int_at_least(key, v, 1)
+        elif f.name in ("std", "radius", "spacing", "box", "scale"):
+            _positive(key, v)
+        elif f.name == "noise" and (not math.isfinite(v) or v < 0):
+            raise ConfigError(key, v, "must be a finite number >= 0")
+    if isinstance(d, CirclesData) and not 0 < d.factor < 1:
+        raise ConfigError("data.factor", d.factor, "must lie in (0, 1) (inner radius / outer radius)")
+    if isinstance(d, GaussianData):
+        import numpy as np
+
+        if d.mean is not None and len(d.mean) != d.dim:
+            raise ConfigError("data.mean", list(d.mean), f"must have data.dim={d.dim} entries")
+        if d.cov is not None:
+            cov = np.asarray(d.cov, dtype=float)
+            if cov.shape != (d.dim, d.dim):
+                raise ConfigError("data.cov", list(map(list, d.cov)), f"must be a {d.dim}x{d.dim} matrix")
+            if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
+                raise ConfigError("data.cov", list(map(list, d.cov)), "must be symmetric positive definite")
+
+
+def _validate_model(m: ModelConfig, r: RegimeConfig) -> None:
+    smallest = min(r.n_real, synth_set_size(r, 1)) if isinstance(r, FullySynthetic) else r.n_real
+    if isinstance(m, GaussianModel):
+        _choice("model.estimator", m.estimator, ("mle", "unbiased"))
+        if smallest < 2:
+            raise ConfigError("regime.n_real" if r.n_real < 2 else "regime.n_synth", smallest,
+                              "must be >= 2 to fit a covariance")
+    elif isinstance(m, GMMModel):
+        _int_at_least("model.components", m.components, 1)
+        if m.components > smallest:
+            raise ConfigError("model.components", m.components,
+                              f"must be <= the smallest training set ({smallest} samples)")
+        _int_at_least("model.init_iters", m.init_iters, 1)
+        _int_at_least("model.iters", m.iters, 1)
+        if not math.isfinite(m.reg_covar) or m.reg_covar < 0:
+            raise ConfigError("model.reg_covar", m.reg_covar, "must be a finite number >= 0")
+        _choice("model.init", m.init, ("kmeans++", "random"))
+    elif isinstance(m, KDEModel):
+        bw = m.bandwidth
+        if isinstance(bw, str):
+            _choice("model.bandwidth", bw, ("scott", "silverman"))
+        else:
+            _positive("model.bandwidth", bw, " or one of scott, silverman")
+
+
+def _validate_regime(r: RegimeConfig) -> None:
+    _choice("regime.pool", r.pool, POOLS)
+    _int_at_least("regime.n_real", r.n_real, 1, " (generation 0 is fitted on real data)")
+    low = 1 if isinstance(r, FullySynthetic) else 0
+    why = " with regime=fully_synthetic (the loop would have no data)" if low else ""
+    _int_at_least("regime.n_synth", r.n_synth, low, why)
+    if r.subsample is not None:
+        _int_at_least("regime.subsample", r.subsample, 1)
+        if r.pool != "accumulate_subsample":
+            raise ConfigError("regime.subsample", r.subsample, "only applies to regime.pool=accumulate_subsample")
+    _positive("regime.real_weight", r.real_weight)
+
+
+def validate(cfg: Config) -> Config:
+    """Checks every field before anything is computed.
+
+    Raises:
+        ConfigError: naming the first invalid field, its value and what is allowed.
+    """
+    for group in ("data", "model", "regime"):
+        node = getattr(cfg, group)
+        if type(node) not in SCHEMAS[group].values():
+            raise ConfigError(group, node, "allowed: " + ", ".join(SCHEMAS[group]))
+    _validate_data(cfg.data)
+    _validate_regime(cfg.regime)
+    _validate_model(cfg.model, cfg.regime)
+    lp = cfg.loop
+    _int_at_least("loop.generations", lp.generations, 1)
+    _int_at_least("loop.seeds", lp.seeds, 1)
+    _int_at_least("loop.seed", lp.seed, 0)
+    _int_at_least("loop.chunk", lp.chunk, 0)
+    _positive("bias.lam", cfg.bias.lam, " (1 = unbiased, < 1 colder, > 1 hotter)")
+    ev = cfg.eval
+    _int_at_least("eval.k", ev.k, 1)
+    _int_at_least("eval.n", ev.n, ev.k + 1, f" (more than eval.k={ev.k} neighbours)")
+    _int_at_least("eval.projections", ev.projections, 1)
+    _int_at_least("eval.snapshots", ev.snapshots, 0)
+    _int_at_least("eval.snapshot_n", ev.snapshot_n, 1)
+    if not 0 < ev.mode_share <= 1:
+        raise ConfigError("eval.mode_share", ev.mode_share, "must lie in (0, 1]")
+    if ev.metrics is not None:
+        from madloop.metrics import available_metrics
+
+        avail = available_metrics(cfg)
+        if len(ev.metrics) == 0:
+            raise ConfigError("eval.metrics", [], "name at least one metric (or null for all that apply)")
+        for name in ev.metrics:
+            if name not in avail:
+                raise ConfigError("eval.metrics", list(ev.metrics), f"unknown metric {name!r}; known: "
+                                  + ", ".join(avail))
+            if avail[name] is not None:
+                raise ConfigError("eval.metrics", list(ev.metrics), f"{name!r} {avail[name]}")
+    return cfg

@@ -1,0 +1,137 @@
+"""Toy truths in closed form: Gaussian, Gaussian mixtures (ring, grid, random), moons, swiss roll, circles."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from madloop import config as C
+from madloop.mixture import Mixture, mixture_moments, sample_mixture
+from madloop.types import Data, Key
+
+
+class DataSource(NamedTuple):
+    """A real-data distribution.
+
+    Attributes:
+        dim: d.
+        sample: ``sample(key, n) -> [n, d]`` (n static).
+        mixture: the truth as a Gaussian mixture when it is one (a Gaussian is K = 1), else None.
+        mean: [d] true mean where known in closed form, else None.
+        cov: [d, d] true covariance where known in closed form, else None.
+    """
+
+    dim: int
+    sample: Callable[[Key, int], Data]
+    mixture: Mixture | None = None
+    mean: jax.Array | None = None
+    cov: jax.Array | None = None
+
+    @property
+    def gaussian(self) -> bool:
+        """True when the truth is a single Gaussian."""
+        return self.mixture is not None and self.mixture.weights.shape[0] == 1
+
+
+def _mixture_source(mix: Mixture) -> DataSource:
+    mean, cov = mixture_moments(mix)
+    return DataSource(mix.means.shape[1], functools.partial(_sample_truth, mix), mix, mean, cov)
+
+
+def _sample_truth(mix: Mixture, key: Key, n: int) -> Data:
+    return sample_mixture(key, mix, n)
+
+
+def _isotropic(means: np.ndarray, std: float) -> Mixture:
+    k, d = means.shape
+    return Mixture(
+        jnp.full((k,), 1.0 / k, jnp.float32),
+        jnp.asarray(means, jnp.float32),
+        jnp.asarray(np.broadcast_to(std**2 * np.eye(d), (k, d, d)), jnp.float32),
+    )
+
+
+@functools.singledispatch
+def make_source(cfg: C.DataConfig) -> DataSource:
+    """Builds the data source for a data config (dispatch on the config's type)."""
+    raise TypeError(f"no data source for {type(cfg).__name__}")
+
+
+@make_source.register
+def _(cfg: C.GaussianData) -> DataSource:
+    d = cfg.dim
+    mean = np.zeros(d) if cfg.mean is None else np.asarray(cfg.mean, float)
+    cov = cfg.scale * np.eye(d) if cfg.cov is None else np.asarray(cfg.cov, float)
+    mix = Mixture(jnp.ones((1,), jnp.float32), jnp.asarray(mean[None], jnp.float32),
+                  jnp.asarray(cov[None], jnp.float32))
+    return _mixture_source(mix)
+
+
+@make_source.register
+def _(cfg: C.Ring8Data) -> DataSource:
+    angles = 2 * np.pi * np.arange(cfg.modes) / cfg.modes
+    means = cfg.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return _mixture_source(_isotropic(means, cfg.std))
+
+
+@make_source.register
+def _(cfg: C.Grid25Data) -> DataSource:
+    ticks = (np.arange(cfg.side) - (cfg.side - 1) / 2) * cfg.spacing
+    means = np.stack(np.meshgrid(ticks, ticks, indexing="ij"), axis=-1).reshape(-1, 2)
+    return _mixture_source(_isotropic(means, cfg.std))
+
+
+@make_source.register
+def _(cfg: C.MixtureData) -> DataSource:
+    rng = np.random.default_rng(cfg.layout_seed)
+    means = rng.uniform(-cfg.box, cfg.box, size=(cfg.components, cfg.dim))
+    return _mixture_source(_isotropic(means, cfg.std))
+
+
+def _noisy(shape_fn: Callable[[Key, int], Data], noise: float) -> Callable[[Key, int], Data]:
+    def sample(key: Key, n: int) -> Data:
+        k_shape, k_noise = jax.random.split(key)
+        return shape_fn(k_shape, n) + noise * jax.random.normal(k_noise, (n, 2))
+
+    return sample
+
+
+def _moons(key: Key, n: int) -> Data:
+    k_t, k_side = jax.random.split(key)
+    t = jax.random.uniform(k_t, (n,), maxval=jnp.pi)
+    upper = jax.random.bernoulli(k_side, 0.5, (n,))
+    outer = jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
+    inner = jnp.stack([1.0 - jnp.cos(t), 0.5 - jnp.sin(t)], axis=1)
+    return jnp.where(upper[:, None], outer, inner)
+
+
+def _swissroll(key: Key, n: int) -> Data:
+    t = 1.5 * jnp.pi * (1.0 + 2.0 * jax.random.uniform(key, (n,)))
+    return jnp.stack([t * jnp.cos(t), t * jnp.sin(t)], axis=1) / 5.0
+
+
+def _circles(factor: float, key: Key, n: int) -> Data:
+    k_t, k_side = jax.random.split(key)
+    t = jax.random.uniform(k_t, (n,), maxval=2 * jnp.pi)
+    radius = jnp.where(jax.random.bernoulli(k_side, 0.5, (n,)), 1.0, factor)
+    return radius[:, None] * jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
+
+
+@make_source.register
+def _(cfg: C.MoonsData) -> DataSource:
+    return DataSource(2, _noisy(_moons, cfg.noise))
+
+
+@make_source.register
+def _(cfg: C.SwissRollData) -> DataSource:
+    return DataSource(2, _noisy(_swissroll, cfg.noise))
+
+
+@make_source.register
+def _(cfg: C.CirclesData) -> DataSource:
+    return DataSource(2, _noisy(functools.partial(_circles, cfg.factor), cfg.noise))

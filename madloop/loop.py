@@ -1,0 +1,272 @@
+"""The generation loop: one generation is a pure function; the engine scans it, vmapped over seeds.
+
+Keys are derived, never carried: generation g's key for a role is ``fold_in(fold_in(run_key, g), role)``, so
+a run is deterministic, can resume from any generation, and configs that share a seed share their noise
+(common random numbers): the same real data, and the same draws wherever shapes agree.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from madloop import config as C
+from madloop import metrics as M
+from madloop import regimes as R
+from madloop.data import DataSource, make_source
+from madloop.models import make_model
+from madloop.types import GenerativeModel, Key, LoopState
+
+# Roles of per-generation keys.
+REAL, SYNTH, FIT, SUBSAMPLE, EVAL, INIT = range(6)
+# Run-level streams derived from the base key key(loop.seed).
+_SEEDS, _HELDOUT, _PROJECTIONS = range(3)
+
+
+def role_key(run_key: Key, generation: jax.Array | int, role: int) -> Key:
+    """The key of one role in one generation: fold_in(fold_in(run_key, generation), role)."""
+    return jax.random.fold_in(jax.random.fold_in(run_key, generation), role)
+
+
+class Knobs(NamedTuple):
+    """Float knobs, traced (so they can be vmapped in one program without recompiling).
+
+    Attributes:
+        lam: sampling bias (bias.lam).
+        real_weight: relative weight of a real sample (regime.real_weight).
+    """
+
+    lam: jax.Array
+    real_weight: jax.Array
+
+
+def knobs_of(cfg: C.Config) -> Knobs:
+    """The config's float knobs as float32 scalars."""
+    return Knobs(jnp.float32(cfg.bias.lam), jnp.float32(cfg.regime.real_weight))
+
+
+class Row(NamedTuple):
+    """One generation's outputs for one seed: metrics {name: scalar}, finite (0/1) and whether snapshotted."""
+
+    metrics: dict[str, jax.Array]
+    finite: jax.Array
+
+
+def snapshot_generations(cfg: C.Config) -> np.ndarray:
+    """Generations whose samples are kept: 0, G and ``eval.snapshots`` evenly spaced ones in between."""
+    g = cfg.loop.generations
+    return np.unique(np.round(np.linspace(0, g, cfg.eval.snapshots + 2)).astype(np.int32))
+
+
+class Loop(NamedTuple):
+    """The per-seed pure functions of one experiment (vmap them over seeds, jit at the call site).
+
+    Attributes:
+        start: ``start(run_key, knobs, ref) -> (state, row)``: generation 0, fitted on real data only.
+        step: ``step(run_key, knobs, ref, state, g) -> (state, row)``: generation g >= 1.
+        names: metric names in each row.
+        source: the real-data source.
+        model: the model family.
+    """
+
+    start: Callable
+    step: Callable
+    names: tuple[str, ...]
+    source: DataSource
+    model: GenerativeModel
+
+
+def make_loop(cfg: C.Config) -> Loop:
+    """Builds generation 0 and the generation step for a validated config."""
+    source, model = make_source(cfg.data), make_model(cfg.model)
+    regime, g_total = cfg.regime, cfg.loop.generations
+    names = M.selected_metrics(cfg)
+    snap_gens = jnp.asarray(snapshot_generations(cfg))
+    n_draw = max(cfg.eval.n if M.needs_samples(names) else 0, cfg.eval.snapshot_n)
+    s_slots = R.synth_slots(regime, g_total)
+
+    def evaluate(run_key, g, params, knobs, ref, snapshots):
+        metrics = M.params_metrics(names, params, model, source, ref)
+        samples = model.sample(role_key(run_key, g, EVAL), params, n_draw, knobs.lam)
+        metrics.update(M.sample_metrics(names, samples[: cfg.eval.n], ref, cfg.eval, source))
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+        metrics = {k: jnp.where(finite, jnp.asarray(v, jnp.float32), jnp.nan) for k, v in metrics.items()}
+        # Keep this generation's samples if it is a snapshot generation (one slot update, no full select).
+        hit = snap_gens == g
+        slot = jnp.argmax(hit)
+        old = jax.lax.dynamic_index_in_dim(snapshots, slot, keepdims=False)
+        new = jnp.where(jnp.any(hit), samples[: cfg.eval.snapshot_n], old)
+        snapshots = jax.lax.dynamic_update_index_in_dim(snapshots, new, slot, 0)
+        return Row(metrics, finite.astype(jnp.float32)), snapshots
+
+    def fit(run_key, g, params, x, w, warm: bool):
+        if not warm:
+            params = model.init(role_key(run_key, g, INIT), x, w)
+        return model.fit(role_key(run_key, g, FIT), params, x, w, warm)
+
+    def start(run_key: Key, knobs: Knobs, ref: M.Reference) -> tuple[LoopState, Row]:
+        real = source.sample(role_key(run_key, 0, REAL), regime.n_real)
+        d = real.shape[1]
+        pool, pool_w = R.empty_pool(regime, g_total, d)
+        # Generation 0 uses the same [real | synthetic] layout as every later generation, synthetic slots empty.
+        x = jnp.concatenate([real, jnp.zeros((s_slots, d), real.dtype)])
+        w = jnp.concatenate([jnp.ones((regime.n_real,), real.dtype), jnp.zeros((s_slots,), real.dtype)])
+        params = fit(run_key, 0, None, x, w, warm=False)
+        snapshots = jnp.zeros((snap_gens.shape[0], cfg.eval.snapshot_n, d), real.dtype)
+        row, snapshots = evaluate(run_key, 0, params, knobs, ref, snapshots)
+        return LoopState(params, real, pool, pool_w, snapshots), row
+
+    def step(run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, g: jax.Array):
+        # 1. Generation g - 1 produces the synthetic samples (with sampling bias) that enter the pool.
+        synth = model.sample(role_key(run_key, g, SYNTH), state.params, regime.n_synth, knobs.lam)
+        pool, pool_w = R.add_to_pool(regime, state.pool, state.pool_w, synth, g)
+        # 2. The training set: the regime's real part and the pool policy's synthetic part.
+        x_real, w_real = R.real_part(regime, role_key(run_key, g, REAL), state.real, source)
+        x_syn, w_syn = R.synthetic_part(regime, role_key(run_key, g, SUBSAMPLE), pool, pool_w)
+        x, w = R.training_set(x_real, w_real, x_syn, w_syn, knobs.real_weight)
+        # 3. Fit generation g (warm start from g - 1, or from scratch), then evaluate it.
+        params = fit(run_key, g, state.params, x, w, warm=cfg.loop.warm_start)
+        row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots)
+        return LoopState(params, state.real, pool, pool_w, snapshots), row
+
+    return Loop(start, step, names, source, model)
+
+
+def scan_generations(loop: Loop, length: int, run_key: Key, knobs: Knobs, ref: M.Reference,
+                     state: LoopState, first: jax.Array) -> tuple[LoopState, Row]:
+    """Runs generations first .. first + length - 1 as one lax.scan; rows are stacked [length]."""
+
+    def body(state, g):
+        return loop.step(run_key, knobs, ref, state, g)
+
+    return jax.lax.scan(body, state, first + jnp.arange(length))
+
+
+def run_all(loop: Loop, generations: int, run_key: Key, knobs: Knobs, ref: M.Reference):
+    """The whole loop for one seed as one function: generation 0, then a scan over 1..G. Rows [G + 1]."""
+    state, row0 = loop.start(run_key, knobs, ref)
+    state, rows = scan_generations(loop, generations, run_key, knobs, ref, state, jnp.int32(1))
+    return state, jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), row0, rows)
+
+
+def auto_chunk(generations: int, updates: int = 20) -> int:
+    """The largest divisor of G that is at most ceil(G / updates), so every chunk compiles to one program."""
+    target = max(1, -(-generations // updates))
+    return max(c for c in range(1, target + 1) if generations % c == 0)
+
+
+class Result(NamedTuple):
+    """Everything one experiment returns (numpy arrays, seeds first).
+
+    Attributes:
+        metrics: {name: [S, G + 1]}.
+        finite: [S, G + 1] 1 where the generation's parameters are finite.
+        snapshots: [S, n_snap, m, d] model samples at ``snapshot_generations``.
+        snapshot_generations: [n_snap].
+        heldout: [n, d] the held-out real set.
+        state: the final LoopState (batched over seeds).
+        seconds: wall time of the run, compilation included.
+    """
+
+    metrics: dict[str, np.ndarray]
+    finite: np.ndarray
+    snapshots: np.ndarray
+    snapshot_generations: np.ndarray
+    heldout: np.ndarray
+    state: LoopState
+    seconds: float
+
+    def table(self) -> pd.DataFrame:
+        """Tidy table: one row per (seed, generation); columns seed, generation, metrics..., finite."""
+        s, g1 = self.finite.shape
+        cols = {"seed": np.repeat(np.arange(s), g1), "generation": np.tile(np.arange(g1), s)}
+        cols.update({k: v.reshape(-1).astype(np.float64) for k, v in self.metrics.items()})
+        cols["finite"] = self.finite.reshape(-1).astype(np.int64)
+        return pd.DataFrame(cols)
+
+
+class Simulation:
+    """A compiled experiment: jit(vmap(...)) over seeds, built once per config; calling it again reuses it."""
+
+    def __init__(self, cfg: C.Config):
+        self.cfg = cfg
+        self.loop = make_loop(cfg)
+        g = cfg.loop.generations
+        self.chunk = min(cfg.loop.chunk or auto_chunk(g), g)
+        seeds_axis = (0, None, None)
+        self._start = jax.jit(jax.vmap(self.loop.start, in_axes=seeds_axis))
+        self._run_all = jax.jit(jax.vmap(functools.partial(run_all, self.loop, g), in_axes=seeds_axis))
+        self._chunks: dict[int, Callable] = {}
+        self._reference = jax.jit(M.make_reference, static_argnums=(2, 3))
+
+    def chunk_fn(self, length: int) -> Callable:
+        """The compiled scan over ``length`` generations (one program per distinct length)."""
+        if length not in self._chunks:
+            fn = functools.partial(scan_generations, self.loop, length)
+            self._chunks[length] = jax.jit(jax.vmap(fn, in_axes=(0, None, None, 0, None)))
+        return self._chunks[length]
+
+    def keys(self) -> tuple[Key, Key, Key]:
+        """(run keys [S], held-out key, projection key), all derived from key(loop.seed)."""
+        base = jax.random.key(self.cfg.loop.seed)
+        seeds = jax.random.fold_in(base, _SEEDS)
+        run_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(seeds, jnp.arange(self.cfg.loop.seeds))
+        return run_keys, jax.random.fold_in(base, _HELDOUT), jax.random.fold_in(base, _PROJECTIONS)
+
+    def reference(self) -> M.Reference:
+        """The held-out real set (drawn once per run, shared by all seeds) and its statistics."""
+        _, k_heldout, k_proj = self.keys()
+        heldout = self.loop.source.sample(k_heldout, self.cfg.eval.n)
+        return self._reference(k_proj, heldout, self.cfg.eval.k, self.cfg.eval.projections)
+
+    def __call__(self, progress: Callable[[int, int, float], None] | None = None) -> Result:
+        """Runs every seed for G generations; ``progress(done, total, seconds)`` is called between chunks."""
+        t0 = time.perf_counter()
+        cfg, g_total = self.cfg, self.cfg.loop.generations
+        run_keys, _, _ = self.keys()
+        knobs, ref = knobs_of(cfg), self.reference()
+        if self.chunk >= g_total:  # the whole run as one program
+            state, rows = self._run_all(run_keys, knobs, ref)
+            parts = [rows]
+        else:
+            state, row0 = self._start(run_keys, knobs, ref)
+            parts = [jax.tree.map(lambda a: a[:, None], row0)]
+            done = 0
+            while done < g_total:
+                length = min(self.chunk, g_total - done)
+                state, rows = self.chunk_fn(length)(run_keys, knobs, ref, state, jnp.int32(done + 1))
+                parts.append(rows)
+                done += length
+                jax.block_until_ready(rows)
+                if progress is not None:
+                    progress(done, g_total, time.perf_counter() - t0)
+        rows = jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=1), *parts)
+        if progress is not None and self.chunk >= g_total:
+            progress(g_total, g_total, time.perf_counter() - t0)
+        return Result(
+            metrics=rows.metrics,
+            finite=rows.finite,
+            snapshots=np.asarray(state.snapshots),
+            snapshot_generations=snapshot_generations(cfg),
+            heldout=np.asarray(ref.heldout),
+            state=state,
+            seconds=time.perf_counter() - t0,
+        )
+
+
+_CACHE: dict[str, Simulation] = {}
+
+
+def simulation(cfg: C.Config) -> Simulation:
+    """The compiled Simulation for a config, reused across calls with an equal config (no recompilation)."""
+    key = repr(cfg)
+    if key not in _CACHE:
+        _CACHE[key] = Simulation(cfg)
+    return _CACHE[key]

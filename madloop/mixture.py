@@ -1,0 +1,64 @@
+"""Gaussian-mixture arithmetic shared by the truths (data/) and the GMM family: density, sampling, moments."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from madloop.types import Data, Key
+
+
+class Mixture(NamedTuple):
+    """A Gaussian mixture (a single Gaussian is K = 1).
+
+    Attributes:
+        weights: [K] component probabilities (sum to 1).
+        means: [K, d].
+        covs: [K, d, d] symmetric positive definite.
+    """
+
+    weights: jax.Array
+    means: jax.Array
+    covs: jax.Array
+
+
+def gaussian_log_prob(x: Data, mean: jax.Array, chol: jax.Array) -> jax.Array:
+    """log N(x; mean, L L^T) for x [n, d], mean [d], Cholesky factor chol [d, d] -> [n]."""
+    d = mean.shape[-1]
+    z = jax.scipy.linalg.solve_triangular(chol, (x - mean).T, lower=True)  # [d, n]
+    half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return -0.5 * jnp.sum(z**2, axis=0) - half_logdet - 0.5 * d * jnp.log(2 * jnp.pi)
+
+
+def component_log_prob(mix: Mixture, x: Data) -> jax.Array:
+    """log pi_k + log N(x_i; mu_k, Sigma_k) for x [n, d] -> [n, K]."""
+    chol = jnp.linalg.cholesky(mix.covs)
+    per_comp = jax.vmap(gaussian_log_prob, in_axes=(None, 0, 0), out_axes=1)(x, mix.means, chol)
+    return jnp.log(mix.weights) + per_comp
+
+
+def mixture_log_prob(mix: Mixture, x: Data) -> jax.Array:
+    """log p(x) [n] of a Gaussian mixture."""
+    return jax.nn.logsumexp(component_log_prob(mix, x), axis=1)
+
+
+def sample_mixture(key: Key, mix: Mixture, n: int, lam: jax.Array | float = 1.0) -> Data:
+    """Draws n samples [n, d] from the mixture with every covariance scaled by the sampling bias lam.
+
+    References:
+        Alemohammad et al. 2023 (MAD), Sec. 3: sampling bias lambda scales each component's covariance.
+    """
+    k_comp, k_noise = jax.random.split(key)
+    comp = jax.random.categorical(k_comp, jnp.log(mix.weights), shape=(n,))
+    chol = jnp.linalg.cholesky(mix.covs)  # [K, d, d]
+    z = jax.random.normal(k_noise, (n, mix.means.shape[1]), dtype=mix.means.dtype)
+    return mix.means[comp] + jnp.sqrt(lam) * jnp.einsum("nij,nj->ni", chol[comp], z)
+
+
+def mixture_moments(mix: Mixture) -> tuple[jax.Array, jax.Array]:
+    """Mean [d] and covariance [d, d]: sum_k pi_k (Sigma_k + mu_k mu_k^T) - mu mu^T."""
+    mean = mix.weights @ mix.means
+    second = jnp.einsum("k,kij->ij", mix.weights, mix.covs + jnp.einsum("ki,kj->kij", mix.means, mix.means))
+    return mean, second - jnp.outer(mean, mean)

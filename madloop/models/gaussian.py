@@ -1,0 +1,76 @@
+"""Full-covariance Gaussian family with the MLE or unbiased covariance estimator."""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from madloop.config import GaussianModel
+from madloop.mixture import gaussian_log_prob
+from madloop.models import make_model
+from madloop.types import Data, GenerativeModel, Key, Weights
+
+
+class GaussianParams(NamedTuple):
+    """Attributes: mean [d]; cov [d, d]."""
+
+    mean: jax.Array
+    cov: jax.Array
+
+
+def weighted_moments(x: Data, w: Weights, unbiased: bool) -> tuple[jax.Array, jax.Array]:
+    """Mean [d] and covariance [d, d] of x [n, d] under frequency weights w [n].
+
+    Frequency weights make a sample of weight 2 count as two copies, so the unbiased estimator divides by
+    sum(w) - 1 and the fit equals the fit on duplicated data. Zero weights drop a sample.
+    """
+    total = jnp.sum(w)
+    mean = (w @ x) / total
+    xc = x - mean
+    scatter = (w[:, None] * xc).T @ xc
+    return mean, scatter / (total - 1.0 if unbiased else total)
+
+
+def psd_sqrt(cov: jax.Array) -> jax.Array:
+    """Symmetric square root [d, d] of a positive semi-definite matrix; safe when it has collapsed to 0."""
+    evals, evecs = jnp.linalg.eigh(cov)
+    return (evecs * jnp.sqrt(jnp.clip(evals, 0.0))) @ evecs.T
+
+
+def sample_gaussian(key: Key, params: GaussianParams, n: int, lam: jax.Array | float) -> Data:
+    """n samples [n, d] from N(mean, lam * cov)."""
+    z = jax.random.normal(key, (n, params.mean.shape[0]), dtype=params.mean.dtype)
+    return params.mean + jnp.sqrt(lam) * z @ psd_sqrt(params.cov)
+
+
+def _init(key: Key, x: Data, w: Weights) -> GaussianParams:
+    del key, w
+    d = x.shape[1]
+    return GaussianParams(jnp.zeros((d,), x.dtype), jnp.eye(d, dtype=x.dtype))
+
+
+def _fit(unbiased: bool, key: Key, params: GaussianParams, x: Data, w: Weights, warm: bool) -> GaussianParams:
+    del key, params, warm  # closed form: no iterations, nothing to warm-start
+    return GaussianParams(*weighted_moments(x, w, unbiased))
+
+
+def _log_prob(params: GaussianParams, x: Data) -> jax.Array:
+    return gaussian_log_prob(x, params.mean, jnp.linalg.cholesky(params.cov))
+
+
+def _moments(params: GaussianParams) -> tuple[jax.Array, jax.Array]:
+    return params.mean, params.cov
+
+
+@make_model.register
+def _(cfg: GaussianModel) -> GenerativeModel:
+    return GenerativeModel(
+        init=_init,
+        fit=functools.partial(_fit, cfg.estimator == "unbiased"),
+        sample=sample_gaussian,
+        log_prob=_log_prob,
+        moments=_moments,
+    )

@@ -1,0 +1,56 @@
+"""Type aliases and the two protocols every part of madloop shares: a generative model and the loop state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+Key = jax.Array  # a PRNG key (jax.random.key or PRNGKey)
+Array = jax.Array
+Data = jax.Array  # Float[Array, "n d"]: a batch of samples
+Weights = jax.Array  # Float[Array, "n"]: non-negative frequency weights; 0 marks an empty slot
+Params = Any  # a PyTree of arrays (a model family's parameters)
+Scalar = jax.Array  # Float[Array, ""]
+
+
+class GenerativeModel(NamedTuple):
+    """A model family as pure functions over PyTrees.
+
+    Attributes:
+        init: ``init(key, x, w) -> params``: fresh parameters for data ``x`` [n, d] with weights ``w`` [n]
+            (a family may look at the data, e.g. k-means++ seeding).
+        fit: ``fit(key, params, x, w, warm) -> params``: fit to weighted data. ``warm`` is a static Python
+            bool: False means ``params`` came from ``init`` and the from-scratch budget applies (generation 0,
+            or every generation when ``loop.warm_start=false``); True means ``params`` are the previous
+            generation's and the warm-start budget applies.
+        sample: ``sample(key, params, n, lam) -> x`` [n, d]: ``n`` static, ``lam`` the traced sampling bias
+            (1 = the fitted model; < 1 colder; > 1 hotter).
+        log_prob: ``log_prob(params, x) -> [n]`` or None when the family has no tractable density.
+        moments: ``moments(params) -> (mean [d], cov [d, d])`` of the fitted model at lam = 1, or None.
+    """
+
+    init: Callable[..., Params]
+    fit: Callable[..., Params]
+    sample: Callable[..., Data]
+    log_prob: Callable[..., jax.Array] | None = None
+    moments: Callable[..., tuple[jax.Array, jax.Array]] | None = None
+
+
+class LoopState(NamedTuple):
+    """Carry of the generation scan for one seed (all shapes static).
+
+    Attributes:
+        params: the current generation's model parameters (PyTree).
+        real: [n_real, d] the fixed real set generation 0 was fitted on.
+        pool: [P, d] synthetic pool buffer (P = n_synth for replace, G * n_synth for accumulate policies).
+        pool_w: [P] 1 where a pool slot holds a sample, 0 where it is still empty.
+        snapshots: [S, m, d] model samples kept at selected generations for figures (S may be 0).
+    """
+
+    params: Params
+    real: Data
+    pool: Data
+    pool_w: Weights
+    snapshots: Data
