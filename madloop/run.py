@@ -1,0 +1,115 @@
+"""The Hydra entry point: ``python -m madloop.run [overrides]`` (``-m`` for a multirun sweep)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from madloop import config as C
+
+log = logging.getLogger("madloop")
+
+
+def job_overrides(argv: Sequence[str]) -> tuple[list[list[str]], str] | None:
+    """The override list of every job the command line asks for (sweeps expanded), and the config name.
+
+    None when the command only asks Hydra for help or information, or points at another config folder.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args, _ = get_args_parser().parse_known_args(list(argv))
+    if args.help or args.hydra_help or args.info or args.cfg or args.shell_completion:
+        return None
+    if args.config_path or args.config_dir:
+        return None
+    overrides = [o for o in args.overrides if not o.lstrip("+~").startswith("hydra")]
+    if not args.multirun:
+        return [overrides], args.config_name or "config"
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return BasicSweeper.split_arguments(parsed, None)[0], args.config_name or "config"
+
+
+def prevalidate(argv: Sequence[str]) -> None:
+    """Composes and validates every job before anything runs.
+
+    Raises:
+        ConfigError: for the first invalid job (its message names the field, value and what is allowed).
+    """
+    from madloop import api
+
+    try:
+        jobs = job_overrides(argv)
+    except Exception as exc:  # an unparsable override
+        raise api._one_line(exc, list(argv)) from exc
+    if jobs is None:
+        return
+    for overrides in jobs[0]:
+        api.compose(overrides)
+
+
+def _write_outputs(cfg: C.Config, result, out: Path) -> None:
+    from madloop import report
+
+    table = result.table()
+    report.write_table(table, out / "metrics.csv")
+    if cfg.plots:
+        report.plot_metrics(table, out / "metrics.png", title=_title(cfg))
+        report.plot_samples(result.heldout, result.snapshots, result.snapshot_generations, out / "samples.png")
+
+
+def _title(cfg: C.Config) -> str:
+    return (f"{C.option_name('data', cfg.data)} / {C.option_name('model', cfg.model)} / "
+            f"{C.option_name('regime', cfg.regime)} ({cfg.regime.pool}), lam={cfg.bias.lam}")
+
+
+def task(node: DictConfig) -> None:
+    """One Hydra job: convert the config once, run it with progress, write the results."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from madloop import api
+    from madloop.loop import simulation
+
+    try:
+        cfg = api.to_config(node)
+    except C.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    out = Path(HydraConfig.get().runtime.output_dir)
+    OmegaConf.save(node, out / "config.yaml", resolve=True)
+    log.info("%s: %d seeds x %d generations -> %s", _title(cfg), cfg.loop.seeds, cfg.loop.generations, out)
+
+    def progress(done: int, total: int, seconds: float) -> None:
+        log.info("generation %d/%d  (%.1f s)", done, total, seconds)
+
+    result = simulation(cfg)(progress)
+    bad = result.finite.min(axis=1) < 1
+    if bad.any():
+        first = int(np.argmax(result.finite.min(axis=0) < 1))
+        log.warning("%d of %d seeds have non-finite parameters (first at generation %d): their rows have "
+                    "finite=0 and NaN metrics, and the figures leave them out", int(bad.sum()), len(bad), first)
+    _write_outputs(cfg, result, out)
+    log.info("done in %.1f s: %s", result.seconds, out / "metrics.csv")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Validates every job (exit 2 with one line on bad input), then hands over to Hydra."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    C.register_configs()
+    try:
+        prevalidate(argv)
+    except C.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    hydra.main(config_path="pkg://madloop.conf", config_name="config", version_base="1.3")(task)()
+
+
+if __name__ == "__main__":
+    main()
