@@ -21,44 +21,58 @@ def _group_options(group: str) -> list[str]:
     return sorted(loader.get_group_options(group))
 
 
-def _one_line(exc: Exception, overrides: Sequence[str]) -> C.ConfigError:
+def _one_line(exc: BaseException, overrides: Sequence[str]) -> C.ConfigError:
     """Turns a Hydra / OmegaConf composition error into one line naming the field, value and what is allowed."""
-    from hydra.errors import MissingConfigException
-
-    msg = str(exc)
-    cause = exc.__cause__ or exc
-    full_key = getattr(cause, "full_key", None) or ""
+    chain, e = [], exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    msg = "\n".join(str(e) for e in chain)
+    full_key = next((k for e in reversed(chain) if (k := getattr(e, "full_key", None))), "")
     given = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in overrides if "=" in o}
-    m = re.search(r"Could not find '([^']+)/([^'/]+)'", msg)
-    if isinstance(exc, MissingConfigException) or m:
-        if m:
-            group, name = m.group(1), m.group(2)
-            return C.ConfigError(group, name, "unknown option; allowed: " + ", ".join(_group_options(group)))
-    m = re.search(r"Key '([^']+)' not in '([^']+)'", msg) or re.search(r"Key '([^']+)' is not in struct", msg)
-    if m:
-        key = full_key or m.group(1)
-        parent = key.rsplit(".", 1)[0] if "." in key else ""
-        allowed = _fields_of(parent)
+    value = given.get(full_key, "?")
+    if m := re.search(r"Could not find '([^']+)/([^'/]+)'", msg):
+        group, name = m.group(1), m.group(2)
+        return C.ConfigError(group, name, "unknown option; allowed: " + ", ".join(_group_options(group)))
+    if m := (re.search(r"Key '([^']+)' not in '([^']+)'", msg) or re.search(r"Key '([^']+)' is not in struct", msg)
+             or re.search(r"cannot assign to field '([^']+)'", msg)):
+        key = full_key or next((k for k in given if k.split(".")[-1] == m.group(1)), m.group(1))
+        allowed = _fields_of(key.rsplit(".", 1)[0] if "." in key else "", given)
         return C.ConfigError(key, given.get(key, "?"), "unknown field" + (f"; allowed: {allowed}" if allowed else ""))
-    m = re.search(r"Value '([^']*)' of type '([^']+)' could not be converted to (\w+)", msg)
-    if m:
-        return C.ConfigError(full_key or "?", m.group(1), f"must be of type {m.group(3).lower()}")
-    m = re.search(r"Invalid type assigned: (\w+) is not a subclass of (\w+)", msg)
-    if m:
-        return C.ConfigError(full_key or "?", given.get(full_key, "?"), f"must be a {m.group(2)}")
+    if m := re.search(r"Value '([^']*)' (?:of type '[^']+' )?could not be converted to (\w+)", msg):
+        return C.ConfigError(full_key or "?", m.group(1), f"must be of type {m.group(2).lower()}")
+    if m := re.search(r"Value '([^']*)' is not a valid bool", msg):
+        return C.ConfigError(full_key or "?", m.group(1), "must be true or false")
+    if m := re.search(r"Invalid value '([^']*)', expected one of \[([^\]]*)\]", msg):
+        return C.ConfigError(full_key or "?", m.group(1), f"allowed: {m.group(2)}")
+    if re.search(r"Invalid value assigned: \w+ is not a ListConfig|not a subclass|is not a list", msg):
+        return C.ConfigError(full_key or "?", value, "must be a list, e.g. [a,b]")
     if "Error parsing override" in msg or "mismatched input" in msg or "no viable alternative" in msg:
         bad = [o for o in overrides if "=" not in o and not o.startswith("~")]
         return C.ConfigError("override", bad[0] if bad else " ".join(overrides),
                              "could not parse; expected key=value (e.g. loop.seeds=8)")
-    first = next((ln.strip() for ln in msg.splitlines() if ln.strip()), type(exc).__name__)
-    return C.ConfigError(full_key or "config", given.get(full_key, "?"), first)
+    last = next((ln.strip() for ln in str(chain[-1]).splitlines() if ln.strip()), type(exc).__name__)
+    return C.ConfigError(full_key or "config", value, last)
 
 
-def _fields_of(path: str) -> str:
+def _default_option(group: str) -> str:
+    from importlib.resources import files
+
+    text = files(CONFIG_MODULE).joinpath("config.yaml").read_text()
+    defaults = OmegaConf.to_container(OmegaConf.create(text))["defaults"]
+    return next((d[group] for d in defaults if isinstance(d, dict) and group in d), "")
+
+
+def _fields_of(path: str, given: dict[str, str] | None = None) -> str:
     import dataclasses
 
+    parts = [p for p in path.split(".") if p]
+    if parts and parts[0] in C.SCHEMAS:  # a group: the chosen option's schema
+        option = (given or {}).get(parts[0]) or _default_option(parts[0])
+        cls = C.SCHEMAS[parts[0]].get(option)
+        return ", ".join(f.name for f in dataclasses.fields(cls)) if cls and len(parts) == 1 else ""
     node: object = C.Config
-    for part in [p for p in path.split(".") if p]:
+    for part in parts:
         hints = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
         if part not in hints:
             return ""
