@@ -1,0 +1,107 @@
+"""The Gaussian fully synthetic loop against closed-form laws (DESIGN.md section 1 and docs/theory.md).
+
+Each test runs thousands of vmapped seeds through the real engine (madloop.simulate) and compares the
+across-seed mean with the closed form, with a tolerance of Z standard errors. Z = 4.5 keeps the family-wise
+false-alarm rate below 1e-3 over the generations checked; the keys are fixed, so results are reproducible.
+Each test also checks its own power: a plausible wrong law (an off-by-one generation) must be rejected.
+"""
+
+import numpy as np
+import pytest
+from scipy.special import digamma, polygamma
+from scipy.stats import norm
+
+import madloop
+
+Z = 4.5
+
+
+def gaussian_loop(estimator: str, n: int, dim: int, generations: int, seeds: int, lam: float = 1.0):
+    return madloop.simulate([
+        "data=gaussian", f"data.dim={dim}", "model=gaussian", f"model.estimator={estimator}",
+        "regime=fully_synthetic", f"regime.n_real={n}", f"regime.n_synth={n}", f"bias.lam={lam}",
+        f"loop.generations={generations}", f"loop.seeds={seeds}", f"loop.chunk={generations}",
+        "eval.metrics=[trace_ratio,mean_sqerr,logdet_ratio]", "eval.snapshots=0", "eval.snapshot_n=1",
+    ])
+
+
+def assert_mean_law(samples: np.ndarray, expected: np.ndarray, wrong: np.ndarray | None = None) -> None:
+    """samples [S, G+1] vs expected [G+1] within Z standard errors; `wrong` must be rejected somewhere."""
+    mean = samples.mean(axis=0)
+    se = samples.std(axis=0, ddof=1) / np.sqrt(samples.shape[0])
+    z = (mean - expected) / se
+    assert np.all(np.abs(z) < Z), f"max |z| = {np.abs(z).max():.2f} at generation {np.abs(z).argmax()}"
+    if wrong is not None:
+        assert np.any(np.abs(mean - wrong) > Z * se), "the test cannot tell the law from a wrong one"
+
+
+def test_mle_covariance_shrinks_geometrically():
+    # MLE (divide by n): E[Sigma_g] = ((n-1)/n)^(g+1) Sigma_true, generation 0 being fitted on real data.
+    n, d, g = 10, 2, 15
+    r = gaussian_loop("mle", n, d, g, seeds=4000)
+    gens = np.arange(g + 1)
+    rho = (n - 1) / n
+    assert_mean_law(r.metrics["trace_ratio"], rho ** (gens + 1), wrong=rho**gens)
+    # The mean performs a random walk with increments of covariance Sigma_{j-1} / n:
+    # E||mu_g - mu||^2 = tr(Sigma) / n * sum_{j=0}^{g} rho^j.
+    expected = d / n * np.cumsum(rho**gens)
+    assert_mean_law(r.metrics["mean_sqerr"], expected, wrong=d / n * (gens + 1))
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.8])
+def test_unbiased_covariance_with_sampling_bias(lam):
+    # Unbiased estimator, bias lam: E[Sigma_g | Sigma_{g-1}] = lam Sigma_{g-1}  =>  E[Sigma_g] = lam^g Sigma.
+    n, d, g = 10, 2, 12
+    r = gaussian_loop("unbiased", n, d, g, seeds=4000, lam=lam)
+    gens = np.arange(g + 1)
+    wrong = lam ** (gens + 1) if lam != 1.0 else ((n - 1) / n) ** gens
+    assert_mean_law(r.metrics["trace_ratio"], lam**gens, wrong=wrong)
+    # E||mu_g - mu||^2 = tr(Sigma) / n * sum_{j=0}^{g} lam^j (martingale mean, increments lam Sigma_{j-1}/n).
+    assert_mean_law(r.metrics["mean_sqerr"], d / n * np.cumsum(lam**gens), wrong=d / n * (gens + 1) * lam**0.5
+                    if lam != 1.0 else d / n * gens)
+    # The mean is a martingale around the truth: E[mu_g] = mu = 0 at the last generation.
+    mu = np.asarray(r.state.params.mean)  # [S, d]
+    se = mu.std(axis=0, ddof=1) / np.sqrt(mu.shape[0])
+    assert np.all(np.abs(mu.mean(axis=0)) < Z * se)
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_log_determinant_follows_the_wishart_law(dim):
+    # Unbiased: Sigma_g = lam Sigma_{g-1}^1/2 W_g Sigma_{g-1}^1/2, W_g ~ Wishart_d(k, I) / k, k = n - 1, so
+    # log det Sigma_g / det Sigma = sum_{j=0}^{g} log det W_j + g d log lam, with
+    # E log det W = sum_{i=1}^{d} psi((k - i + 1) / 2) + d log(2 / k) and Var = sum_i psi'((k - i + 1) / 2).
+    n, g, lam = 12, 20, 0.9
+    k = n - 1
+    i = np.arange(1, dim + 1)
+    e_logdet = np.sum(digamma((k - i + 1) / 2)) + dim * np.log(2 / k)
+    v_logdet = np.sum(polygamma(1, (k - i + 1) / 2))
+    r = gaussian_loop("unbiased", n, dim, g, seeds=3000, lam=lam)
+    gens = np.arange(g + 1)
+    samples = r.metrics["logdet_ratio"]
+    expected = (gens + 1) * e_logdet + gens * dim * np.log(lam)
+    assert_mean_law(samples, expected, wrong=gens * e_logdet + gens * dim * np.log(lam))
+    # The spread matches the law too: Var = (g + 1) Var log det W (within 10% at S = 3000: SE of a
+    # variance of a near-normal sum is about sqrt(2 / S) = 2.6%).
+    np.testing.assert_allclose(samples[:, -1].var(ddof=1), (g + 1) * v_logdet, rtol=0.1)
+
+
+def test_median_collapses_while_mean_does_not():
+    # Unbiased, lam = 1: E[Sigma_g] = Sigma for every g, yet log Sigma_g is a random walk with negative drift
+    # E log(chi2_k / k) = psi(k/2) - log(k/2) < 0, so Sigma_g -> 0 almost surely. Most paths collapse while
+    # the average does not: test the mean and the median.
+    n, g = 10, 100
+    r = gaussian_loop("unbiased", n, 1, g, seeds=4000)
+    tr = r.metrics["trace_ratio"]
+    k = n - 1
+    drift = digamma(k / 2) - np.log(k / 2)  # -0.115 per generation
+    # At g = 10 the mean is still 1 (Var = (1 + 2/k)^11 - 1 is finite) ...
+    se10 = tr[:, 10].std(ddof=1) / np.sqrt(tr.shape[0])
+    assert abs(tr[:, 10].mean() - 1.0) < Z * se10
+    # ... while the median follows exp((g + 1) drift) = 0.28 (the log is a sum of 11 iid terms).
+    assert np.median(tr[:, 10]) == pytest.approx(np.exp(11 * drift), rel=0.15)
+    # By g = 100 the log is approximately N(101 drift, 101 psi'(k/2)) = N(-11.6, 5.0^2): the median is
+    # ~1e-5 and the share of collapsed paths (below 1% of the true variance) is Phi((log .01 + 11.6) / 5.0).
+    mean_log, sd_log = (g + 1) * drift, np.sqrt((g + 1) * polygamma(1, k / 2))
+    assert np.median(np.log(tr[:, g])) == pytest.approx(mean_log, abs=Z * sd_log / np.sqrt(tr.shape[0]) * 1.3)
+    assert np.mean(tr[:, g] < 1e-2) == pytest.approx(norm.cdf((np.log(1e-2) - mean_log) / sd_log), abs=0.02)
+    assert np.mean(tr[:, g]) > 10 * np.median(tr[:, g])  # the mean is carried by a few uncollapsed paths
