@@ -97,7 +97,8 @@ def make_loop(cfg: C.Config) -> Loop:
         samples = model.sample(role_key(run_key, g, EVAL), params, n_draw, knobs.lam)
         metrics.update(M.sample_metrics(names, samples[: cfg.eval.n], ref, cfg.eval, source))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
-        metrics = {k: jnp.where(finite, jnp.asarray(v, jnp.float32), jnp.nan) for k, v in metrics.items()}
+        # Columns in the order eval.metrics names them; NaN wherever the parameters are not finite.
+        metrics = {k: jnp.where(finite, jnp.asarray(metrics[k], jnp.float32), jnp.nan) for k in names}
         # Keep this generation's samples if it is a snapshot generation (one slot update, no full select).
         hit = snap_gens == g
         slot = jnp.argmax(hit)
@@ -166,6 +167,7 @@ class Result(NamedTuple):
     """Everything one experiment returns (numpy arrays, seeds first).
 
     Attributes:
+        names: metric names in column order.
         metrics: {name: [S, G + 1]}.
         finite: [S, G + 1] 1 where the generation's parameters are finite.
         snapshots: [S, n_snap, m, d] model samples at ``snapshot_generations``.
@@ -175,6 +177,7 @@ class Result(NamedTuple):
         seconds: wall time of the run, compilation included.
     """
 
+    names: tuple[str, ...]
     metrics: dict[str, np.ndarray]
     finite: np.ndarray
     snapshots: np.ndarray
@@ -187,7 +190,7 @@ class Result(NamedTuple):
         """Tidy table: one row per (seed, generation); columns seed, generation, metrics..., finite."""
         s, g1 = self.finite.shape
         cols = {"seed": np.repeat(np.arange(s), g1), "generation": np.tile(np.arange(g1), s)}
-        cols.update({k: v.reshape(-1).astype(np.float64) for k, v in self.metrics.items()})
+        cols.update({k: self.metrics[k].reshape(-1).astype(np.float64) for k in self.names})
         cols["finite"] = self.finite.reshape(-1).astype(np.int64)
         return pd.DataFrame(cols)
 
@@ -251,6 +254,7 @@ class Simulation:
         if progress is not None and self.chunk >= g_total:
             progress(g_total, g_total, time.perf_counter() - t0)
         return Result(
+            names=self.loop.names,
             metrics=rows.metrics,
             finite=rows.finite,
             snapshots=np.asarray(state.snapshots),

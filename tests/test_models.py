@@ -1,0 +1,122 @@
+"""Model families: weighted fits equal fits on duplicated data, EM recovers a known mixture, KDE matches
+scipy, and sampling bias scales the sampled covariance."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from madloop import config as C
+from madloop.mixture import Mixture, mixture_log_prob, sample_mixture
+from madloop.models import make_model
+from madloop.models.gmm import em_step, kmeans_pp_centers
+
+KEY = jax.random.key(0)
+
+
+def micro_case():
+    # 4 points with integer weights (2, 1, 0, 3) vs the same data with each point repeated w times.
+    x = jnp.array([[0.0, 1.0], [2.0, -1.0], [9.0, 9.0], [1.0, 3.0]])
+    w = jnp.array([2.0, 1.0, 0.0, 3.0])
+    dup = jnp.repeat(x, w.astype(int), axis=0, total_repeat_length=6)
+    return x, w, dup, jnp.ones((6,))
+
+
+@pytest.mark.parametrize("estimator", ["mle", "unbiased"])
+def test_gaussian_weighted_fit_equals_duplicated_data(estimator):
+    x, w, dup, ones = micro_case()
+    model = make_model(C.GaussianModel(estimator=estimator))
+    fit = lambda x, w: model.fit(KEY, model.init(KEY, x, w), x, w, False)
+    a, b = fit(x, w), fit(dup, ones)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-6)
+    np.testing.assert_allclose(a.cov, b.cov, rtol=1e-5)
+    # and the duplicated fit is numpy's: mean (2*[0,1] + [2,-1] + 3*[1,3]) / 6 = [5/6, 10/6]
+    np.testing.assert_allclose(b.mean, [5 / 6, 10 / 6], rtol=1e-6)
+    np.testing.assert_allclose(b.cov, np.cov(np.asarray(dup).T, ddof=0 if estimator == "mle" else 1), rtol=1e-5)
+
+
+def test_gmm_weighted_em_equals_duplicated_data():
+    x, w, dup, ones = micro_case()
+    start = Mixture(jnp.array([0.5, 0.5]), jnp.array([[0.0, 0.0], [1.0, 2.0]]), jnp.stack([jnp.eye(2)] * 2))
+    a = b = start
+    for _ in range(5):
+        a, b = em_step(a, x, w, 1e-6), em_step(b, dup, ones, 1e-6)
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-6)
+
+
+def test_kde_weighted_fit_equals_duplicated_data():
+    x, w, dup, ones = micro_case()
+    model = make_model(C.KDEModel())
+    a = model.fit(KEY, model.init(KEY, x, w), x, w, False)
+    b = model.fit(KEY, model.init(KEY, dup, ones), dup, ones, False)
+    grid = jax.random.normal(KEY, (50, 2)) * 3
+    np.testing.assert_allclose(model.log_prob(a, grid), model.log_prob(b, grid), rtol=1e-4)
+
+
+def test_em_recovers_a_well_separated_mixture():
+    truth = Mixture(jnp.array([0.2, 0.3, 0.5]), jnp.array([[-5.0, 0.0], [0.0, 5.0], [5.0, -1.0]]),
+                    jnp.array([[[1.0, 0.3], [0.3, 0.5]], [[0.4, 0.0], [0.0, 0.4]], [[0.8, -0.2], [-0.2, 1.0]]]))
+    n = 6000
+    x = sample_mixture(jax.random.key(1), truth, n)
+    model = make_model(C.GMMModel(components=3, init_iters=100))
+    w = jnp.ones((n,))
+    fit = model.fit(KEY, model.init(jax.random.key(2), x, w), x, w, False)
+    order = np.argsort(np.asarray(fit.means[:, 0]))
+    # Standard errors at n = 6000: weights ~ sqrt(.25 / 6000) = .006, means ~ sqrt(1 / 1200) = .03.
+    np.testing.assert_allclose(fit.weights[order], truth.weights, atol=0.03)
+    np.testing.assert_allclose(fit.means[order], truth.means, atol=0.12)
+    np.testing.assert_allclose(fit.covs[order], truth.covs, atol=0.12)
+    # The fitted log-likelihood is at least the truth's (EM maximises it) and close to it.
+    ll_fit, ll_true = mixture_log_prob(fit, x).mean(), mixture_log_prob(truth, x).mean()
+    assert ll_true - 1e-3 <= ll_fit <= ll_true + 0.01
+
+
+def test_kmeans_pp_seeds_every_separated_cluster():
+    means = jnp.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    x = (means[:, None, :] + 0.1 * jax.random.normal(KEY, (4, 50, 2))).reshape(-1, 2)
+    for seed in range(5):
+        centres = kmeans_pp_centers(jax.random.key(seed), x, jnp.ones((200,)), 4)
+        nearest = jnp.argmin(jnp.sum((centres[:, None] - means[None]) ** 2, -1), axis=1)
+        assert sorted(np.asarray(nearest).tolist()) == [0, 1, 2, 3]
+
+
+def test_gmm_never_seeds_on_zero_weight_points():
+    x = jnp.array([[0.0, 0.0], [100.0, 100.0], [1.0, 0.0], [0.0, 1.0]])
+    w = jnp.array([1.0, 0.0, 1.0, 1.0])
+    for seed in range(10):
+        centres = kmeans_pp_centers(jax.random.key(seed), x, w, 3)
+        assert float(jnp.max(jnp.abs(centres))) <= 1.0
+
+
+@pytest.mark.parametrize("bandwidth", ["scott", "silverman", 0.3])
+def test_kde_matches_scipy(bandwidth):
+    x = jax.random.normal(KEY, (200, 2)) * jnp.array([1.0, 2.0])
+    model = make_model(C.KDEModel(bandwidth=bandwidth))
+    w = jnp.ones((200,))
+    params = model.fit(KEY, model.init(KEY, x, w), x, w, False)
+    ref = scipy.stats.gaussian_kde(np.asarray(x, np.float64).T, bw_method=bandwidth)
+    grid = np.asarray(jax.random.normal(jax.random.key(3), (100, 2)) * 2)
+    np.testing.assert_allclose(model.log_prob(params, jnp.asarray(grid)), ref.logpdf(grid.T), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", [C.GaussianModel(), C.GMMModel(components=1), C.KDEModel(bandwidth=0.5)])
+@pytest.mark.parametrize("lam", [0.5, 2.0])
+def test_sampling_bias_scales_the_sampled_covariance(family, lam):
+    # Gaussian and GMM sample N(mu, lam Sigma). The KDE adds lam-scaled kernel noise to resampled points:
+    # Cov = Cov_points + lam H. Compare the sample covariance of 200k draws with the model's closed form.
+    x = jax.random.normal(KEY, (500, 2)) @ jnp.array([[1.0, 0.5], [0.0, 1.0]])
+    w = jnp.ones((500,))
+    model = make_model(family)
+    params = model.fit(KEY, model.init(KEY, x, w), x, w, False)
+    draws = model.sample(jax.random.key(5), params, 200_000, lam)
+    mean, cov = model.moments(params)
+    if isinstance(family, C.KDEModel):
+        kernel = params.chol @ params.chol.T
+        cov = cov - kernel + lam * kernel
+    else:
+        cov = lam * cov
+    np.testing.assert_allclose(jnp.mean(draws, 0), mean, atol=0.02 * np.sqrt(lam))
+    # relative SE of a sample covariance entry at 200k draws ~ sqrt(2 / 2e5) = 0.3%
+    np.testing.assert_allclose(jnp.cov(draws.T), cov, rtol=0.03, atol=0.01)

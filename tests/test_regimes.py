@@ -1,0 +1,105 @@
+"""Pool and weight bookkeeping, by hand: what each regime x pool policy puts in generation g's training set."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import madloop
+from madloop import config as C
+from madloop import regimes as R
+from madloop.data import make_source
+from madloop.loop import Knobs, Simulation, make_loop
+
+KEY = jax.random.key(0)
+SRC = make_source(C.GaussianData(dim=1))
+
+
+def batch(value: float, n: int = 2):
+    """n one-dimensional 'samples' that all equal value, so slots can be read off by eye."""
+    return jnp.full((n, 1), value)
+
+
+def test_replace_keeps_only_the_last_generation():
+    r = C.FullySynthetic(pool="replace", n_real=3, n_synth=2)
+    pool, w = R.empty_pool(r, generations=4, dim=1)
+    assert pool.shape == (2, 1)  # P = n_synth
+    for g in (1, 2, 3):
+        pool, w = R.add_to_pool(r, pool, w, batch(10.0 * g), jnp.int32(g))
+    x, ws = R.synthetic_part(r, KEY, pool, w)
+    np.testing.assert_array_equal(x[:, 0], [30, 30])  # only generation 2's samples (entering at g = 3)
+    np.testing.assert_array_equal(ws, [1, 1])
+
+
+def test_accumulate_fills_slots_in_generation_order():
+    r = C.FullySynthetic(pool="accumulate", n_real=3, n_synth=2)
+    pool, w = R.empty_pool(r, generations=4, dim=1)
+    assert pool.shape == (8, 1)  # P = G * n_synth = 4 * 2
+    for g in (1, 2, 3):
+        pool, w = R.add_to_pool(r, pool, w, batch(10.0 * g), jnp.int32(g))
+    # slots [(g-1) n_synth, g n_synth): g=1 -> 0,1; g=2 -> 2,3; g=3 -> 4,5; 6,7 still empty
+    np.testing.assert_array_equal(pool[:, 0], [10, 10, 20, 20, 30, 30, 0, 0])
+    np.testing.assert_array_equal(w, [1, 1, 1, 1, 1, 1, 0, 0])
+
+
+def test_accumulate_subsample_draws_distinct_filled_slots():
+    r = C.FullySynthetic(pool="accumulate_subsample", n_real=3, n_synth=2, subsample=3)
+    pool, w = R.empty_pool(r, generations=4, dim=1)
+    pool, w = R.add_to_pool(r, pool, w, jnp.array([[1.0], [2.0]]), jnp.int32(1))
+    # generation 1: only 2 filled slots for a subsample of 3 -> both, plus one empty slot of weight 0
+    x, ws = R.synthetic_part(r, KEY, pool, w)
+    assert x.shape == (3, 1) and float(ws.sum()) == 2
+    assert sorted(np.asarray(x[ws > 0, 0]).tolist()) == [1.0, 2.0]
+    for g in (2, 3, 4):
+        pool, w = R.add_to_pool(r, pool, w, jnp.array([[2.0 * g - 1], [2.0 * g]]), jnp.int32(g))
+    # g = 2, 3, 4 add (3, 4), (5, 6), (7, 8): 8 filled slots holding 1..8; the subsample is 3 distinct values, each slot equally likely
+    counts = np.zeros(9)
+    for seed in range(800):
+        x, ws = R.synthetic_part(r, jax.random.key(seed), pool, w)
+        vals = np.asarray(x[:, 0]).astype(int)
+        assert len(set(vals)) == 3 and float(ws.sum()) == 3
+        counts[vals] += 1
+    # each of 8 slots is picked with prob. 3/8: expected 300 of 800, SE sqrt(800 * 3/8 * 5/8) = 13.7
+    assert np.all(np.abs(counts[1:] - 300) < 4.5 * 13.7)
+
+
+@pytest.mark.parametrize("regime, expected", [
+    (C.FullySynthetic(n_real=2, n_synth=2), [0, 0]),
+    (C.SyntheticAugmentation(n_real=2, n_synth=2), [1, 1]),
+    (C.FreshData(n_real=2, n_synth=2), [1, 1]),
+])
+def test_real_part_per_regime(regime, expected):
+    real = batch(7.0)
+    x, w = R.real_part(regime, KEY, real, SRC)
+    np.testing.assert_array_equal(w, expected)
+    if isinstance(regime, C.FreshData):
+        assert not np.allclose(x, real)  # new real samples from the source
+    else:
+        np.testing.assert_array_equal(x, real)  # the fixed real set (weight 0 when fully synthetic)
+
+
+def test_training_set_weights_are_relative_and_keep_the_sample_count():
+    # 2 real (weight 1 each), 3 synthetic of which 1 slot is empty, real_weight 3:
+    # raw (3, 3, 1, 1, 0), sum 8, present count 4 -> scale 1/2 -> (1.5, 1.5, .5, .5, 0)
+    x, w = R.training_set(batch(1.0), jnp.ones(2), batch(2.0, 3), jnp.array([1.0, 1.0, 0.0]), 3.0)
+    assert x.shape == (5, 1)
+    np.testing.assert_allclose(w, [1.5, 1.5, 0.5, 0.5, 0.0])
+
+
+@pytest.mark.parametrize("regime_name", ["fully_synthetic", "synthetic_augmentation", "fresh_data"])
+@pytest.mark.parametrize("pool", ["replace", "accumulate", "accumulate_subsample"])
+def test_loop_state_bookkeeping(regime_name, pool):
+    # Step the per-seed loop by hand for 3 generations and read the pool off the state.
+    cfg = madloop.compose(["data=gaussian", "data.dim=1", "model=gaussian", f"regime={regime_name}",
+                           f"regime.pool={pool}", "regime.n_real=4", "regime.n_synth=3", "loop.generations=3",
+                           "eval.n=16", "eval.metrics=[trace_ratio]", "eval.snapshot_n=2"])
+    loop = make_loop(cfg)
+    ref = Simulation(cfg).reference()
+    knobs = Knobs(jnp.float32(1.0), jnp.float32(1.0))
+    state, _ = loop.start(KEY, knobs, ref)
+    real0 = state.real
+    for g in (1, 2, 3):
+        state, _ = loop.step(KEY, knobs, ref, state, jnp.int32(g))
+        filled = float(state.pool_w.sum())
+        assert filled == (3 if pool == "replace" else 3 * g)  # replace keeps 3; accumulate* has 3 g
+    np.testing.assert_array_equal(state.real, real0)  # the fixed real set never changes
