@@ -34,8 +34,11 @@ def _one_line(exc: BaseException, overrides: Sequence[str]) -> C.ConfigError:
     if m := re.search(r"Could not find '([^']+)/([^'/]+)'", msg):
         group, name = m.group(1), m.group(2)
         return C.ConfigError(group, name, "unknown option; allowed: " + ", ".join(_group_options(group)))
-    if m := (re.search(r"Key '([^']+)' not in '([^']+)'", msg) or re.search(r"Key '([^']+)' is not in struct", msg)
-             or re.search(r"cannot assign to field '([^']+)'", msg)):
+    if m := (
+        re.search(r"Key '([^']+)' not in '([^']+)'", msg)
+        or re.search(r"Key '([^']+)' is not in struct", msg)
+        or re.search(r"cannot assign to field '([^']+)'", msg)
+    ):
         key = full_key or next((k for k in given if k.split(".")[-1] == m.group(1)), m.group(1))
         allowed = _fields_of(key.rsplit(".", 1)[0] if "." in key else "", given)
         return C.ConfigError(key, given.get(key, "?"), "unknown field" + (f"; allowed: {allowed}" if allowed else ""))
@@ -49,8 +52,11 @@ def _one_line(exc: BaseException, overrides: Sequence[str]) -> C.ConfigError:
         return C.ConfigError(full_key or "?", value, "must be a list, e.g. [a,b]")
     if "Error parsing override" in msg or "mismatched input" in msg or "no viable alternative" in msg:
         bad = [o for o in overrides if "=" not in o and not o.startswith("~")]
-        return C.ConfigError("override", bad[0] if bad else " ".join(overrides),
-                             "could not parse; expected key=value (e.g. loop.seeds=8)")
+        return C.ConfigError(
+            "override",
+            bad[0] if bad else " ".join(overrides),
+            "could not parse; expected key=value (e.g. loop.seeds=8)",
+        )
     last = next((ln.strip() for ln in str(chain[-1]).splitlines() if ln.strip()), type(exc).__name__)
     return C.ConfigError(full_key or "config", value, last)
 

@@ -22,7 +22,7 @@ class GaussianData(DataConfig):
 
     dim: int = 2
     mean: list[float] | None = None
-    cov: list[list[float]] | None = None
+    cov: Any = None  # a d x d nested list (validated in _validate_data)
     scale: float = 1.0
 
 
@@ -343,7 +343,10 @@ def _validate_data(d: DataConfig) -> None:
         if d.mean is not None and len(d.mean) != d.dim:
             raise ConfigError("data.mean", list(d.mean), f"must have data.dim={d.dim} entries")
         if d.cov is not None:
-            cov = np.asarray(d.cov, dtype=float)
+            try:
+                cov = np.asarray(d.cov, dtype=float)
+            except (TypeError, ValueError):
+                raise ConfigError("data.cov", d.cov, f"must be a {d.dim}x{d.dim} matrix of numbers") from None
             if cov.shape != (d.dim, d.dim):
                 raise ConfigError("data.cov", list(map(list, d.cov)), f"must be a {d.dim}x{d.dim} matrix")
             if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
@@ -355,13 +358,15 @@ def _validate_model(m: ModelConfig, r: RegimeConfig) -> None:
     if isinstance(m, GaussianModel):
         _choice("model.estimator", m.estimator, ("mle", "unbiased"))
         if smallest < 2:
-            raise ConfigError("regime.n_real" if r.n_real < 2 else "regime.n_synth", smallest,
-                              "must be >= 2 to fit a covariance")
+            raise ConfigError(
+                "regime.n_real" if r.n_real < 2 else "regime.n_synth", smallest, "must be >= 2 to fit a covariance"
+            )
     elif isinstance(m, GMMModel):
         _int_at_least("model.components", m.components, 1)
         if m.components > smallest:
-            raise ConfigError("model.components", m.components,
-                              f"must be <= the smallest training set ({smallest} samples)")
+            raise ConfigError(
+                "model.components", m.components, f"must be <= the smallest training set ({smallest} samples)"
+            )
         _int_at_least("model.init_iters", m.init_iters, 1)
         _int_at_least("model.iters", m.iters, 1)
         if not math.isfinite(m.reg_covar) or m.reg_covar < 0:
@@ -423,8 +428,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError("eval.metrics", [], "name at least one metric (or null for all that apply)")
         for name in ev.metrics:
             if name not in avail:
-                raise ConfigError("eval.metrics", list(ev.metrics), f"unknown metric {name!r}; known: "
-                                  + ", ".join(avail))
+                raise ConfigError(
+                    "eval.metrics", list(ev.metrics), f"unknown metric {name!r}; known: " + ", ".join(avail)
+                )
             if avail[name] is not None:
                 raise ConfigError("eval.metrics", list(ev.metrics), f"{name!r} {avail[name]}")
     return cfg

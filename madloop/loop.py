@@ -140,8 +140,9 @@ def make_loop(cfg: C.Config) -> Loop:
     return Loop(start, step, names, source, model)
 
 
-def scan_generations(loop: Loop, length: int, run_key: Key, knobs: Knobs, ref: M.Reference,
-                     state: LoopState, first: jax.Array) -> tuple[LoopState, Row]:
+def scan_generations(
+    loop: Loop, length: int, run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, first: jax.Array
+) -> tuple[LoopState, Row]:
     """Runs generations first .. first + length - 1 as one lax.scan; rows are stacked [length]."""
 
     def body(state, g):

@@ -240,8 +240,9 @@ def make_reference(key: Key, heldout: Data, k: int, projections: int) -> Referen
     )
 
 
-def sample_metrics(names: tuple[str, ...], samples: Data, ref: Reference, cfg: C.EvalConfig,
-                   source: DataSource) -> dict[str, jax.Array]:
+def sample_metrics(
+    names: tuple[str, ...], samples: Data, ref: Reference, cfg: C.EvalConfig, source: DataSource
+) -> dict[str, jax.Array]:
     """Sample-based metrics of samples [n, d] against the held-out reference."""
     out: dict[str, jax.Array] = {}
     if "sw2" in names:
@@ -261,8 +262,9 @@ def sample_metrics(names: tuple[str, ...], samples: Data, ref: Reference, cfg: C
     return out
 
 
-def params_metrics(names: tuple[str, ...], params, model: GenerativeModel, source: DataSource,
-                   ref: Reference) -> dict[str, jax.Array]:
+def params_metrics(
+    names: tuple[str, ...], params, model: GenerativeModel, source: DataSource, ref: Reference
+) -> dict[str, jax.Array]:
     """Metrics that read the fitted parameters: moments vs the truth's, closed-form w2/kl, held-out nll."""
     out: dict[str, jax.Array] = {}
     if any(n in names for n in MOMENT_METRICS + GAUSSIAN_METRICS):

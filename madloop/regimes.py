@@ -35,9 +35,7 @@ def empty_pool(regime: C.RegimeConfig, generations: int, dim: int) -> tuple[Data
     return jnp.zeros((p, dim), jnp.float32), jnp.zeros((p,), jnp.float32)
 
 
-def add_to_pool(
-    regime: C.RegimeConfig, pool: Data, pool_w: Weights, synth: Data, g: jax.Array
-) -> tuple[Data, Weights]:
+def add_to_pool(regime: C.RegimeConfig, pool: Data, pool_w: Weights, synth: Data, g: jax.Array) -> tuple[Data, Weights]:
     """Puts generation g - 1's n_synth samples [n_synth, d] into the pool for generation g (g >= 1).
 
     replace: the pool becomes these samples. accumulate*: they fill slots [(g-1) n_synth, g n_synth).

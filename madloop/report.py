@@ -40,8 +40,7 @@ def summarize(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per generation over finite seeds: mean, 95% t-interval of the mean (lo, hi), median, seed count."""
     finite = table[table["finite"] == 1] if "finite" in table else table
     grouped = finite.groupby("generation")[metric]
-    out = pd.DataFrame({"mean": grouped.mean(), "median": grouped.median(), "n": grouped.count(),
-                        "sem": grouped.sem()})
+    out = pd.DataFrame({"mean": grouped.mean(), "median": grouped.median(), "n": grouped.count(), "sem": grouped.sem()})
     half = out["sem"].fillna(0.0) * scipy.stats.t.ppf(0.975, np.maximum(out["n"] - 1, 1))
     out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
     return out
@@ -62,7 +61,7 @@ def plot_metrics(table: pd.DataFrame, path: Path, title: str = "") -> None:
         ax.plot(s.index, s["median"], "--", lw=1, label="median")
         ax.set_title(metric)
         ax.set_xlabel("generation")
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     note = f"{n_seeds} seeds" + (f"; {bad} with non-finite parameters left out where non-finite" if bad else "")
@@ -72,8 +71,9 @@ def plot_metrics(table: pd.DataFrame, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def plot_samples(heldout: np.ndarray, snapshots: np.ndarray, generations: np.ndarray, path: Path,
-                 seed: int = 0) -> None:
+def plot_samples(
+    heldout: np.ndarray, snapshots: np.ndarray, generations: np.ndarray, path: Path, seed: int = 0
+) -> None:
     """Scatter of held-out real data and one seed's model samples at the snapshot generations.
 
     Args:

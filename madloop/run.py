@@ -66,8 +66,10 @@ def _write_outputs(cfg: C.Config, result, out: Path) -> None:
 
 
 def _title(cfg: C.Config) -> str:
-    return (f"{C.option_name('data', cfg.data)} / {C.option_name('model', cfg.model)} / "
-            f"{C.option_name('regime', cfg.regime)} ({cfg.regime.pool}), lam={cfg.bias.lam}")
+    return (
+        f"{C.option_name('data', cfg.data)} / {C.option_name('model', cfg.model)} / "
+        f"{C.option_name('regime', cfg.regime)} ({cfg.regime.pool}), lam={cfg.bias.lam}"
+    )
 
 
 def task(node: DictConfig) -> None:
@@ -93,8 +95,13 @@ def task(node: DictConfig) -> None:
     bad = result.finite.min(axis=1) < 1
     if bad.any():
         first = int(np.argmax(result.finite.min(axis=0) < 1))
-        log.warning("%d of %d seeds have non-finite parameters (first at generation %d): their rows have "
-                    "finite=0 and NaN metrics, and the figures leave them out", int(bad.sum()), len(bad), first)
+        log.warning(
+            "%d of %d seeds have non-finite parameters (first at generation %d): their rows have "
+            "finite=0 and NaN metrics, and the figures leave them out",
+            int(bad.sum()),
+            len(bad),
+            first,
+        )
     _write_outputs(cfg, result, out)
     log.info("done in %.1f s: %s", result.seconds, out / "metrics.csv")
 

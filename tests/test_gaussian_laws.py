@@ -17,12 +17,24 @@ Z = 4.5
 
 
 def gaussian_loop(estimator: str, n: int, dim: int, generations: int, seeds: int, lam: float = 1.0):
-    return madloop.simulate([
-        "data=gaussian", f"data.dim={dim}", "model=gaussian", f"model.estimator={estimator}",
-        "regime=fully_synthetic", f"regime.n_real={n}", f"regime.n_synth={n}", f"bias.lam={lam}",
-        f"loop.generations={generations}", f"loop.seeds={seeds}", f"loop.chunk={generations}",
-        "eval.metrics=[trace_ratio,mean_sqerr,logdet_ratio]", "eval.snapshots=0", "eval.snapshot_n=1",
-    ])
+    return madloop.simulate(
+        [
+            "data=gaussian",
+            f"data.dim={dim}",
+            "model=gaussian",
+            f"model.estimator={estimator}",
+            "regime=fully_synthetic",
+            f"regime.n_real={n}",
+            f"regime.n_synth={n}",
+            f"bias.lam={lam}",
+            f"loop.generations={generations}",
+            f"loop.seeds={seeds}",
+            f"loop.chunk={generations}",
+            "eval.metrics=[trace_ratio,mean_sqerr,logdet_ratio]",
+            "eval.snapshots=0",
+            "eval.snapshot_n=1",
+        ]
+    )
 
 
 def assert_mean_law(samples: np.ndarray, expected: np.ndarray, wrong: np.ndarray | None = None) -> None:
@@ -57,8 +69,11 @@ def test_unbiased_covariance_with_sampling_bias(lam):
     wrong = lam ** (gens + 1) if lam != 1.0 else ((n - 1) / n) ** gens
     assert_mean_law(r.metrics["trace_ratio"], lam**gens, wrong=wrong)
     # E||mu_g - mu||^2 = tr(Sigma) / n * sum_{j=0}^{g} lam^j (martingale mean, increments lam Sigma_{j-1}/n).
-    assert_mean_law(r.metrics["mean_sqerr"], d / n * np.cumsum(lam**gens), wrong=d / n * (gens + 1) * lam**0.5
-                    if lam != 1.0 else d / n * gens)
+    assert_mean_law(
+        r.metrics["mean_sqerr"],
+        d / n * np.cumsum(lam**gens),
+        wrong=d / n * (gens + 1) * lam**0.5 if lam != 1.0 else d / n * gens,
+    )
     # The mean is a martingale around the truth: E[mu_g] = mu = 0 at the last generation.
     mu = np.asarray(r.state.params.mean)  # [S, d]
     se = mu.std(axis=0, ddof=1) / np.sqrt(mu.shape[0])

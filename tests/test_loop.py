@@ -18,8 +18,9 @@ FAMILIES = {
 @pytest.mark.parametrize("regime", ["fully_synthetic", "synthetic_augmentation", "fresh_data"])
 @pytest.mark.parametrize("pool", ["replace", "accumulate", "accumulate_subsample"])
 def test_every_combination_runs_two_generations(tiny, family, regime, pool):
-    table = madloop.run_table(tiny + FAMILIES[family] + [f"regime={regime}", f"regime.pool={pool}",
-                                                         "eval.metrics=[sw2,nll]"])
+    table = madloop.run_table(
+        tiny + FAMILIES[family] + [f"regime={regime}", f"regime.pool={pool}", "eval.metrics=[sw2,nll]"]
+    )
     assert list(table.columns) == ["seed", "generation", "sw2", "nll", "finite"]
     assert len(table) == 2 * 3  # 2 seeds x generations 0..2
     assert (table["finite"] == 1).all()
@@ -28,8 +29,21 @@ def test_every_combination_runs_two_generations(tiny, family, regime, pool):
 
 def test_default_metrics_cover_every_applicable_metric(tiny):
     table = madloop.run_table(tiny + ["data=gaussian", "model=gaussian"])
-    for name in ("trace_ratio", "mean_sqerr", "logdet_ratio", "w2", "kl", "sw2", "mmd", "fd", "precision",
-                 "recall", "density", "coverage", "nll"):
+    for name in (
+        "trace_ratio",
+        "mean_sqerr",
+        "logdet_ratio",
+        "w2",
+        "kl",
+        "sw2",
+        "mmd",
+        "fd",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "nll",
+    ):
         assert name in table.columns, name
     assert "modes" not in table.columns  # a single Gaussian truth has no modes to count
     # w2 is the square root of the closed-form Frechet distance, kl is >= 0
@@ -58,18 +72,29 @@ def test_stepped_chunks_equal_the_single_program(tiny):
 
 def test_generation_zero_shares_real_data_across_regimes(tiny):
     # Common random numbers: the same seed gives the same generation-0 real set and fit whatever the regime.
-    runs = [madloop.simulate(tiny + ["data=gaussian", "model=gaussian", f"regime={r}", f"regime.pool={p}",
-                                     "eval.metrics=[trace_ratio]"])
-            for r, p in (("fully_synthetic", "replace"), ("fresh_data", "accumulate"))]
+    runs = [
+        madloop.simulate(
+            tiny + ["data=gaussian", "model=gaussian", f"regime={r}", f"regime.pool={p}", "eval.metrics=[trace_ratio]"]
+        )
+        for r, p in (("fully_synthetic", "replace"), ("fresh_data", "accumulate"))
+    ]
     np.testing.assert_array_equal(np.asarray(runs[0].state.real), np.asarray(runs[1].state.real))
-    np.testing.assert_allclose(runs[0].metrics["trace_ratio"][:, 0], runs[1].metrics["trace_ratio"][:, 0],
-                               rtol=1e-5)
+    np.testing.assert_allclose(runs[0].metrics["trace_ratio"][:, 0], runs[1].metrics["trace_ratio"][:, 0], rtol=1e-5)
 
 
 def test_divergence_is_reported_per_seed_not_averaged(tiny):
     # A sampling bias of 1e20 multiplies the covariance by 1e20 per generation: float32 overflows by g = 2.
-    r = madloop.simulate(tiny + ["data=gaussian", "model=gaussian", "bias.lam=1e20", "loop.generations=3",
-                                 "loop.chunk=3", "eval.metrics=[trace_ratio,sw2]"])
+    r = madloop.simulate(
+        tiny
+        + [
+            "data=gaussian",
+            "model=gaussian",
+            "bias.lam=1e20",
+            "loop.generations=3",
+            "loop.chunk=3",
+            "eval.metrics=[trace_ratio,sw2]",
+        ]
+    )
     table = r.table()
     assert (table.loc[table.generation == 0, "finite"] == 1).all()
     bad = table[table.finite == 0]
@@ -79,9 +104,21 @@ def test_divergence_is_reported_per_seed_not_averaged(tiny):
 def test_fresh_data_without_synthetic_samples_is_iid_refitting(tiny):
     # n_synth = 0 under fresh data: each generation is an independent fit to n_real new samples, so
     # E[trace_ratio] = (n - 1) / n at every generation (MLE), with no drift.
-    r = madloop.simulate(["data=gaussian", "model=gaussian", "regime=fresh_data", "regime.n_real=20",
-                          "regime.n_synth=0", "loop.generations=5", "loop.seeds=2000", "loop.chunk=5",
-                          "eval.metrics=[trace_ratio]", "eval.snapshot_n=1", "eval.snapshots=0"])
+    r = madloop.simulate(
+        [
+            "data=gaussian",
+            "model=gaussian",
+            "regime=fresh_data",
+            "regime.n_real=20",
+            "regime.n_synth=0",
+            "loop.generations=5",
+            "loop.seeds=2000",
+            "loop.chunk=5",
+            "eval.metrics=[trace_ratio]",
+            "eval.snapshot_n=1",
+            "eval.snapshots=0",
+        ]
+    )
     tr = r.metrics["trace_ratio"]
     se = tr.std(axis=0, ddof=1) / np.sqrt(tr.shape[0])
     assert np.all(np.abs(tr.mean(axis=0) - 19 / 20) < 4.5 * se)

@@ -39,8 +39,9 @@ def test_sliced_w2_matches_pot_with_the_same_directions():
     a, b = two_samples()
     ref = M.make_reference(KEY, a, 5, 64)
     ours = M.sliced_w2(ref.proj_sorted, b, ref.directions)
-    theirs = ot.sliced_wasserstein_distance(np.asarray(a, np.float64), np.asarray(b, np.float64),
-                                            projections=np.asarray(ref.directions, np.float64).T, p=2)
+    theirs = ot.sliced_wasserstein_distance(
+        np.asarray(a, np.float64), np.asarray(b, np.float64), projections=np.asarray(ref.directions, np.float64).T, p=2
+    )
     assert float(ours) == pytest.approx(float(theirs), rel=1e-4)
 
 
@@ -71,12 +72,14 @@ def test_mmd_matches_numpy_reference_and_is_unbiased():
     assert s == pytest.approx(np.median(cdist(an, an)[np.triu_indices(250, 1)]), rel=1e-5)
     kxx, kyy, kxy = (np.exp(-cdist(u, v, "sqeuclidean") / (2 * s * s)) for u, v in ((an, an), (bn, bn), (an, bn)))
     m = 250
-    expected = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                - 2 * kxy.mean())
+    expected = (
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+    )
     cfg = C.EvalConfig(n=250)
     src = make_source(C.GaussianData())
     ours = M.sample_metrics(("mmd",), b, ref, cfg, src)["mmd"]
     assert float(ours) == pytest.approx(expected, rel=1e-3)
+
     # Unbiased: over fresh pairs of samples from one law, the mean of MMD^2 is 0 within its standard error
     # (the biased V-statistic would sit near +2 (1 - E k) / n instead).
     def fresh_pair(k):
@@ -112,8 +115,14 @@ def test_mode_counts_on_a_hand_made_sample():
     src = make_source(C.Ring8Data(radius=2.0, std=0.05))
     means = np.asarray(src.mixture.means)
     # 60 samples on mode 0, 30 on mode 3, 9 inside 3 sigma of mode 5 (radius 0.15), 1 far away.
-    pts = np.concatenate([np.repeat(means[[0]], 60, 0), np.repeat(means[[3]], 30, 0),
-                          np.repeat(means[[5]] + [0.1, 0.0], 9, 0), [[0.0, 0.0]]])
+    pts = np.concatenate(
+        [
+            np.repeat(means[[0]], 60, 0),
+            np.repeat(means[[3]], 30, 0),
+            np.repeat(means[[5]] + [0.1, 0.0], 9, 0),
+            [[0.0, 0.0]],
+        ]
+    )
     out = M.mode_stats(jnp.asarray(pts, jnp.float32), src, share=0.1)
     assert float(out["modes"]) == 2  # mode 5 holds 9% < 10%
     assert float(out["hq"]) == pytest.approx(0.99)

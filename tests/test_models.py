@@ -56,8 +56,11 @@ def test_kde_weighted_fit_equals_duplicated_data():
 
 
 def test_em_recovers_a_well_separated_mixture():
-    truth = Mixture(jnp.array([0.2, 0.3, 0.5]), jnp.array([[-5.0, 0.0], [0.0, 5.0], [5.0, -1.0]]),
-                    jnp.array([[[1.0, 0.3], [0.3, 0.5]], [[0.4, 0.0], [0.0, 0.4]], [[0.8, -0.2], [-0.2, 1.0]]]))
+    truth = Mixture(
+        jnp.array([0.2, 0.3, 0.5]),
+        jnp.array([[-5.0, 0.0], [0.0, 5.0], [5.0, -1.0]]),
+        jnp.array([[[1.0, 0.3], [0.3, 0.5]], [[0.4, 0.0], [0.0, 0.4]], [[0.8, -0.2], [-0.2, 1.0]]]),
+    )
     n = 6000
     x = sample_mixture(jax.random.key(1), truth, n)
     model = make_model(C.GMMModel(components=3, init_iters=100))

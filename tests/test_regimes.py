@@ -52,7 +52,8 @@ def test_accumulate_subsample_draws_distinct_filled_slots():
     assert sorted(np.asarray(x[ws > 0, 0]).tolist()) == [1.0, 2.0]
     for g in (2, 3, 4):
         pool, w = R.add_to_pool(r, pool, w, jnp.array([[2.0 * g - 1], [2.0 * g]]), jnp.int32(g))
-    # g = 2, 3, 4 add (3, 4), (5, 6), (7, 8): 8 filled slots holding 1..8; the subsample is 3 distinct values, each slot equally likely
+    # g = 2, 3, 4 add (3, 4), (5, 6), (7, 8): 8 filled slots holding 1..8;
+    # the subsample is 3 distinct values, each slot equally likely
     counts = np.zeros(9)
     for seed in range(800):
         x, ws = R.synthetic_part(r, jax.random.key(seed), pool, w)
@@ -63,11 +64,14 @@ def test_accumulate_subsample_draws_distinct_filled_slots():
     assert np.all(np.abs(counts[1:] - 300) < 4.5 * 13.7)
 
 
-@pytest.mark.parametrize("regime, expected", [
-    (C.FullySynthetic(n_real=2, n_synth=2), [0, 0]),
-    (C.SyntheticAugmentation(n_real=2, n_synth=2), [1, 1]),
-    (C.FreshData(n_real=2, n_synth=2), [1, 1]),
-])
+@pytest.mark.parametrize(
+    "regime, expected",
+    [
+        (C.FullySynthetic(n_real=2, n_synth=2), [0, 0]),
+        (C.SyntheticAugmentation(n_real=2, n_synth=2), [1, 1]),
+        (C.FreshData(n_real=2, n_synth=2), [1, 1]),
+    ],
+)
 def test_real_part_per_regime(regime, expected):
     real = batch(7.0)
     x, w = R.real_part(regime, KEY, real, SRC)
@@ -90,9 +94,21 @@ def test_training_set_weights_are_relative_and_keep_the_sample_count():
 @pytest.mark.parametrize("pool", ["replace", "accumulate", "accumulate_subsample"])
 def test_loop_state_bookkeeping(regime_name, pool):
     # Step the per-seed loop by hand for 3 generations and read the pool off the state.
-    cfg = madloop.compose(["data=gaussian", "data.dim=1", "model=gaussian", f"regime={regime_name}",
-                           f"regime.pool={pool}", "regime.n_real=4", "regime.n_synth=3", "loop.generations=3",
-                           "eval.n=16", "eval.metrics=[trace_ratio]", "eval.snapshot_n=2"])
+    cfg = madloop.compose(
+        [
+            "data=gaussian",
+            "data.dim=1",
+            "model=gaussian",
+            f"regime={regime_name}",
+            f"regime.pool={pool}",
+            "regime.n_real=4",
+            "regime.n_synth=3",
+            "loop.generations=3",
+            "eval.n=16",
+            "eval.metrics=[trace_ratio]",
+            "eval.snapshot_n=2",
+        ]
+    )
     loop = make_loop(cfg)
     ref = Simulation(cfg).reference()
     knobs = Knobs(jnp.float32(1.0), jnp.float32(1.0))

@@ -67,8 +67,9 @@ def _(cfg: C.GaussianData) -> DataSource:
     d = cfg.dim
     mean = np.zeros(d) if cfg.mean is None else np.asarray(cfg.mean, float)
     cov = cfg.scale * np.eye(d) if cfg.cov is None else np.asarray(cfg.cov, float)
-    mix = Mixture(jnp.ones((1,), jnp.float32), jnp.asarray(mean[None], jnp.float32),
-                  jnp.asarray(cov[None], jnp.float32))
+    mix = Mixture(
+        jnp.ones((1,), jnp.float32), jnp.asarray(mean[None], jnp.float32), jnp.asarray(cov[None], jnp.float32)
+    )
     return _mixture_source(mix)
 
 
