@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Sequence
 
 import pandas as pd
@@ -123,7 +124,10 @@ def simulate(overrides: Sequence[str] = (), progress: Callable[[int, int, float]
     """Runs an experiment from override strings and returns its ``Result`` (see ``madloop.loop.Result``)."""
     from madloop.loop import simulation
 
-    return simulation(compose(overrides))(progress)
+    result = simulation(compose(overrides))(progress)
+    if (message := result.divergence()) is not None:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return result
 
 
 def run_table(overrides: Sequence[str] = ()) -> pd.DataFrame:

@@ -187,6 +187,17 @@ class Result(NamedTuple):
     state: LoopState
     seconds: float
 
+    def divergence(self) -> str | None:
+        """A one-line warning when some seeds have non-finite parameters, else None."""
+        bad = self.finite.min(axis=1) < 1
+        if not bad.any():
+            return None
+        first = int(np.argmax(self.finite.min(axis=0) < 1))
+        return (
+            f"{int(bad.sum())} of {len(bad)} seeds have non-finite parameters (first at generation {first}): "
+            "their rows have finite=0 and NaN metrics, and the figures leave them out"
+        )
+
     def table(self) -> pd.DataFrame:
         """Tidy table: one row per (seed, generation); columns seed, generation, metrics..., finite."""
         s, g1 = self.finite.shape

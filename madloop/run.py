@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from madloop import config as C
@@ -92,16 +91,8 @@ def task(node: DictConfig) -> None:
         log.info("generation %d/%d  (%.1f s)", done, total, seconds)
 
     result = simulation(cfg)(progress)
-    bad = result.finite.min(axis=1) < 1
-    if bad.any():
-        first = int(np.argmax(result.finite.min(axis=0) < 1))
-        log.warning(
-            "%d of %d seeds have non-finite parameters (first at generation %d): their rows have "
-            "finite=0 and NaN metrics, and the figures leave them out",
-            int(bad.sum()),
-            len(bad),
-            first,
-        )
+    if (message := result.divergence()) is not None:
+        log.warning(message)
     _write_outputs(cfg, result, out)
     log.info("done in %.1f s: %s", result.seconds, out / "metrics.csv")
 

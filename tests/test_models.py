@@ -123,3 +123,16 @@ def test_sampling_bias_scales_the_sampled_covariance(family, lam):
     np.testing.assert_allclose(jnp.mean(draws, 0), mean, atol=0.02 * np.sqrt(lam))
     # relative SE of a sample covariance entry at 200k draws ~ sqrt(2 / 2e5) = 0.3%
     np.testing.assert_allclose(jnp.cov(draws.T), cov, rtol=0.03, atol=0.01)
+
+
+def test_kde_resamples_points_in_proportion_to_their_weights():
+    # weights (0, 1, 3, 0, 4) / 8: a zero-weight slot is never drawn; the others with prob. 1/8, 3/8, 4/8.
+    model = make_model(C.KDEModel(bandwidth=1e-3))
+    x = jnp.arange(5.0)[:, None] * 10
+    w = jnp.array([0.0, 1.0, 3.0, 0.0, 4.0])
+    params = model.fit(KEY, model.init(KEY, x, w), x, w, False)
+    draws = np.asarray(model.sample(jax.random.key(4), params, 40_000, 1.0))[:, 0]
+    counts = np.bincount(np.rint(draws / 10).astype(int), minlength=5)
+    assert counts[0] == 0 and counts[3] == 0
+    # binomial SE at 40k draws <= sqrt(40000 / 4) = 100
+    np.testing.assert_allclose(counts[[1, 2, 4]], 40_000 * np.array([1, 3, 4]) / 8, atol=450)

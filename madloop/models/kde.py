@@ -55,7 +55,11 @@ def _fit(cfg: KDEModel, key: Key, params: KDEParams, x: Data, w: Weights, warm: 
 def _sample(key: Key, params: KDEParams, n: int, lam: jax.Array | float) -> Data:
     """Picks a training point with probability ~ weight and adds kernel noise of covariance lam * H."""
     k_idx, k_noise = jax.random.split(key)
-    idx = jax.random.categorical(k_idx, jnp.log(params.weights), shape=(n,))
+    # Inverse-CDF draw of the point index: O(n log N), where jax.random.categorical would draw n x N Gumbels.
+    # A zero-weight slot has a flat CDF step and is never picked.
+    cdf = jnp.cumsum(params.weights)
+    u = jax.random.uniform(k_idx, (n,), dtype=cdf.dtype) * cdf[-1]
+    idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
     z = jax.random.normal(k_noise, (n, params.points.shape[1]), dtype=params.points.dtype)
     return params.points[idx] + jnp.sqrt(lam) * z @ params.chol.T
 
