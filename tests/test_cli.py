@@ -87,7 +87,7 @@ def test_bad_input_in_a_real_process_writes_nothing(tmp_path):
     assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []
 
 
-SMALL = ["loop.generations=3", "loop.seeds=3", "eval.n=128", "regime.n_real=64", "regime.n_synth=64"]
+SMALL = ["loop.generations=3", "loop.chunk=3", "loop.seeds=3", "eval.n=128", "regime.n_real=64", "regime.n_synth=64"]
 
 
 def test_run_writes_the_contracted_files_and_is_deterministic(tmp_path):

@@ -1,5 +1,6 @@
 """The engine end to end: every regime x pool x family, determinism, compilation, chunking, divergence."""
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -58,16 +59,16 @@ def test_same_config_twice_gives_identical_results_without_recompiling(tiny):
     sizes = (sim._start._cache_size(), sim.chunk_fn(1)._cache_size())
     b = simulation(madloop.compose(overrides))()  # an equal config reuses the compiled Simulation
     assert (sim._start._cache_size(), sim.chunk_fn(1)._cache_size()) == sizes == (1, 1)
-    for name in a.metrics:
-        np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
+    chex.assert_trees_all_equal(a.metrics, b.metrics)
+    chex.assert_trees_all_equal(a.state, b.state)
 
 
 def test_stepped_chunks_equal_the_single_program(tiny):
     base = tiny + ["loop.generations=4", "data=gaussian", "model=gaussian", "eval.metrics=[trace_ratio,sw2,w2]"]
     one = madloop.simulate(base + ["loop.chunk=4"])
     stepped = madloop.simulate(base + ["loop.chunk=3"])  # chunks of 3 and 1: two programs
-    for name in one.metrics:
-        np.testing.assert_allclose(stepped.metrics[name], one.metrics[name], rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(stepped.metrics, one.metrics, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(stepped.state, one.state, rtol=1e-5, atol=1e-6)
 
 
 def test_generation_zero_shares_real_data_across_regimes(tiny):
