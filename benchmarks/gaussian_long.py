@@ -36,10 +36,17 @@ def madloop_run(seeds: int, generations: int, n: int, dim: int, chunk: int) -> t
     import madloop
     from madloop.loop import Simulation
 
-    cfg = madloop.compose([
-        "experiment=gaussian_long", f"data.dim={dim}", f"loop.seeds={seeds}", f"loop.generations={generations}",
-        f"loop.chunk={chunk}", f"regime.n_real={n}", f"regime.n_synth={n}",
-    ])
+    cfg = madloop.compose(
+        [
+            "experiment=gaussian_long",
+            f"data.dim={dim}",
+            f"loop.seeds={seeds}",
+            f"loop.generations={generations}",
+            f"loop.chunk={chunk}",
+            f"regime.n_real={n}",
+            f"regime.n_synth={n}",
+        ]
+    )
     sim = Simulation(cfg)
     first = sim()
     second = sim()
@@ -57,8 +64,10 @@ def main() -> None:
 
     import jax
 
-    print(f"machine: {platform.processor() or platform.machine()}, {jax.device_count()} x {jax.devices()[0]}, "
-          f"jax {jax.__version__}, numpy {np.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {jax.device_count()} x {jax.devices()[0]}, "
+        f"jax {jax.__version__}, numpy {np.__version__}"
+    )
     print(f"Gaussian fully synthetic loop, MLE, d={a.dim}, n={a.n}, {a.seeds} seeds x {a.generations} generations")
     ref_s, ref_ratios = numpy_reference(a.ref_seeds, a.generations, a.n, a.dim)
     ref_full = ref_s * a.seeds / a.ref_seeds

@@ -28,10 +28,16 @@ def main() -> None:
     a = p.parse_args()
     tables = {}
     for pool in POOLS:
-        tables[pool] = madloop.run_table([
-            f"regime.pool={pool}", f"loop.generations={a.generations}", f"loop.seeds={a.seeds}",
-            "regime.n_real=128", "regime.n_synth=128", "eval.metrics=[recall,modes,sw2]",
-        ])
+        tables[pool] = madloop.run_table(
+            [
+                f"regime.pool={pool}",
+                f"loop.generations={a.generations}",
+                f"loop.seeds={a.seeds}",
+                "regime.n_real=128",
+                "regime.n_synth=128",
+                "eval.metrics=[recall,modes,sw2]",
+            ]
+        )
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, metric in zip(axes, ("recall", "modes", "sw2"), strict=True):
         for pool, table in tables.items():
@@ -44,8 +50,9 @@ def main() -> None:
     fig.suptitle(f"ring of 8, GMM, fully synthetic, n = 128, {a.seeds} seeds (mean, 95% CI)", fontsize=10)
     fig.tight_layout()
     fig.savefig(a.out, dpi=110)
-    last = pd.DataFrame({pool: t[t.generation == a.generations][["recall", "modes", "sw2"]].mean()
-                         for pool, t in tables.items()}).T
+    last = pd.DataFrame(
+        {pool: t[t.generation == a.generations][["recall", "modes", "sw2"]].mean() for pool, t in tables.items()}
+    ).T
     print(f"generation {a.generations}, mean over seeds:\n{last.round(3).to_string()}")
     print(f"figure: {a.out}")
 
