@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -277,12 +278,20 @@ class Simulation:
         )
 
 
-_CACHE: dict[str, Simulation] = {}
+_CACHE: OrderedDict[str, Simulation] = OrderedDict()
+_CACHE_SIZE = 16
 
 
 def simulation(cfg: C.Config) -> Simulation:
-    """The compiled Simulation for a config, reused across calls with an equal config (no recompilation)."""
+    """The compiled Simulation for a config, reused across calls with an equal config (no recompilation).
+
+    The 16 most recently used configs are kept (a notebook sweeping configs does not grow without bound).
+    """
     key = repr(cfg)
-    if key not in _CACHE:
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+    else:
         _CACHE[key] = Simulation(cfg)
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return _CACHE[key]
