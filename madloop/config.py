@@ -318,11 +318,9 @@ def data_dim(data: DataConfig) -> int:
     return getattr(data, "dim", 2)
 
 
-def synth_set_size(regime: RegimeConfig, generations: int) -> int:
-    """Synthetic samples in each training set from generation 1 on (at its first generation for accumulate)."""
-    if regime.pool == "accumulate_subsample":
-        return regime.subsample if regime.subsample is not None else regime.n_synth
-    return regime.n_synth
+def subsample_size(regime: RegimeConfig) -> int:
+    """Synthetic slots of an ``accumulate_subsample`` training set: ``subsample``, or ``n_synth`` when null."""
+    return regime.subsample if regime.subsample is not None else regime.n_synth
 
 
 def _validate_data(d: DataConfig) -> None:
@@ -354,7 +352,10 @@ def _validate_data(d: DataConfig) -> None:
 
 
 def _validate_model(m: ModelConfig, r: RegimeConfig) -> None:
-    smallest = min(r.n_real, synth_set_size(r, 1)) if isinstance(r, FullySynthetic) else r.n_real
+    # The smallest training set: generation 0's n_real real samples, and for the fully synthetic loop generation
+    # 1's synthetic part (n_synth samples, or fewer when a subsample is smaller).
+    first_synth = min(r.n_synth, subsample_size(r)) if r.pool == "accumulate_subsample" else r.n_synth
+    smallest = min(r.n_real, first_synth) if isinstance(r, FullySynthetic) else r.n_real
     if isinstance(m, GaussianModel):
         _choice("model.estimator", m.estimator, ("mle", "unbiased"))
         if smallest < 2:

@@ -25,7 +25,7 @@ def pool_capacity(regime: C.RegimeConfig, generations: int) -> int:
 def synth_slots(regime: C.RegimeConfig, generations: int) -> int:
     """Synthetic slots S of a training set."""
     if regime.pool == "accumulate_subsample":
-        return C.synth_set_size(regime, generations)
+        return C.subsample_size(regime)
     return pool_capacity(regime, generations)
 
 
@@ -59,7 +59,7 @@ def synthetic_part(regime: C.RegimeConfig, key: Key, pool: Data, pool_w: Weights
     """
     if regime.pool != "accumulate_subsample":
         return pool, pool_w
-    size = C.synth_set_size(regime, 0)
+    size = C.subsample_size(regime)
     scores = jnp.where(pool_w > 0, jax.random.gumbel(key, pool_w.shape), -jnp.inf)
     _, idx = jax.lax.top_k(scores, size)
     return pool[idx], pool_w[idx]
