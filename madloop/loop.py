@@ -91,7 +91,7 @@ def make_loop(cfg: C.Config) -> Loop:
     names = M.selected_metrics(cfg)
     snap_gens = jnp.asarray(snapshot_generations(cfg))
     n_draw = max(cfg.eval.n if M.needs_samples(names) else 0, cfg.eval.snapshot_n)
-    s_slots = R.synth_slots(regime, g_total)
+    t_slots = R.train_size(regime, g_total)
 
     def evaluate(run_key, g, params, knobs, ref, snapshots):
         metrics = M.params_metrics(names, params, model, source, ref)
@@ -117,9 +117,8 @@ def make_loop(cfg: C.Config) -> Loop:
         real = source.sample(role_key(run_key, 0, REAL), regime.n_real)
         d = real.shape[1]
         pool, pool_w = R.empty_pool(regime, g_total, d)
-        # Generation 0 uses the same [real | synthetic] layout as every later generation, synthetic slots empty.
-        x = jnp.concatenate([real, jnp.zeros((s_slots, d), real.dtype)])
-        w = jnp.concatenate([jnp.ones((regime.n_real,), real.dtype), jnp.zeros((s_slots,), real.dtype)])
+        # Generation 0: the real set padded to the fixed training-set size T of every later generation.
+        x, w = R.pad(real, jnp.ones((regime.n_real,), real.dtype), t_slots)
         params = fit(run_key, 0, None, x, w, warm=False)
         snapshots = jnp.zeros((snap_gens.shape[0], cfg.eval.snapshot_n, d), real.dtype)
         row, snapshots = evaluate(run_key, 0, params, knobs, ref, snapshots)
@@ -132,7 +131,7 @@ def make_loop(cfg: C.Config) -> Loop:
         # 2. The training set: the regime's real part and the pool policy's synthetic part.
         x_real, w_real = R.real_part(regime, role_key(run_key, g, REAL), state.real, source)
         x_syn, w_syn = R.synthetic_part(regime, role_key(run_key, g, SUBSAMPLE), pool, pool_w)
-        x, w = R.training_set(x_real, w_real, x_syn, w_syn, knobs.real_weight)
+        x, w = R.training_set(x_real, w_real, x_syn, w_syn, knobs.real_weight, t_slots)
         # 3. Fit generation g (warm start from g - 1, or from scratch), then evaluate it.
         params = fit(run_key, g, state.params, x, w, warm=cfg.loop.warm_start)
         row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots)

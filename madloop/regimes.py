@@ -1,8 +1,10 @@
 """Generation g's training set: the regime's real part and the pool policy's synthetic part, at fixed shapes.
 
-Layout of every training set (generation 0 included): ``[real slots (n_real) | synthetic slots (S)]`` with
-frequency weights, 0 marking an unused slot, so every generation has the same shapes and the loop scans.
-S = n_synth (replace), G * n_synth (accumulate) or the subsample size (accumulate_subsample).
+Layout of every training set (generation 0 included): ``[real slots | synthetic slots (S)]`` padded to a fixed
+size T with frequency weights, 0 marking an unused slot, so every generation has the same shapes and the loop
+scans. S = n_synth (replace), G * n_synth (accumulate) or the subsample size (accumulate_subsample). The real
+slots are n_real, except in the fully synthetic loop, which has none after generation 0: there T = max(n_real, S)
+and generation 0's real set is padded to T.
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ def synth_slots(regime: C.RegimeConfig, generations: int) -> int:
     if regime.pool == "accumulate_subsample":
         return C.subsample_size(regime)
     return pool_capacity(regime, generations)
+
+
+def train_size(regime: C.RegimeConfig, generations: int) -> int:
+    """T, the fixed number of slots of every training set."""
+    s = synth_slots(regime, generations)
+    return max(regime.n_real, s) if isinstance(regime, C.FullySynthetic) else regime.n_real + s
+
+
+def pad(x: Data, w: Weights, size: int) -> tuple[Data, Weights]:
+    """Appends zero-weight rows so x [n, d], w [n] become [size, d], [size]."""
+    extra = size - x.shape[0]
+    return jnp.pad(x, ((0, extra), (0, 0))), jnp.pad(w, (0, extra))
 
 
 def empty_pool(regime: C.RegimeConfig, generations: int, dim: int) -> tuple[Data, Weights]:
@@ -74,7 +88,7 @@ def real_part(regime: C.RegimeConfig, key: Key, real: Data, source: DataSource) 
 @real_part.register
 def _(regime: C.FullySynthetic, key: Key, real: Data, source: DataSource) -> tuple[Data, Weights]:
     del key, source
-    return real, jnp.zeros(real.shape[:1], real.dtype)
+    return real[:0], jnp.zeros((0,), real.dtype)  # no real slots after generation 0
 
 
 @real_part.register
@@ -90,9 +104,9 @@ def _(regime: C.FreshData, key: Key, real: Data, source: DataSource) -> tuple[Da
 
 
 def training_set(
-    x_real: Data, w_real: Weights, x_synth: Data, w_synth: Weights, real_weight: jax.Array | float
+    x_real: Data, w_real: Weights, x_synth: Data, w_synth: Weights, real_weight: jax.Array | float, size: int
 ) -> tuple[Data, Weights]:
-    """Concatenates both parts [n_real + S, d] with frequency weights [n_real + S].
+    """Concatenates both parts and pads them to [size, d] with frequency weights [size].
 
     Each present real sample weighs ``real_weight`` times a synthetic one; the weights are then rescaled to
     sum to the number of samples present, so the relative weight never changes the effective sample size.
@@ -100,4 +114,4 @@ def training_set(
     """
     raw = jnp.concatenate([real_weight * w_real, w_synth])
     count = jnp.sum(w_real > 0) + jnp.sum(w_synth > 0)
-    return jnp.concatenate([x_real, x_synth]), raw * (count / jnp.sum(raw))
+    return pad(jnp.concatenate([x_real, x_synth]), raw * (count / jnp.sum(raw)), size)

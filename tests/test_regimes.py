@@ -67,7 +67,7 @@ def test_accumulate_subsample_draws_distinct_filled_slots():
 @pytest.mark.parametrize(
     "regime, expected",
     [
-        (C.FullySynthetic(n_real=2, n_synth=2), [0, 0]),
+        (C.FullySynthetic(n_real=2, n_synth=2), []),
         (C.SyntheticAugmentation(n_real=2, n_synth=2), [1, 1]),
         (C.FreshData(n_real=2, n_synth=2), [1, 1]),
     ],
@@ -78,16 +78,31 @@ def test_real_part_per_regime(regime, expected):
     np.testing.assert_array_equal(w, expected)
     if isinstance(regime, C.FreshData):
         assert not np.allclose(x, real)  # new real samples from the source
+    elif isinstance(regime, C.SyntheticAugmentation):
+        np.testing.assert_array_equal(x, real)  # the fixed real set
     else:
-        np.testing.assert_array_equal(x, real)  # the fixed real set (weight 0 when fully synthetic)
+        assert x.shape == (0, 1)  # no real slots after generation 0
 
 
 def test_training_set_weights_are_relative_and_keep_the_sample_count():
-    # 2 real (weight 1 each), 3 synthetic of which 1 slot is empty, real_weight 3:
-    # raw (3, 3, 1, 1, 0), sum 8, present count 4 -> scale 1/2 -> (1.5, 1.5, .5, .5, 0)
-    x, w = R.training_set(batch(1.0), jnp.ones(2), batch(2.0, 3), jnp.array([1.0, 1.0, 0.0]), 3.0)
-    assert x.shape == (5, 1)
-    np.testing.assert_allclose(w, [1.5, 1.5, 0.5, 0.5, 0.0])
+    # 2 real (weight 1 each), 3 synthetic of which 1 slot is empty, real_weight 3, padded to 6 slots:
+    # raw (3, 3, 1, 1, 0), sum 8, present count 4 -> scale 1/2 -> (1.5, 1.5, .5, .5, 0) + one pad slot 0
+    x, w = R.training_set(batch(1.0), jnp.ones(2), batch(2.0, 3), jnp.array([1.0, 1.0, 0.0]), 3.0, size=6)
+    assert x.shape == (6, 1)
+    np.testing.assert_allclose(w, [1.5, 1.5, 0.5, 0.5, 0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "regime, expected",
+    [
+        (C.FullySynthetic(n_real=5, n_synth=3), 5),  # max(n_real, S): no real slots after generation 0
+        (C.FullySynthetic(n_real=2, n_synth=3, pool="accumulate"), 12),  # S = G n_synth = 4 * 3
+        (C.SyntheticAugmentation(n_real=5, n_synth=3), 8),  # n_real + S
+        (C.FreshData(n_real=5, n_synth=3, pool="accumulate_subsample", subsample=4), 9),  # n_real + subsample
+    ],
+)
+def test_training_set_size(regime, expected):
+    assert R.train_size(regime, generations=4) == expected
 
 
 @pytest.mark.parametrize("regime_name", ["fully_synthetic", "synthetic_augmentation", "fresh_data"])
