@@ -54,7 +54,7 @@ def knobs_of(cfg: C.Config) -> Knobs:
 
 
 class Row(NamedTuple):
-    """One generation's outputs for one seed: metrics {name: scalar}, finite (0/1) and whether snapshotted."""
+    """One generation's outputs for one seed: metrics {name: scalar} and finite (1 when the parameters are)."""
 
     metrics: dict[str, jax.Array]
     finite: jax.Array
