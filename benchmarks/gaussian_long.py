@@ -83,9 +83,17 @@ def main() -> None:
     print("| run | seconds | speed-up vs numpy | note |\n|---|---|---|---|")
     for name, sec, note in rows:
         print(f"| {name} | {sec:.2f} | {ref_full / sec:.0f}x | {note} |")
-    # Same law, different random streams: both final mean trace ratios estimate ((n-1)/n)^(G+1).
-    law = ((a.n - 1) / a.n) ** (a.generations + 1)
-    print(f"final mean trace ratio: madloop {ratios.mean():.3g}, numpy {ref_ratios.mean():.3g}, law {law:.3g}")
+
+    # Same law, different random streams. At g = 1000 the trace ratio is log-normal-like with a heavy right tail
+    # (its mean is carried by rare paths), so compare the mean of its log, which both estimate well.
+    def log_summary(r: np.ndarray) -> str:
+        lr = np.log(r)
+        return f"{lr.mean():.2f} +- {1.96 * lr.std(ddof=1) / np.sqrt(len(lr)):.2f}"
+
+    print(
+        f"final log trace ratio (mean, 95% CI): madloop {log_summary(ratios)} ({a.seeds} seeds), "
+        f"numpy {log_summary(ref_ratios)} ({a.ref_seeds} seeds)"
+    )
 
 
 if __name__ == "__main__":
