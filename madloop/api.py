@@ -22,7 +22,7 @@ def _group_options(group: str) -> list[str]:
     return sorted(loader.get_group_options(group))
 
 
-def _one_line(exc: BaseException, overrides: Sequence[str]) -> C.ConfigError:
+def one_line_error(exc: BaseException, overrides: Sequence[str]) -> C.ConfigError:
     """Turns a Hydra / OmegaConf composition error into one line naming the field, value and what is allowed."""
     chain, e = [], exc
     while e is not None and len(chain) < 8:
@@ -47,8 +47,6 @@ def _one_line(exc: BaseException, overrides: Sequence[str]) -> C.ConfigError:
         return C.ConfigError(full_key or "?", m.group(1), f"must be of type {m.group(2).lower()}")
     if m := re.search(r"Value '([^']*)' is not a valid bool", msg):
         return C.ConfigError(full_key or "?", m.group(1), "must be true or false")
-    if m := re.search(r"Invalid value '([^']*)', expected one of \[([^\]]*)\]", msg):
-        return C.ConfigError(full_key or "?", m.group(1), f"allowed: {m.group(2)}")
     if re.search(r"Invalid value assigned: \w+ is not a ListConfig|not a subclass|is not a list", msg):
         return C.ConfigError(full_key or "?", value, "must be a list, e.g. [a,b]")
     if "Error parsing override" in msg or "mismatched input" in msg or "no viable alternative" in msg:
@@ -107,7 +105,7 @@ def compose(overrides: Sequence[str] = ()) -> C.Config:
         try:
             node = hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
         except Exception as exc:  # every composition failure becomes one line
-            raise _one_line(exc, overrides) from exc
+            raise one_line_error(exc, overrides) from exc
         return to_config(node, overrides)
 
 
@@ -116,7 +114,7 @@ def to_config(node, overrides: Sequence[str] = ()) -> C.Config:
     try:
         cfg = OmegaConf.to_object(node)
     except Exception as exc:
-        raise _one_line(exc, overrides) from exc
+        raise one_line_error(exc, overrides) from exc
     return C.validate(cfg)
 
 

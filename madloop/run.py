@@ -47,7 +47,7 @@ def prevalidate(argv: Sequence[str]) -> None:
     try:
         jobs = job_overrides(argv)
     except Exception as exc:  # an unparsable override
-        raise api._one_line(exc, list(argv)) from exc
+        raise api.one_line_error(exc, list(argv)) from exc
     if jobs is None:
         return
     for overrides in jobs[0]:
