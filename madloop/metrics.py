@@ -14,8 +14,9 @@ import numpy as np
 import scipy.stats
 
 from madloop import config as C
+from madloop import linalg
 from madloop.data import DataSource
-from madloop.models.gaussian import psd_sqrt, weighted_moments
+from madloop.models.gaussian import weighted_moments
 from madloop.types import Data, GenerativeModel, Key
 
 # Metrics from the fitted parameters (model has moments; truth has known moments).
@@ -105,20 +106,23 @@ def frechet_distance(mu1: jax.Array, cov1: jax.Array, mu2: jax.Array, cov2: jax.
     References:
         Dowson & Landau 1982; Heusel et al. 2017 (FID), eq. 6.
     """
-    s1 = psd_sqrt(cov1)
-    cross = jnp.sum(jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(s1 @ cov2 @ s1), 0.0)))
+    # (cov1^1/2 cov2 cov1^1/2) and L1^T cov2 L1 (cov1 = L1 L1^T) are similar to cov1 cov2: same eigenvalues.
+    l1 = linalg.cholesky(cov1)
+    cross = jnp.sum(jnp.sqrt(jnp.clip(linalg.eigvalsh(l1.T @ cov2 @ l1), 0.0)))
     return jnp.sum((mu1 - mu2) ** 2) + jnp.trace(cov1) + jnp.trace(cov2) - 2.0 * cross
 
 
 def gaussian_kl(mu_p: jax.Array, cov_p: jax.Array, mu_q: jax.Array, cov_q: jax.Array) -> jax.Array:
     """KL(N(mu_p, cov_p) || N(mu_q, cov_q)) = 1/2 [tr(Sq^-1 Sp) + dmu^T Sq^-1 dmu - d + ln det Sq - ln det Sp]."""
     d = mu_p.shape[0]
-    chol_q = jnp.linalg.cholesky(cov_q)
-    solve = lambda m: jax.scipy.linalg.cho_solve((chol_q, True), m)
+    chol_q = linalg.cholesky(cov_q)
+    half = lambda m: linalg.solve_lower(chol_q, m)  # L^-1 m, so tr(Sq^-1 Sp) = ||L^-1 Lp||_F^2
     dmu = mu_q - mu_p
     logdet_q = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol_q)))
-    logdet_p = jnp.linalg.slogdet(cov_p)[1]
-    return 0.5 * (jnp.trace(solve(cov_p)) + dmu @ solve(dmu) - d + logdet_q - logdet_p)
+    logdet_p = linalg.logdet(cov_p)
+    trace = jnp.sum(half(linalg.cholesky(cov_p)) ** 2)
+    maha = jnp.sum(half(dmu[:, None]) ** 2)
+    return 0.5 * (trace + maha - d + logdet_q - logdet_p)
 
 
 def sliced_w2(x_proj_sorted: jax.Array, y: Data, directions: jax.Array) -> jax.Array:
@@ -182,9 +186,9 @@ def mode_stats(samples: Data, source: DataSource, share: float) -> dict[str, jax
     mix = source.mixture
     d = mix.means.shape[1]
     r2 = float(scipy.stats.chi2.ppf(1.0 - np.exp(-4.5), d))
-    chol = jnp.linalg.cholesky(mix.covs)  # [K, d, d]
+    chol = linalg.cholesky(mix.covs)  # [K, d, d]
     diff = samples[None, :, :] - mix.means[:, None, :]  # [K, n, d]
-    z = jax.vmap(lambda c, v: jax.scipy.linalg.solve_triangular(c, v.T, lower=True))(chol, diff)  # [K, d, n]
+    z = linalg.solve_lower(chol, jnp.swapaxes(diff, 1, 2))  # [K, d, n]
     within = jnp.sum(z**2, axis=1) <= r2  # [K, n]
     return {
         "modes": jnp.sum(jnp.mean(within, axis=1) >= share).astype(jnp.float32),
@@ -274,7 +278,7 @@ def params_metrics(
         if "mean_sqerr" in names:
             out["mean_sqerr"] = jnp.sum((mean - source.mean) ** 2)
         if "logdet_ratio" in names:  # log(det cov / det cov_true)
-            out["logdet_ratio"] = jnp.linalg.slogdet(cov)[1] - jnp.linalg.slogdet(source.cov)[1]
+            out["logdet_ratio"] = linalg.logdet(cov) - linalg.logdet(source.cov)
         if "w2" in names:
             out["w2"] = jnp.sqrt(jnp.clip(frechet_distance(mean, cov, source.mean, source.cov), 0.0))
         if "kl" in names:  # KL(truth || model): the expected excess code length of the model on real data

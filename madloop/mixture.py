@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from madloop import linalg
 from madloop.types import Data, Key
 
 
@@ -27,14 +28,14 @@ class Mixture(NamedTuple):
 def gaussian_log_prob(x: Data, mean: jax.Array, chol: jax.Array) -> jax.Array:
     """log N(x; mean, L L^T) for x [n, d], mean [d], Cholesky factor chol [d, d] -> [n]."""
     d = mean.shape[-1]
-    z = jax.scipy.linalg.solve_triangular(chol, (x - mean).T, lower=True)  # [d, n]
+    z = linalg.solve_lower(chol, (x - mean).T)  # [d, n]
     half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol)))
     return -0.5 * jnp.sum(z**2, axis=0) - half_logdet - 0.5 * d * jnp.log(2 * jnp.pi)
 
 
 def component_log_prob(mix: Mixture, x: Data) -> jax.Array:
     """log pi_k + log N(x_i; mu_k, Sigma_k) for x [n, d] -> [n, K]."""
-    chol = jnp.linalg.cholesky(mix.covs)
+    chol = linalg.cholesky(mix.covs)
     per_comp = jax.vmap(gaussian_log_prob, in_axes=(None, 0, 0), out_axes=1)(x, mix.means, chol)
     return jnp.log(mix.weights) + per_comp
 
@@ -52,7 +53,7 @@ def sample_mixture(key: Key, mix: Mixture, n: int, lam: jax.Array | float = 1.0)
     """
     k_comp, k_noise = jax.random.split(key)
     comp = jax.random.categorical(k_comp, jnp.log(mix.weights), shape=(n,))
-    chol = jnp.linalg.cholesky(mix.covs)  # [K, d, d]
+    chol = linalg.cholesky(mix.covs)  # [K, d, d]
     z = jax.random.normal(k_noise, (n, mix.means.shape[1]), dtype=mix.means.dtype)
     return mix.means[comp] + jnp.sqrt(lam) * jnp.einsum("nij,nj->ni", chol[comp], z)
 

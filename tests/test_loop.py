@@ -145,3 +145,19 @@ def test_knobs_are_traced_not_compiled_in(tiny):
     outs = [sim._run_all(run_keys, knobs_of(cfg)._replace(lam=jax.numpy.float32(lam)), ref)[1] for lam in (0.5, 1)]
     assert sim._run_all._cache_size() == 1
     assert not np.allclose(outs[0].metrics["trace_ratio"][:, 1:], outs[1].metrics["trace_ratio"][:, 1:])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
+    # Batched LAPACK custom calls (cholesky, triangular solve, eigh) deadlocked XLA's 2-thread CPU pool when two
+    # ran concurrently (see madloop/linalg.py); the loop must use madloop.linalg's plain XLA ops instead.
+    import re
+
+    from madloop.loop import Simulation, knobs_of
+
+    cfg = madloop.compose(tiny + FAMILIES[family])
+    sim = Simulation(cfg)
+    run_keys, _, _ = sim.keys()
+    text = sim._run_all.lower(run_keys, knobs_of(cfg), sim.reference()).as_text()
+    assert "stablehlo.custom_call" in jax.jit(jax.numpy.linalg.cholesky).lower(jax.numpy.eye(2)).as_text()
+    assert re.findall(r"stablehlo.custom_call @(\w+)", text) == []

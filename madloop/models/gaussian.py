@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from madloop import linalg
 from madloop.config import GaussianModel
 from madloop.mixture import gaussian_log_prob
 from madloop.models import make_model
@@ -34,16 +35,10 @@ def weighted_moments(x: Data, w: Weights, unbiased: bool) -> tuple[jax.Array, ja
     return mean, scatter / (total - 1.0 if unbiased else total)
 
 
-def psd_sqrt(cov: jax.Array) -> jax.Array:
-    """Symmetric square root [d, d] of a positive semi-definite matrix; safe when it has collapsed to 0."""
-    evals, evecs = jnp.linalg.eigh(cov)
-    return (evecs * jnp.sqrt(jnp.clip(evals, 0.0))) @ evecs.T
-
-
 def sample_gaussian(key: Key, params: GaussianParams, n: int, lam: jax.Array | float) -> Data:
-    """n samples [n, d] from N(mean, lam * cov)."""
+    """n samples [n, d] from N(mean, lam * cov); a collapsed (singular) cov is fine (PSD-safe Cholesky)."""
     z = jax.random.normal(key, (n, params.mean.shape[0]), dtype=params.mean.dtype)
-    return params.mean + jnp.sqrt(lam) * z @ psd_sqrt(params.cov)
+    return params.mean + jnp.sqrt(lam) * z @ linalg.cholesky(params.cov).T
 
 
 def _init(key: Key, x: Data, w: Weights) -> GaussianParams:
@@ -58,7 +53,7 @@ def _fit(unbiased: bool, key: Key, params: GaussianParams, x: Data, w: Weights, 
 
 
 def _log_prob(params: GaussianParams, x: Data) -> jax.Array:
-    return gaussian_log_prob(x, params.mean, jnp.linalg.cholesky(params.cov))
+    return gaussian_log_prob(x, params.mean, linalg.cholesky(params.cov))
 
 
 def _moments(params: GaussianParams) -> tuple[jax.Array, jax.Array]:

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from madloop import linalg
 from madloop.config import KDEModel
 from madloop.mixture import gaussian_log_prob
 from madloop.models import make_model
@@ -49,7 +50,7 @@ def _fit(cfg: KDEModel, key: Key, params: KDEParams, x: Data, w: Weights, warm: 
     n_eff = jnp.sum(w)
     _, cov = weighted_moments(x, w, unbiased=True)
     factor = bandwidth_factor(cfg.bandwidth, n_eff, x.shape[1])
-    return KDEParams(x, w / n_eff, factor * jnp.linalg.cholesky(cov))
+    return KDEParams(x, w / n_eff, factor * linalg.cholesky(cov))
 
 
 def _sample(key: Key, params: KDEParams, n: int, lam: jax.Array | float) -> Data:
