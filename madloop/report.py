@@ -78,18 +78,28 @@ def plot_samples(
 
     Args:
         heldout: [n, d] real samples; snapshots: [S, n_snap, m, d]; generations: [n_snap].
-        For d > 2 the first two coordinates are shown.
+        For d > 2 the first two coordinates are shown; for d = 1, histograms.
     """
     n = len(generations)
-    fig, axes = plt.subplots(1, n + 1, figsize=(2.8 * (n + 1), 2.9), sharex=True, sharey=True)
-    axes[0].scatter(heldout[:, 0], heldout[:, 1], s=2, c="0.3")
+    one_d = heldout.shape[1] == 1
+    fig, axes = plt.subplots(1, n + 1, figsize=(2.8 * (n + 1), 2.9), sharex=True, sharey=not one_d)
+    bins = np.histogram_bin_edges(heldout[:, 0], bins=40) if one_d else None
+
+    def draw(ax, pts, colour):
+        if one_d:  # a histogram of the single coordinate
+            ax.hist(pts[:, 0], bins=bins, density=True, color=colour, alpha=0.6)
+        else:
+            ax.scatter(pts[:, 0], pts[:, 1], s=2, c=colour)
+
+    draw(axes[0], heldout, "0.3")
     axes[0].set_title("real (held out)")
     for ax, g, pts in zip(axes[1:], generations, snapshots[seed], strict=True):
-        ax.scatter(heldout[:, 0], heldout[:, 1], s=2, c="0.85")
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, c="C3")
+        draw(ax, heldout, "0.85")
+        draw(ax, pts, "C3")
         ax.set_title(f"generation {int(g)}")
-    for ax in axes:
-        ax.set_aspect("equal", adjustable="box")
+    if not one_d:
+        for ax in axes:
+            ax.set_aspect("equal", adjustable="box")
     fig.suptitle(f"seed {seed}" + (" (first two coordinates)" if heldout.shape[1] > 2 else ""), fontsize=9)
     fig.tight_layout()
     atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
