@@ -114,6 +114,82 @@ class KDEModel(ModelConfig):
     bandwidth: Any = "scott"
 
 
+@dataclass(frozen=True)
+class DiffusionModel(ModelConfig):
+    """Denoising diffusion model with an MLP denoiser (variance-preserving forward process).
+
+    Attributes:
+        width: hidden units per layer of the MLP denoiser.
+        depth: hidden layers.
+        time_features: sinusoidal features of the diffusion time t.
+        schedule: ``cosine`` (Nichol & Dhariwal 2021) or ``linear`` (the VP SDE of Song et al. 2021,
+            beta(t) from 0.1 to 20).
+        prediction: what the network predicts: ``eps`` (the noise) or ``x0`` (the clean sample).
+        sampler: ``ddpm`` (stochastic ancestral) or ``ddim`` (deterministic, eta = 0).
+        sample_steps: sampler steps from t = 1 to t = 0.
+        train_steps: optimiser steps of a fit from scratch (generation 0, or each generation without warm start).
+        finetune_steps: optimiser steps of a warm-started generation (from the previous generation's weights).
+        batch: minibatch size, drawn with probability proportional to the training-set weights.
+        lr: AdamW learning rate (a traced hyperparameter, optax.inject_hyperparams).
+        weight_decay: AdamW weight decay.
+        ema: EMA decay of the weights that sample; within each fit the decay warms up as
+            min(ema, (1 + i) / (10 + i)) at step i.
+    """
+
+    width: int = 128
+    depth: int = 3
+    time_features: int = 32
+    schedule: str = "cosine"
+    prediction: str = "eps"
+    sampler: str = "ddpm"
+    sample_steps: int = 50
+    train_steps: int = 2000
+    finetune_steps: int = 500
+    batch: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    ema: float = 0.995
+
+
+# ----------------------------------------------------------------------------------------------- guidance
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """Base of the sampling-guidance options (``guidance=``)."""
+
+
+@dataclass(frozen=True)
+class NoGuidance(GuidanceConfig):
+    """Plain sampling from the fitted model."""
+
+
+@dataclass(frozen=True)
+class SimsGuidance(GuidanceConfig):
+    """SIMS negative guidance (Alemohammad et al. 2024) for diffusion models.
+
+    After each generation's base model is fitted, ``n_aux`` samples are drawn from it and a copy is fine-tuned
+    on them for ``aux_steps`` steps (the auxiliary model); sampling then uses
+    ``(1 + omega) s_base - omega s_aux``.
+
+    Attributes:
+        omega: guidance strength (>= 0; 0 is the base model exactly). Traced, so it can be vmapped.
+        n_aux: synthetic samples the auxiliary model is fine-tuned on.
+        aux_steps: fine-tuning steps of the auxiliary model.
+        control: ``none`` (fine-tune on all n_aux samples, as in the paper's self-improvement) or ``modes``
+            (distribution control: fine-tune only on the excess of modes the base over-represents relative to
+            ``target``, so negative guidance moves mode proportions toward the target).
+        target: mode weights for ``control=modes``, one per component of the truth (normalised); null = the
+            truth's own weights.
+    """
+
+    omega: float = 1.0
+    n_aux: int = 1024
+    aux_steps: int = 300
+    control: str = "none"
+    target: list[float] | None = None
+
+
 # ------------------------------------------------------------------------------------------------- regime
 
 POOLS = ("replace", "accumulate", "accumulate_subsample")
@@ -217,6 +293,7 @@ class Config:
     loop: LoopConfig = field(default_factory=LoopConfig)
     bias: BiasConfig = field(default_factory=BiasConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    guidance: Any = field(default_factory=NoGuidance)
     plots: bool = True
 
 
@@ -231,7 +308,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "swissroll": SwissRollData,
         "circles": CirclesData,
     },
-    "model": {"gaussian": GaussianModel, "gmm": GMMModel, "kde": KDEModel},
+    "model": {"gaussian": GaussianModel, "gmm": GMMModel, "kde": KDEModel, "diffusion": DiffusionModel},
+    "guidance": {"none": NoGuidance, "sims": SimsGuidance},
     "regime": {
         "fully_synthetic": FullySynthetic,
         "synthetic_augmentation": SyntheticAugmentation,
@@ -379,6 +457,52 @@ def _validate_model(m: ModelConfig, r: RegimeConfig) -> None:
             _choice("model.bandwidth", bw, ("scott", "silverman"))
         else:
             _positive("model.bandwidth", bw, " or one of scott, silverman")
+    elif isinstance(m, DiffusionModel):
+        _validate_diffusion(m)
+
+
+def _validate_diffusion(m: DiffusionModel) -> None:
+    for name in ("width", "depth", "sample_steps", "train_steps", "finetune_steps", "batch"):
+        _int_at_least(f"model.{name}", getattr(m, name), 1)
+    _int_at_least("model.time_features", m.time_features, 2)
+    if m.time_features % 2:
+        raise ConfigError("model.time_features", m.time_features, "must be even (sine and cosine pairs)")
+    _choice("model.schedule", m.schedule, ("cosine", "linear"))
+    _choice("model.prediction", m.prediction, ("eps", "x0"))
+    _choice("model.sampler", m.sampler, ("ddpm", "ddim"))
+    _positive("model.lr", m.lr)
+    if not isinstance(m.weight_decay, int | float) or not math.isfinite(m.weight_decay) or m.weight_decay < 0:
+        raise ConfigError("model.weight_decay", m.weight_decay, "must be a finite number >= 0")
+    if not isinstance(m.ema, int | float) or not 0 <= m.ema < 1:
+        raise ConfigError("model.ema", m.ema, "must lie in [0, 1) (0 = no averaging)")
+
+
+def _validate_guidance(g: GuidanceConfig, m: ModelConfig, d: DataConfig) -> None:
+    if not isinstance(g, SimsGuidance):
+        return
+    if not isinstance(m, DiffusionModel):
+        raise ConfigError("guidance", "sims", "needs model=diffusion (SIMS guides a diffusion sampler's score)")
+    if not isinstance(g.omega, int | float) or not math.isfinite(g.omega) or g.omega < 0:
+        raise ConfigError("guidance.omega", g.omega, "must be a finite number >= 0 (0 = the base model)")
+    _int_at_least("guidance.n_aux", g.n_aux, 1)
+    _int_at_least("guidance.aux_steps", g.aux_steps, 1)
+    _choice("guidance.control", g.control, ("none", "modes"))
+    if g.control == "none":
+        if g.target is not None:
+            raise ConfigError("guidance.target", list(g.target), "only applies to guidance.control=modes")
+        return
+    from madloop.data import make_source
+
+    mix = make_source(d).mixture
+    if mix is None or mix.weights.shape[0] < 2:
+        raise ConfigError("guidance.control", "modes", "needs a mixture truth with >= 2 modes (ring8, grid25, mixture)")
+    k = mix.weights.shape[0]
+    if g.target is not None:
+        t = list(g.target)
+        if len(t) != k or any(not isinstance(v, int | float) or not math.isfinite(v) or v < 0 for v in t):
+            raise ConfigError("guidance.target", t, f"must be {k} finite weights >= 0, one per mode of the truth")
+        if sum(t) <= 0:
+            raise ConfigError("guidance.target", t, "must have a positive sum")
 
 
 def _validate_regime(r: RegimeConfig) -> None:
@@ -400,13 +524,14 @@ def validate(cfg: Config) -> Config:
     Raises:
         ConfigError: naming the first invalid field, its value and what is allowed.
     """
-    for group in ("data", "model", "regime"):
+    for group in ("data", "model", "regime", "guidance"):
         node = getattr(cfg, group)
         if type(node) not in SCHEMAS[group].values():
             raise ConfigError(group, node, "allowed: " + ", ".join(SCHEMAS[group]))
     _validate_data(cfg.data)
     _validate_regime(cfg.regime)
     _validate_model(cfg.model, cfg.regime)
+    _validate_guidance(cfg.guidance, cfg.model, cfg.data)
     lp = cfg.loop
     _int_at_least("loop.generations", lp.generations, 1)
     _int_at_least("loop.seeds", lp.seeds, 1)

@@ -23,7 +23,8 @@ from madloop import metrics as M
 from madloop import regimes as R
 from madloop.data import DataSource, make_source
 from madloop.models import make_model
-from madloop.types import GenerativeModel, Key, LoopState
+from madloop.guidance import Guided, make_guidance
+from madloop.types import GenerativeModel, Key, Knobs, LoopState
 
 # Roles of per-generation keys.
 REAL, SYNTH, FIT, SUBSAMPLE, EVAL, INIT = range(6)
@@ -36,21 +37,10 @@ def role_key(run_key: Key, generation: jax.Array | int, role: int) -> Key:
     return jax.random.fold_in(jax.random.fold_in(run_key, generation), role)
 
 
-class Knobs(NamedTuple):
-    """Float knobs, traced (so they can be vmapped in one program without recompiling).
-
-    Attributes:
-        lam: sampling bias (bias.lam).
-        real_weight: relative weight of a real sample (regime.real_weight).
-    """
-
-    lam: jax.Array
-    real_weight: jax.Array
-
-
 def knobs_of(cfg: C.Config) -> Knobs:
     """The config's float knobs as float32 scalars."""
-    return Knobs(jnp.float32(cfg.bias.lam), jnp.float32(cfg.regime.real_weight))
+    omega = getattr(cfg.guidance, "omega", 0.0)
+    return Knobs(jnp.float32(cfg.bias.lam), jnp.float32(cfg.regime.real_weight), jnp.float32(omega))
 
 
 class Row(NamedTuple):
@@ -75,6 +65,7 @@ class Loop(NamedTuple):
         names: metric names in each row.
         source: the real-data source.
         model: the model family.
+        guided: the family with its sampling guidance (what the loop fits and samples).
     """
 
     start: Callable
@@ -82,11 +73,13 @@ class Loop(NamedTuple):
     names: tuple[str, ...]
     source: DataSource
     model: GenerativeModel
+    guided: Guided
 
 
 def make_loop(cfg: C.Config) -> Loop:
     """Builds generation 0 and the generation step for a validated config."""
     source, model = make_source(cfg.data), make_model(cfg.model)
+    guided = make_guidance(cfg.guidance, model, source)
     regime, g_total = cfg.regime, cfg.loop.generations
     names = M.selected_metrics(cfg)
     snap_gens = jnp.asarray(snapshot_generations(cfg))
@@ -94,8 +87,8 @@ def make_loop(cfg: C.Config) -> Loop:
     t_slots = R.train_size(regime, g_total)
 
     def evaluate(run_key, g, params, knobs, ref, snapshots):
-        metrics = M.params_metrics(names, params, model, source, ref)
-        samples = model.sample(role_key(run_key, g, EVAL), params, n_draw, knobs.lam)
+        metrics = M.params_metrics(names, guided.base(params), model, source, ref)
+        samples = guided.sample(role_key(run_key, g, EVAL), params, n_draw, knobs)
         metrics.update(M.sample_metrics(names, samples[: cfg.eval.n], ref, cfg.eval, source))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
         # Columns in the order eval.metrics names them; NaN wherever the parameters are not finite.
@@ -110,8 +103,8 @@ def make_loop(cfg: C.Config) -> Loop:
 
     def fit(run_key, g, params, x, w, warm: bool):
         if not warm:
-            params = model.init(role_key(run_key, g, INIT), x, w)
-        return model.fit(role_key(run_key, g, FIT), params, x, w, warm)
+            params = guided.init(role_key(run_key, g, INIT), x, w)
+        return guided.fit(role_key(run_key, g, FIT), params, x, w, warm)
 
     def start(run_key: Key, knobs: Knobs, ref: M.Reference) -> tuple[LoopState, Row]:
         real = source.sample(role_key(run_key, 0, REAL), regime.n_real)
@@ -126,7 +119,7 @@ def make_loop(cfg: C.Config) -> Loop:
 
     def step(run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, g: jax.Array):
         # 1. Generation g - 1 produces the synthetic samples (with sampling bias) that enter the pool.
-        synth = model.sample(role_key(run_key, g, SYNTH), state.params, regime.n_synth, knobs.lam)
+        synth = guided.sample(role_key(run_key, g, SYNTH), state.params, regime.n_synth, knobs)
         pool, pool_w = R.add_to_pool(regime, state.pool, state.pool_w, synth, g)
         # 2. The training set: the regime's real part and the pool policy's synthetic part.
         x_real, w_real = R.real_part(regime, role_key(run_key, g, REAL), state.real, source)
@@ -137,7 +130,7 @@ def make_loop(cfg: C.Config) -> Loop:
         row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots)
         return LoopState(params, state.real, pool, pool_w, snapshots), row
 
-    return Loop(start, step, names, source, model)
+    return Loop(start, step, names, source, model, guided)
 
 
 def scan_generations(

@@ -29,6 +29,10 @@ class GenerativeModel(NamedTuple):
             (1 = the fitted model; < 1 colder; > 1 hotter).
         log_prob: ``log_prob(params, x) -> [n]`` or None when the family has no tractable density.
         moments: ``moments(params) -> (mean [d], cov [d, d])`` of the fitted model at lam = 1, or None.
+        finetune: ``finetune(key, params, x, w, steps) -> params``: a copy of the fitted model trained for
+            ``steps`` (static) more steps on weighted data, or None (neural families; SIMS's auxiliary model).
+        guided_sample: ``guided_sample(key, base, aux, n, lam, omega) -> x`` [n, d]: sampling with the
+            extrapolated score (1 + omega) s_base - omega s_aux, or None (diffusion families).
     """
 
     init: Callable[..., Params]
@@ -36,6 +40,22 @@ class GenerativeModel(NamedTuple):
     sample: Callable[..., Data]
     log_prob: Callable[..., jax.Array] | None = None
     moments: Callable[..., tuple[jax.Array, jax.Array]] | None = None
+    finetune: Callable[..., Params] | None = None
+    guided_sample: Callable[..., Data] | None = None
+
+
+class Knobs(NamedTuple):
+    """Float knobs of an experiment, traced (so they can be vmapped in one program without recompiling).
+
+    Attributes:
+        lam: sampling bias (bias.lam).
+        real_weight: relative weight of a real sample (regime.real_weight).
+        omega: SIMS guidance strength (guidance.omega; 0 without guidance).
+    """
+
+    lam: jax.Array
+    real_weight: jax.Array
+    omega: jax.Array
 
 
 class LoopState(NamedTuple):

@@ -126,7 +126,7 @@ def test_loop_state_bookkeeping(regime_name, pool):
     )
     loop = make_loop(cfg)
     ref = Simulation(cfg).reference()
-    knobs = Knobs(jnp.float32(1.0), jnp.float32(1.0))
+    knobs = Knobs(jnp.float32(1.0), jnp.float32(1.0), jnp.float32(0.0))
     state, _ = loop.start(KEY, knobs, ref)
     real0 = state.real
     for g in (1, 2, 3):

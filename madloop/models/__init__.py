@@ -13,6 +13,6 @@ def make_model(cfg: ModelConfig) -> GenerativeModel:
 
 
 # One line per family: importing the module registers its make_model overload.
-from madloop.models import gaussian, gmm, kde  # noqa: E402, F401
+from madloop.models import diffusion, gaussian, gmm, kde  # noqa: E402, F401
 
 __all__ = ["make_model"]
