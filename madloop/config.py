@@ -293,7 +293,7 @@ class Config:
     loop: LoopConfig = field(default_factory=LoopConfig)
     bias: BiasConfig = field(default_factory=BiasConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    guidance: Any = field(default_factory=NoGuidance)
+    guidance: Any = MISSING
     plots: bool = True
 
 

@@ -22,8 +22,8 @@ from madloop import config as C
 from madloop import metrics as M
 from madloop import regimes as R
 from madloop.data import DataSource, make_source
-from madloop.models import make_model
 from madloop.guidance import Guided, make_guidance
+from madloop.models import make_model
 from madloop.types import GenerativeModel, Key, Knobs, LoopState
 
 # Roles of per-generation keys.

@@ -23,6 +23,21 @@ TINY = [
     "plots=false",
 ]
 
+# A tiny diffusion model: enough to exercise every stage (train, fine-tune, sample), not to fit anything.
+TINY_DIFFUSION = [
+    "data=ring8",
+    "model=diffusion",
+    "model.width=16",
+    "model.depth=1",
+    "model.time_features=4",
+    "model.train_steps=20",
+    "model.finetune_steps=5",
+    "model.sample_steps=4",
+    "model.batch=16",
+]
+# SIMS on top of it: a small auxiliary set and fine-tune.
+TINY_SIMS = ["guidance=sims", "guidance.n_aux=32", "guidance.aux_steps=4"]
+
 
 @pytest.fixture
 def tiny() -> list[str]:

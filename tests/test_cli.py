@@ -14,7 +14,7 @@ from madloop import config as C
 from madloop.run import main
 
 CONF = files("madloop.conf")
-GROUPS = ("data", "model", "regime", "loop", "bias", "eval")
+GROUPS = ("data", "model", "regime", "loop", "bias", "eval", "guidance")
 
 
 def options(group: str) -> list[str]:
@@ -25,14 +25,15 @@ def options(group: str) -> list[str]:
     "override", [f"{g}={o}" for g in GROUPS for o in options(g)] + [f"experiment={o}" for o in options("experiment")]
 )
 def test_every_config_composes_and_validates(override):
-    cfg = madloop.compose([override])
+    # guidance=sims guides a diffusion sampler, so it composes with model=diffusion
+    cfg = madloop.compose(["model=diffusion", override] if override == "guidance=sims" else [override])
     assert isinstance(cfg, C.Config)
     assert isinstance(cfg.data, C.DataConfig) and isinstance(cfg.regime, C.RegimeConfig)
 
 
 BAD = [
     (["data=nope"], "data=nope: unknown option; allowed: circles, gaussian"),
-    (["model=nope"], "model=nope: unknown option; allowed: gaussian, gmm, kde"),
+    (["model=nope"], "model=nope: unknown option; allowed: diffusion, gaussian, gmm, kde"),
     (["regime=nope"], "regime=nope: unknown option"),
     (["data.nope=1"], "data.nope=1: unknown field; allowed: modes, radius, std"),
     (["loop.seeds=abc"], "loop.seeds=abc: must be of type integer"),

@@ -42,7 +42,12 @@ def test_samplers_with_exact_score_reproduce_the_gaussian(schedule, sampler, ste
     n = 20_000
     draw = jax.jit(
         functools.partial(
-            D.sample_with, exact_denoiser(MEAN, COV, alpha_bar), n=n, dim=2, alpha_bar=alpha_bar, steps=steps,
+            D.sample_with,
+            exact_denoiser(MEAN, COV, alpha_bar),
+            n=n,
+            dim=2,
+            alpha_bar=alpha_bar,
+            steps=steps,
             update=D.SAMPLERS[sampler],
         )
     )
@@ -68,7 +73,12 @@ def test_ddim_error_shrinks_with_steps():
     errors = []
     for steps in (4, 8, 16, 32, 64, 128):
         out = D.reverse_process(
-            exact_denoiser(m, s, alpha_bar), KEY, x1, alpha_bar=alpha_bar, steps=steps, update=D.ddim_update,
+            exact_denoiser(m, s, alpha_bar),
+            KEY,
+            x1,
+            alpha_bar=alpha_bar,
+            steps=steps,
+            update=D.ddim_update,
             lam=jnp.float32(1.0),
         )
         errors.append(float(jnp.max(jnp.abs(out - exact))))
@@ -82,8 +92,14 @@ def test_temperature_scales_the_ddim_spread():
     # DDIM with the exact score is a monotone map of x1; lam < 1 shrinks x1 and hence the samples' spread.
     alpha_bar = D.cosine_alpha_bar
     draw = functools.partial(
-        D.sample_with, exact_denoiser(MEAN, COV, alpha_bar), jax.random.key(2), 5000, 2, alpha_bar=alpha_bar,
-        steps=100, update=D.ddim_update,
+        D.sample_with,
+        exact_denoiser(MEAN, COV, alpha_bar),
+        jax.random.key(2),
+        5000,
+        2,
+        alpha_bar=alpha_bar,
+        steps=100,
+        update=D.ddim_update,
     )
     spread = [float(jnp.trace(jnp.cov(draw(lam=jnp.float32(lam)).T))) for lam in (0.5, 1.0)]
     assert spread[0] < 0.7 * spread[1], spread

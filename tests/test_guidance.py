@@ -1,0 +1,97 @@
+"""SIMS guidance: omega = 0 is plain sampling bit for bit, the auxiliary model is fitted inside the loop, and
+distribution-control weights select the excess of over-represented modes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import TINY_DIFFUSION, TINY_SIMS
+
+import madloop
+from madloop import config as C
+from madloop.guidance import mode_excess_weights
+from madloop.loop import knobs_of, simulation
+
+SIMS = TINY_SIMS
+
+
+def test_omega_zero_loop_equals_the_unguided_loop_bit_for_bit(tiny):
+    # The base model is fitted with the same keys with and without guidance, and (1 + 0) s_base - 0 s_aux is
+    # s_base exactly, so every synthetic sample, every fit and every metric must agree exactly.
+    plain = madloop.run_table(tiny + TINY_DIFFUSION + ["eval.metrics=[sw2,mmd,recall]"])
+    overrides = tiny + TINY_DIFFUSION + SIMS + ["guidance.omega=0", "eval.metrics=[sw2,mmd,recall]"]
+    sims = madloop.run_table(overrides)
+    assert np.array_equal(plain.to_numpy(), sims.to_numpy())
+    # ... and omega is traced: omega = 1 in the same compiled program changes the samples.
+    cfg = madloop.compose(overrides)
+    sim = simulation(cfg)  # the Simulation run_table compiled
+    run_keys, _, _ = sim.keys()
+    ref = sim.reference()
+    outs = [sim._run_all(run_keys, knobs_of(cfg)._replace(omega=jnp.float32(w)), ref)[1] for w in (0.0, 1.0)]
+    assert sim._run_all._cache_size() == 1  # no recompilation for a new omega
+    np.testing.assert_array_equal(outs[0].metrics["sw2"], sims["sw2"].to_numpy().reshape(2, 3))
+    assert not np.allclose(outs[0].metrics["sw2"], outs[1].metrics["sw2"])
+
+
+def test_sims_state_carries_the_base_and_the_auxiliary_model(tiny):
+    # (every regime x pool runs with SIMS in tests/test_loop.py)
+    overrides = ["regime=synthetic_augmentation", "regime.pool=accumulate", "eval.metrics=[sw2,modes]"]
+    result = madloop.simulate(tiny + TINY_DIFFUSION + SIMS + overrides)
+    table = result.table()
+    assert len(table) == 2 * 3 and (table["finite"] == 1).all()
+    assert np.isfinite(table["sw2"]).all()
+    # The state carries the base and the auxiliary model, batched over the 2 seeds; they differ, because the
+    # auxiliary model was fine-tuned on the base's samples.
+    base, aux = jax.tree.leaves(result.state.params.base.ema), jax.tree.leaves(result.state.params.aux.ema)
+    assert all(b.shape == a.shape and b.shape[0] == 2 for b, a in zip(base, aux, strict=True))
+    assert not all(np.allclose(b, a) for b, a in zip(base, aux, strict=True))
+
+
+def test_mode_excess_weights_hand_checked():
+    # Truth: 3 modes at -10, 0, 10 (1-D). Samples: 4 at mode 0, 2 at mode 1, 2 at mode 2, so shares
+    # (0.5, 0.25, 0.25). Target (0.25, 0.5, 0.25): mode 0 holds 0.25 too much, so each of its samples gets weight
+    # (0.5 - 0.25) / 0.5 = 0.5; modes 1 and 2 are not over-represented and get 0.
+    from madloop.mixture import Mixture
+
+    truth = Mixture(jnp.ones(3) / 3, jnp.array([[-10.0], [0.0], [10.0]]), jnp.ones((3, 1, 1)))
+    x = jnp.array([[-10.0], [-9.5], [-10.2], [-11.0], [0.1], [-0.3], [9.9], [10.4]])
+    w = mode_excess_weights(x, truth, jnp.array([0.25, 0.5, 0.25]))
+    np.testing.assert_allclose(w, [0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0])
+    # On target: no excess anywhere, so the weights fall back to uniform (plain SIMS).
+    np.testing.assert_allclose(mode_excess_weights(x, truth, jnp.array([0.5, 0.25, 0.25])), np.ones(8))
+
+
+def test_mode_control_runs_with_a_target(tiny):
+    target = "[" + ",".join(["3"] * 4 + ["1"] * 4) + "]"
+    table = madloop.run_table(
+        tiny + TINY_DIFFUSION + SIMS + ["guidance.control=modes", f"guidance.target={target}", "eval.metrics=[modes]"]
+    )
+    assert (table["finite"] == 1).all()
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["guidance=sims"], "guidance=sims: needs model=diffusion"),
+        (["model=diffusion", "guidance=sims", "guidance.omega=-1"], "guidance.omega=-1.0: must be a finite number"),
+        (["model=diffusion", "guidance=sims", "guidance.n_aux=0"], "guidance.n_aux=0: must be an integer >= 1"),
+        (["model=diffusion", "guidance=sims", "guidance.control=gender"], "guidance.control=gender: allowed: none"),
+        (
+            ["data=gaussian", "model=diffusion", "guidance=sims", "guidance.control=modes"],
+            "guidance.control=modes: needs a mixture truth",
+        ),
+        (
+            ["model=diffusion", "guidance=sims", "guidance.control=modes", "guidance.target=[1,2]"],
+            "guidance.target=[1.0,2.0]: must be 8 finite weights >= 0",
+        ),
+        (["model=diffusion", "guidance=sims", "guidance.target=[1,2]"], "only applies to guidance.control=modes"),
+        (["model=diffusion", "model.sampler=euler"], "model.sampler=euler: allowed: ddpm, ddim"),
+        (["model=diffusion", "model.ema=1"], "model.ema=1.0: must lie in [0, 1)"),
+        (["model=diffusion", "model.time_features=7"], "model.time_features=7: must be even"),
+        (["model=diffusion", "model.train_steps=0"], "model.train_steps=0: must be an integer >= 1"),
+    ],
+)
+def test_bad_guidance_and_diffusion_settings_name_the_field(overrides, message):
+    with pytest.raises(C.ConfigError) as err:
+        madloop.compose(overrides)
+    assert message in str(err.value)
