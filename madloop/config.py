@@ -142,11 +142,11 @@ class DiffusionModel(ModelConfig):
     schedule: str = "cosine"
     prediction: str = "eps"
     sampler: str = "ddpm"
-    sample_steps: int = 50
-    train_steps: int = 2000
-    finetune_steps: int = 500
+    sample_steps: int = 100
+    train_steps: int = 4000
+    finetune_steps: int = 1000
     batch: int = 128
-    lr: float = 2e-3
+    lr: float = 5e-3
     weight_decay: float = 0.0
     ema: float = 0.995
 

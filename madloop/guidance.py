@@ -60,6 +60,13 @@ def _(cfg: C.NoGuidance, model: GenerativeModel, source: DataSource) -> Guided:
     return Guided(model.init, model.fit, sample, lambda params: params)
 
 
+def mode_shares(x: Data, truth: Mixture) -> tuple[jax.Array, jax.Array]:
+    """Each sample's most likely truth component [n] (argmax_k log pi_k N(x; mu_k, Sigma_k)) and the share of
+    samples per component [K]."""
+    mode = jnp.argmax(component_log_prob(truth, x), axis=1)
+    return mode, jnp.mean(jax.nn.one_hot(mode, truth.weights.shape[0], dtype=x.dtype), axis=0)
+
+
 def mode_excess_weights(x: Data, truth: Mixture, target: jax.Array) -> Weights:
     """Distribution-control weights [n] for x [n, d]: each sample is assigned to its most likely truth component
     k, and gets weight (p_k - target_k)^+ / p_k, where p [K] is the empirical mode share of x. The weighted set
@@ -67,9 +74,7 @@ def mode_excess_weights(x: Data, truth: Mixture, target: jax.Array) -> Weights:
 
     When no mode is over-represented the weights are uniform (the auxiliary model is then plain SIMS's).
     """
-    k = truth.weights.shape[0]
-    mode = jnp.argmax(component_log_prob(truth, x), axis=1)
-    share = jnp.mean(jax.nn.one_hot(mode, k, dtype=x.dtype), axis=0)
+    mode, share = mode_shares(x, truth)
     excess = jnp.clip(share - target, 0.0) / jnp.maximum(share, 1e-12)
     w = excess[mode]
     return jnp.where(jnp.sum(w) > 0, w, jnp.ones_like(w))

@@ -36,10 +36,11 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in ID_COLUMNS]
 
 
-def summarize(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per generation over finite seeds: mean, 95% t-interval of the mean (lo, hi), median, seed count."""
+def summarize(table: pd.DataFrame, metric: str, by: str = "generation") -> pd.DataFrame:
+    """Per value of ``by`` (a generation, or a swept knob) over finite seeds: mean, 95% t-interval of the mean
+    (lo, hi), median, seed count."""
     finite = table[table["finite"] == 1] if "finite" in table else table
-    grouped = finite.groupby("generation")[metric]
+    grouped = finite.groupby(by)[metric]
     out = pd.DataFrame({"mean": grouped.mean(), "median": grouped.median(), "n": grouped.count(), "sem": grouped.sem()})
     half = out["sem"].fillna(0.0) * scipy.stats.t.ppf(0.975, np.maximum(out["n"] - 1, 1))
     out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
