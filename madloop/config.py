@@ -134,6 +134,13 @@ class DiffusionModel(ModelConfig):
         weight_decay: AdamW weight decay.
         ema: EMA decay of the weights that sample; within each fit the decay warms up as
             min(ema, (1 + i) / (10 + i)) at step i.
+        classes: 0 = unconditional; else a class-conditional model over this many classes, which must equal the
+            truth's number of components (labels are the mixture component a real sample was drawn from, and the
+            class a synthetic sample was generated for).
+        label_dropout: probability that a training label is replaced by the null label (classifier-free
+            guidance needs the unconditional model too; Ho & Salimans 2022).
+        bias: how ``bias.lam`` acts: ``temperature`` (the sampler's noise variance) or ``cfg`` (classifier-free
+            guidance with weight w = 1 / lam - 1, as in the MAD paper; needs classes > 0).
     """
 
     width: int = 128
@@ -149,6 +156,9 @@ class DiffusionModel(ModelConfig):
     lr: float = 5e-3
     weight_decay: float = 0.0
     ema: float = 0.995
+    classes: int = 0
+    label_dropout: float = 0.1
+    bias: str = "temperature"
 
 
 # ----------------------------------------------------------------------------------------------- guidance
@@ -475,6 +485,29 @@ def _validate_diffusion(m: DiffusionModel) -> None:
         raise ConfigError("model.weight_decay", m.weight_decay, "must be a finite number >= 0")
     if not isinstance(m.ema, int | float) or not 0 <= m.ema < 1:
         raise ConfigError("model.ema", m.ema, "must lie in [0, 1) (0 = no averaging)")
+    _int_at_least("model.classes", m.classes, 0, " (0 = unconditional)")
+    if not isinstance(m.label_dropout, int | float) or not 0 <= m.label_dropout < 1:
+        raise ConfigError("model.label_dropout", m.label_dropout, "must lie in [0, 1)")
+    _choice("model.bias", m.bias, ("temperature", "cfg"))
+    if m.bias == "cfg" and m.classes == 0:
+        raise ConfigError("model.bias", "cfg", "classifier-free guidance needs a conditional model (model.classes > 0)")
+    if m.bias == "cfg" and m.label_dropout == 0:
+        raise ConfigError("model.label_dropout", 0, "must be > 0 with model.bias=cfg (the unconditional model)")
+
+
+def _validate_classes(m: ModelConfig, d: DataConfig) -> None:
+    classes = getattr(m, "classes", 0)
+    if not classes:
+        return
+    from madloop.data import make_source
+
+    have = make_source(d).classes
+    if have == 0:
+        raise ConfigError(
+            "model.classes", classes, "needs a labelled truth: a mixture with >= 2 modes (ring8, grid25, mixture)"
+        )
+    if classes != have:
+        raise ConfigError("model.classes", classes, f"must be 0 or the truth's number of components ({have})")
 
 
 def _validate_guidance(g: GuidanceConfig, m: ModelConfig, d: DataConfig) -> None:
@@ -532,6 +565,7 @@ def validate(cfg: Config) -> Config:
     _validate_regime(cfg.regime)
     _validate_model(cfg.model, cfg.regime)
     _validate_guidance(cfg.guidance, cfg.model, cfg.data)
+    _validate_classes(cfg.model, cfg.data)
     lp = cfg.loop
     _int_at_least("loop.generations", lp.generations, 1)
     _int_at_least("loop.seeds", lp.seeds, 1)

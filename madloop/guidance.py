@@ -99,7 +99,10 @@ def _(cfg: C.SimsGuidance, model: GenerativeModel, source: DataSource) -> Guided
         k_draw, k_aux = jax.random.split(key)
         # The auxiliary model: the base fine-tuned on n_aux of its own (unbiased) samples.
         x_aux = model.sample(k_draw, base, cfg.n_aux, jnp.float32(1.0))
-        w_aux = mode_excess_weights(x_aux, truth, target) if cfg.control == "modes" else jnp.ones((cfg.n_aux,))
+        if cfg.control == "modes":  # (a conditional family's samples carry a label column: mode by x alone)
+            w_aux = mode_excess_weights(x_aux[:, : truth.means.shape[1]], truth, target)
+        else:
+            w_aux = jnp.ones((cfg.n_aux,))
         aux = model.finetune(k_aux, base, x_aux, w_aux, cfg.aux_steps)
         return SimsParams(base, aux)
 

@@ -80,6 +80,14 @@ def make_loop(cfg: C.Config) -> Loop:
     """Builds generation 0 and the generation step for a validated config."""
     source, model = make_source(cfg.data), make_model(cfg.model)
     guided = make_guidance(cfg.guidance, model, source)
+    dim = source.dim
+    # A class-conditional family trains on [x, label] rows: the real data carries the truth's labels in a last
+    # column, which pools and regimes move along with the samples; metrics and snapshots see x only.
+    train_source = (
+        source._replace(sample=_labeled_rows(source.sample_labeled), dim=dim + 1)
+        if getattr(cfg.model, "classes", 0)
+        else source
+    )
     regime, g_total = cfg.regime, cfg.loop.generations
     names = M.selected_metrics(cfg)
     snap_gens = jnp.asarray(snapshot_generations(cfg))
@@ -88,7 +96,7 @@ def make_loop(cfg: C.Config) -> Loop:
 
     def evaluate(run_key, g, params, knobs, ref, snapshots):
         metrics = M.params_metrics(names, guided.base(params), model, source, ref)
-        samples = guided.sample(role_key(run_key, g, EVAL), params, n_draw, knobs)
+        samples = guided.sample(role_key(run_key, g, EVAL), params, n_draw, knobs)[:, :dim]
         metrics.update(M.sample_metrics(names, samples[: cfg.eval.n], ref, cfg.eval, source))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
         # Columns in the order eval.metrics names them; NaN wherever the parameters are not finite.
@@ -107,13 +115,13 @@ def make_loop(cfg: C.Config) -> Loop:
         return guided.fit(role_key(run_key, g, FIT), params, x, w, warm)
 
     def start(run_key: Key, knobs: Knobs, ref: M.Reference) -> tuple[LoopState, Row]:
-        real = source.sample(role_key(run_key, 0, REAL), regime.n_real)
+        real = train_source.sample(role_key(run_key, 0, REAL), regime.n_real)
         d = real.shape[1]
         pool, pool_w = R.empty_pool(regime, g_total, d)
         # Generation 0: the real set padded to the fixed training-set size T of every later generation.
         x, w = R.pad(real, jnp.ones((regime.n_real,), real.dtype), t_slots)
         params = fit(run_key, 0, None, x, w, warm=False)
-        snapshots = jnp.zeros((snap_gens.shape[0], cfg.eval.snapshot_n, d), real.dtype)
+        snapshots = jnp.zeros((snap_gens.shape[0], cfg.eval.snapshot_n, dim), real.dtype)
         row, snapshots = evaluate(run_key, 0, params, knobs, ref, snapshots)
         return LoopState(params, real, pool, pool_w, snapshots), row
 
@@ -122,7 +130,7 @@ def make_loop(cfg: C.Config) -> Loop:
         synth = guided.sample(role_key(run_key, g, SYNTH), state.params, regime.n_synth, knobs)
         pool, pool_w = R.add_to_pool(regime, state.pool, state.pool_w, synth, g)
         # 2. The training set: the regime's real part and the pool policy's synthetic part.
-        x_real, w_real = R.real_part(regime, role_key(run_key, g, REAL), state.real, source)
+        x_real, w_real = R.real_part(regime, role_key(run_key, g, REAL), state.real, train_source)
         x_syn, w_syn = R.synthetic_part(regime, role_key(run_key, g, SUBSAMPLE), pool, pool_w)
         x, w = R.training_set(x_real, w_real, x_syn, w_syn, knobs.real_weight, t_slots)
         # 3. Fit generation g (warm start from g - 1, or from scratch), then evaluate it.
@@ -131,6 +139,16 @@ def make_loop(cfg: C.Config) -> Loop:
         return LoopState(params, state.real, pool, pool_w, snapshots), row
 
     return Loop(start, step, names, source, model, guided)
+
+
+def _labeled_rows(sample_labeled: Callable) -> Callable:
+    """``sample(key, n) -> [n, d + 1]``: a labelled source's samples with their label as a last (float) column."""
+
+    def sample(key: Key, n: int) -> jax.Array:
+        x, y = sample_labeled(key, n)
+        return jnp.concatenate([x, y[:, None].astype(x.dtype)], axis=1)
+
+    return sample
 
 
 def scan_generations(

@@ -51,11 +51,16 @@ def sample_mixture(key: Key, mix: Mixture, n: int, lam: jax.Array | float = 1.0)
     References:
         Alemohammad et al. 2023 (MAD), Sec. 3: sampling bias lambda scales each component's covariance.
     """
+    return sample_mixture_labeled(key, mix, n, lam)[0]
+
+
+def sample_mixture_labeled(key: Key, mix: Mixture, n: int, lam: jax.Array | float = 1.0) -> tuple[Data, jax.Array]:
+    """``sample_mixture`` (the same draws for the same key) and each sample's component [n] (int32)."""
     k_comp, k_noise = jax.random.split(key)
     comp = jax.random.categorical(k_comp, jnp.log(mix.weights), shape=(n,))
     chol = linalg.cholesky(mix.covs)  # [K, d, d]
     z = jax.random.normal(k_noise, (n, mix.means.shape[1]), dtype=mix.means.dtype)
-    return mix.means[comp] + jnp.sqrt(lam) * jnp.einsum("nij,nj->ni", chol[comp], z)
+    return mix.means[comp] + jnp.sqrt(lam) * jnp.einsum("nij,nj->ni", chol[comp], z), comp.astype(jnp.int32)
 
 
 def mixture_moments(mix: Mixture) -> tuple[jax.Array, jax.Array]:

@@ -63,7 +63,8 @@ class LoopState(NamedTuple):
 
     Attributes:
         params: the current generation's model parameters (PyTree).
-        real: [n_real, d] the fixed real set generation 0 was fitted on.
+        real: [n_real, d] the fixed real set generation 0 was fitted on ([n_real, d + 1] for a class-conditional
+            family: the label is a last column, and so in the pool).
         pool: [P, d] synthetic pool buffer (P = n_synth for replace, G * n_synth for accumulate policies).
         pool_w: [P] 1 where a pool slot holds a sample, 0 where it is still empty.
         snapshots: [S, m, d] model samples kept at selected generations for figures (S may be 0).

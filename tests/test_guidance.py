@@ -89,9 +89,25 @@ def test_mode_control_runs_with_a_target(tiny):
         (["model=diffusion", "model.ema=1"], "model.ema=1.0: must lie in [0, 1)"),
         (["model=diffusion", "model.time_features=7"], "model.time_features=7: must be even"),
         (["model=diffusion", "model.train_steps=0"], "model.train_steps=0: must be an integer >= 1"),
+        (["model=diffusion", "model.classes=3"], "model.classes=3: must be 0 or the truth's number of components (8)"),
+        (["data=moons", "model=diffusion", "model.classes=2"], "model.classes=2: needs a labelled truth"),
+        (["model=diffusion", "model.bias=cfg"], "model.bias=cfg: classifier-free guidance needs a conditional model"),
     ],
 )
 def test_bad_guidance_and_diffusion_settings_name_the_field(overrides, message):
     with pytest.raises(C.ConfigError) as err:
         madloop.compose(overrides)
     assert message in str(err.value)
+
+
+def test_conditional_sims_loop_moves_labels_with_the_samples(tiny):
+    # A class-conditional base with SIMS, accumulating pool: the pool holds [x, label] rows; snapshots hold x.
+    overrides = ["model.classes=8", "regime.pool=accumulate", "eval.metrics=[sw2,modes]"]
+    result = madloop.simulate(tiny + TINY_DIFFUSION + TINY_SIMS + overrides)
+    assert (result.table()["finite"] == 1).all()
+    pool, pool_w = np.asarray(result.state.pool), np.asarray(result.state.pool_w)
+    assert pool.shape[-1] == 3 and result.snapshots.shape[-1] == 2
+    labels = pool[..., 2][pool_w > 0]
+    assert np.array_equal(labels, np.round(labels)) and labels.min() >= 0 and labels.max() <= 7
+    real_labels = np.asarray(result.state.real)[..., 2]
+    assert len(np.unique(real_labels)) > 4  # the truth's components

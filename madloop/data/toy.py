@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from madloop import config as C
-from madloop.mixture import Mixture, mixture_moments, sample_mixture
+from madloop.mixture import Mixture, mixture_moments, sample_mixture, sample_mixture_labeled
 from madloop.types import Data, Key
 
 
@@ -24,6 +24,9 @@ class DataSource(NamedTuple):
         mixture: the truth as a Gaussian mixture when it is one (a Gaussian is K = 1), else None.
         mean: [d] true mean where known in closed form, else None.
         cov: [d, d] true covariance where known in closed form, else None.
+        classes: number of class labels the source can attach to its samples (0 = none).
+        sample_labeled: ``sample_labeled(key, n) -> (x [n, d], labels [n] int32)``, the same x as ``sample``
+            for the same key, or None. Mixture truths label a sample by the component it was drawn from.
     """
 
     dim: int
@@ -31,6 +34,8 @@ class DataSource(NamedTuple):
     mixture: Mixture | None = None
     mean: jax.Array | None = None
     cov: jax.Array | None = None
+    classes: int = 0
+    sample_labeled: Callable[[Key, int], tuple[Data, jax.Array]] | None = None
 
     @property
     def gaussian(self) -> bool:
@@ -40,11 +45,19 @@ class DataSource(NamedTuple):
 
 def _mixture_source(mix: Mixture) -> DataSource:
     mean, cov = mixture_moments(mix)
-    return DataSource(mix.means.shape[1], functools.partial(_sample_truth, mix), mix, mean, cov)
+    k = mix.weights.shape[0]
+    labeled = functools.partial(_sample_truth_labeled, mix) if k >= 2 else None
+    return DataSource(
+        mix.means.shape[1], functools.partial(_sample_truth, mix), mix, mean, cov, k if k >= 2 else 0, labeled
+    )
 
 
 def _sample_truth(mix: Mixture, key: Key, n: int) -> Data:
     return sample_mixture(key, mix, n)
+
+
+def _sample_truth_labeled(mix: Mixture, key: Key, n: int) -> tuple[Data, jax.Array]:
+    return sample_mixture_labeled(key, mix, n)
 
 
 def _isotropic(means: np.ndarray, std: float) -> Mixture:

@@ -150,102 +150,164 @@ class DiffusionParams(NamedTuple):
         net: the denoiser's trained weights (a Flax params PyTree).
         ema: the exponential moving average of ``net``: the weights that sample.
         opt: the optimiser state (AdamW moments and the injected learning rate).
+        label_freq: [max(C, 1)] class frequencies of the last training set (conditional models draw the labels
+            of their samples from it; [1.0] for an unconditional model).
     """
 
     net: Params
     ema: Params
     opt: optax.OptState
+    label_freq: jax.Array
 
 
 class DiffusionFamily(NamedTuple):
-    """The pieces a test or a benchmark may want beside the GenerativeModel."""
+    """The pieces a test or a benchmark may want beside the GenerativeModel.
+
+    ``denoiser(net, y)`` is the denoiser for labels y [n] (ignored by an unconditional model; the null label C
+    gives a conditional model's unconditional prediction).
+    """
 
     model: GenerativeModel
-    denoiser: Callable[[Params], Denoiser]
+    denoiser: Callable[[Params, jax.Array], Denoiser]
     loss: Callable[..., jax.Array]
     train: Callable[..., tuple[DiffusionParams, jax.Array]]
 
 
 def _network(cfg: DiffusionModel, dim: int) -> MLPDenoiser:
-    return MLPDenoiser(dim=dim, width=cfg.width, depth=cfg.depth, time_features=cfg.time_features)
+    return MLPDenoiser(dim=dim, width=cfg.width, depth=cfg.depth, time_features=cfg.time_features, classes=cfg.classes)
 
 
 def diffusion_family(cfg: DiffusionModel) -> DiffusionFamily:
-    """Builds the family's pure functions for a diffusion config."""
+    """Builds the family's pure functions for a diffusion config.
+
+    A conditional model (``cfg.classes = C > 0``) sees its data as [n, d + 1]: the samples and, in the last
+    column, their class label (as a float); its samples come back the same way, with the class each was generated
+    for. The loop moves the label column along with the data (see ``madloop.loop``).
+    """
     alpha_bar = SCHEDULES[cfg.schedule]
     convert = from_eps if cfg.prediction == "eps" else from_x0
+    classes = cfg.classes
+    null = jnp.int32(classes)  # the null label of classifier-free guidance
     tx = optax.chain(
         optax.clip_by_global_norm(1.0),
         optax.inject_hyperparams(optax.adamw)(learning_rate=cfg.lr, weight_decay=cfg.weight_decay),
     )
 
-    def apply(net: Params, x: Data, t: jax.Array) -> jax.Array:
-        """The raw network output [n, d] for x [n, d] at times t [n] (the per-example module, vmapped)."""
-        module = _network(cfg, x.shape[-1])
-        return jax.vmap(lambda xi, ti: module.apply({"params": net}, xi, ti))(x, t)
+    def split(x: Data) -> tuple[Data, jax.Array]:
+        """Samples [n, d] and labels [n] (zeros for an unconditional model)."""
+        if classes:
+            return x[:, :-1], x[:, -1].astype(jnp.int32)
+        return x, jnp.zeros(x.shape[:1], jnp.int32)
 
-    def denoiser(net: Params) -> Denoiser:
+    def label_freq(x: Data, w: Weights) -> jax.Array:
+        if not classes:
+            return jnp.ones((1,), jnp.float32)
+        counts = jnp.sum(w[:, None] * jax.nn.one_hot(split(x)[1], classes, dtype=w.dtype), axis=0)
+        return counts / jnp.sum(counts)
+
+    def apply(net: Params, x: Data, t: jax.Array, y: jax.Array) -> jax.Array:
+        """The raw network output [n, d] for x [n, d] at times t [n] with labels y [n] (per-example module, vmapped)."""
+        module = _network(cfg, x.shape[-1])
+        return jax.vmap(lambda xi, ti, yi: module.apply({"params": net}, xi, ti, yi))(x, t, y)
+
+    def denoiser(net: Params, y: jax.Array) -> Denoiser:
         def denoise(x: Data, t: jax.Array) -> Prediction:
             abar = alpha_bar(t)
-            return convert(x, abar, apply(net, x, jnp.broadcast_to(t, x.shape[:1])))
+            return convert(x, abar, apply(net, x, jnp.broadcast_to(t, x.shape[:1]), y))
 
         return denoise
 
-    def loss(net: Params, x0: Data, t: jax.Array, eps: Data) -> jax.Array:
+    def loss(net: Params, x0: Data, t: jax.Array, eps: Data, y: jax.Array) -> jax.Array:
         """Mean squared error at x_t = sqrt(abar) x0 + sqrt(1 - abar) eps: of the noise for eps-prediction
         (Ho et al. eq. 14), of the clean sample weighted by min(SNR, 5) for x0-prediction (Min-SNR weighting,
         Hang et al. 2023; SNR = abar / (1 - abar), so small-t errors, which the sampler amplifies, count).
         """
         abar = alpha_bar(t)[:, None]
         xt = jnp.sqrt(abar) * x0 + jnp.sqrt(1 - abar) * eps
-        out = apply(net, xt, t)
+        out = apply(net, xt, t, y)
         if cfg.prediction == "eps":
             return jnp.mean((out - eps) ** 2)
         return jnp.mean(jnp.minimum(abar / (1 - abar), 5.0) * (out - x0) ** 2)
 
     def train(key: Key, params: DiffusionParams, x: Data, w: Weights, steps: int):
-        """``steps`` AdamW steps on minibatches drawn from x [n, d] with probability ~ w; returns (params, losses)."""
+        """``steps`` AdamW steps on minibatches drawn from x [n, d] with probability ~ w; returns (params, losses).
+
+        A conditional model's labels are replaced by the null label with probability ``label_dropout``.
+        """
         cdf = jnp.cumsum(w) / jnp.sum(w)
+        data, labels = split(x)
+        params = params._replace(label_freq=label_freq(x, w))
 
         def step(p: DiffusionParams, i: jax.Array) -> tuple[DiffusionParams, jax.Array]:
             k_idx, k_t, k_eps = jax.random.split(jax.random.fold_in(key, i), 3)
-            idx = jnp.searchsorted(cdf, jax.random.uniform(k_idx, (cfg.batch,)), side="right")
-            x0 = x[jnp.minimum(idx, x.shape[0] - 1)]
+            k_drop = jax.random.fold_in(k_idx, 1)  # (derived, so unconditional runs keep their draws)
+            idx = jnp.minimum(
+                jnp.searchsorted(cdf, jax.random.uniform(k_idx, (cfg.batch,)), side="right"), x.shape[0] - 1
+            )
+            x0, y = data[idx], labels[idx]
+            if classes:
+                y = jnp.where(jax.random.bernoulli(k_drop, cfg.label_dropout, y.shape), null, y)
             t = jax.random.uniform(k_t, (cfg.batch,), minval=T_MIN, maxval=1.0)
-            value, grads = jax.value_and_grad(loss)(p.net, x0, t, jax.random.normal(k_eps, x0.shape))
+            value, grads = jax.value_and_grad(loss)(p.net, x0, t, jax.random.normal(k_eps, x0.shape), y)
             updates, opt = tx.update(grads, p.opt, p.net)
             # Cosine decay of the step size over this fit (scaling AdamW's update scales its learning rate).
             decay_lr = 0.5 * (1 + jnp.cos(jnp.pi * i / steps))
             net = optax.apply_updates(p.net, jax.tree.map(lambda u: decay_lr * u, updates))
             decay = jnp.minimum(cfg.ema, (1.0 + i) / (10.0 + i))
             ema = jax.tree.map(lambda e, v: decay * e + (1 - decay) * v, p.ema, net)
-            return DiffusionParams(net, ema, opt), value
+            return DiffusionParams(net, ema, opt, p.label_freq), value
 
         return jax.lax.scan(step, params, jnp.arange(steps))
 
     def init(key: Key, x: Data, w: Weights) -> DiffusionParams:
-        del w
-        net = _network(cfg, x.shape[1]).init(key, x[0], jnp.zeros(()))["params"]
-        return DiffusionParams(net, net, tx.init(net))
+        data, labels = split(x)
+        net = _network(cfg, data.shape[1]).init(key, data[0], jnp.zeros(()), labels[0])["params"]
+        return DiffusionParams(net, net, tx.init(net), label_freq(x, w))
 
     def fit(key: Key, params: DiffusionParams, x: Data, w: Weights, warm: bool) -> DiffusionParams:
         return train(key, params, x, w, cfg.finetune_steps if warm else cfg.train_steps)[0]
 
     def finetune(key: Key, params: DiffusionParams, x: Data, w: Weights, steps: int) -> DiffusionParams:
         # A copy of the sampling weights with a fresh optimiser state, trained for `steps` more steps.
-        start = DiffusionParams(params.ema, params.ema, tx.init(params.ema))
+        start = DiffusionParams(params.ema, params.ema, tx.init(params.ema), params.label_freq)
         return train(key, start, x, w, steps)[0]
 
     run_sampler = functools.partial(
         sample_with, alpha_bar=alpha_bar, steps=cfg.sample_steps, update=SAMPLERS[cfg.sampler]
     )
 
+    def conditional(net: Params, y: jax.Array, cfg_weight: jax.Array) -> Denoiser:
+        """The denoiser for labels y, with classifier-free guidance (1 + w) cond - w uncond when bias=cfg."""
+        cond = denoiser(net, y)
+        if cfg.bias != "cfg":
+            return cond
+        uncond = denoiser(net, jnp.full_like(y, null))
+        return lambda x, t: guided(cond(x, t), uncond(x, t), cfg_weight)
+
+    def draw(key: Key, params: DiffusionParams, n: int, lam: jax.Array, make_denoiser) -> Data:
+        """Samples [n, d] (unconditional) or [n, d + 1] with labels drawn from the training frequencies.
+
+        bias=temperature: lam is the sampler's noise variance; bias=cfg: guidance weight w = 1 / lam - 1 and
+        unit temperature (MAD paper, Sec. 4: lambda = 1 / (1 + w)).
+        """
+        d = _out_dim(params)
+        if not classes:
+            return run_sampler(make_denoiser(jnp.zeros((n,), jnp.int32), 0.0), key, n, d, lam=lam)
+        k_label, k_sample = jax.random.split(key)
+        y = jax.random.categorical(k_label, jnp.log(params.label_freq), shape=(n,)).astype(jnp.int32)
+        cfg_weight, temperature = (1.0 / lam - 1.0, jnp.ones_like(lam)) if cfg.bias == "cfg" else (0.0, lam)
+        x = run_sampler(make_denoiser(y, cfg_weight), k_sample, n, d, lam=temperature)
+        return jnp.concatenate([x, y[:, None].astype(x.dtype)], axis=1)
+
     def sample(key: Key, params: DiffusionParams, n: int, lam: jax.Array) -> Data:
-        return run_sampler(denoiser(params.ema), key, n, _out_dim(params), lam=lam)
+        return draw(key, params, n, lam, lambda y, w: conditional(params.ema, y, w))
 
     def guided_sample(key, base: DiffusionParams, aux: DiffusionParams, n: int, lam, omega) -> Data:
-        d_base, d_aux = denoiser(base.ema), denoiser(aux.ema)
-        return run_sampler(lambda x, t: guided(d_base(x, t), d_aux(x, t), omega), key, n, _out_dim(base), lam=lam)
+        def make(y, w):
+            d_base, d_aux = conditional(base.ema, y, w), conditional(aux.ema, y, w)
+            return lambda x, t: guided(d_base(x, t), d_aux(x, t), omega)
+
+        return draw(key, base, n, lam, make)
 
     model = GenerativeModel(init, fit, sample, finetune=finetune, guided_sample=guided_sample)
     return DiffusionFamily(model, denoiser, loss, train)

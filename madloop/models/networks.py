@@ -20,24 +20,29 @@ def time_embedding(t: jax.Array, features: int) -> jax.Array:
 
 
 class MLPDenoiser(nn.Module):
-    """An MLP denoiser for vectors: [x, emb(t)] -> depth x (Dense(width), SiLU) -> Dense(d).
+    """An MLP denoiser for vectors: [x, emb(t), onehot(y)] -> depth x (Dense(width), SiLU) -> Dense(d).
 
     Attributes:
         dim: d, the data dimension (the output size).
         width: hidden units per layer.
         depth: hidden layers.
         time_features: sinusoidal features of t.
+        classes: C class labels (0 = unconditional); label C is the null label of classifier-free guidance.
     """
 
     dim: int
     width: int
     depth: int
     time_features: int
+    classes: int = 0
 
     @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
-        """x [d], t [] -> the network's prediction [d] (noise or clean sample, per the family's config)."""
-        h = jnp.concatenate([x, time_embedding(t, self.time_features)])
+    def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None) -> jax.Array:
+        """x [d], t [], y [] int (a class in 0..C-1, or C for none) -> the prediction [d] (noise or clean sample)."""
+        parts = [x, time_embedding(t, self.time_features)]
+        if self.classes:
+            parts.append(jax.nn.one_hot(y, self.classes + 1, dtype=x.dtype))
+        h = jnp.concatenate(parts)
         for _ in range(self.depth):
             h = nn.silu(nn.Dense(self.width)(h))
         return nn.Dense(self.dim)(h)
