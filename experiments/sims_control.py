@@ -2,9 +2,10 @@
 
 Usage: python experiments/sims_control.py [--out docs/sims_control.png] [overrides...]
 
-experiment=sims_control: the auxiliary model is fine-tuned on the excess of over-represented modes (relative to
-guidance.target); the sweep samples generation 0 for every omega in one program and records the share of samples
-per mode (nearest truth component) and its total-variation distance to the target.
+experiment=sims_control: the auxiliary model is fine-tuned on the base's samples weighted by share / target of
+their mode (madloop.guidance.mode_ratio_weights); the sweep samples generation 0 for every omega in one program
+and records the share of samples per mode (nearest truth component) and its total-variation distance to the
+target.
 """
 
 from __future__ import annotations

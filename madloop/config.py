@@ -187,10 +187,11 @@ class SimsGuidance(GuidanceConfig):
         n_aux: synthetic samples the auxiliary model is fine-tuned on.
         aux_steps: fine-tuning steps of the auxiliary model.
         control: ``none`` (fine-tune on all n_aux samples, as in the paper's self-improvement) or ``modes``
-            (distribution control: fine-tune only on the excess of modes the base over-represents relative to
-            ``target``, so negative guidance moves mode proportions toward the target).
-        target: mode weights for ``control=modes``, one per component of the truth (normalised); null = the
-            truth's own weights.
+            (distribution control: fine-tune on the samples weighted by share / target of their mode, so the
+            auxiliary model over-represents what the base over-represents and negative guidance moves the mode
+            proportions toward the target; see ``madloop.guidance.mode_ratio_weights``).
+        target: mode weights for ``control=modes``, one per component of the truth, all > 0 (normalised);
+            null = the truth's own weights.
     """
 
     omega: float = 1.0
@@ -532,10 +533,8 @@ def _validate_guidance(g: GuidanceConfig, m: ModelConfig, d: DataConfig) -> None
     k = mix.weights.shape[0]
     if g.target is not None:
         t = list(g.target)
-        if len(t) != k or any(not isinstance(v, int | float) or not math.isfinite(v) or v < 0 for v in t):
-            raise ConfigError("guidance.target", t, f"must be {k} finite weights >= 0, one per mode of the truth")
-        if sum(t) <= 0:
-            raise ConfigError("guidance.target", t, "must have a positive sum")
+        if len(t) != k or any(not isinstance(v, int | float) or not math.isfinite(v) or v <= 0 for v in t):
+            raise ConfigError("guidance.target", t, f"must be {k} finite weights > 0, one per mode of the truth")
 
 
 def _validate_regime(r: RegimeConfig) -> None:

@@ -67,17 +67,18 @@ def mode_shares(x: Data, truth: Mixture) -> tuple[jax.Array, jax.Array]:
     return mode, jnp.mean(jax.nn.one_hot(mode, truth.weights.shape[0], dtype=x.dtype), axis=0)
 
 
-def mode_excess_weights(x: Data, truth: Mixture, target: jax.Array) -> Weights:
-    """Distribution-control weights [n] for x [n, d]: each sample is assigned to its most likely truth component
-    k, and gets weight (p_k - target_k)^+ / p_k, where p [K] is the empirical mode share of x. The weighted set
-    is the excess of the over-represented modes, which negative guidance then steers away from.
+def mode_ratio_weights(x: Data, truth: Mixture, target: jax.Array) -> Weights:
+    """Distribution-control weights [n] for x [n, d]: a sample of mode k (its most likely truth component) gets
+    weight p_k / target_k, where p [K] is the empirical mode share of x.
 
-    When no mode is over-represented the weights are uniform (the auxiliary model is then plain SIMS's).
+    Why: fine-tuned on x with these weights, the auxiliary model's mode shares become a ~ p^2 / target, and the
+    SIMS density p_base^(1 + omega) / p_aux^omega has mode shares ~ p^(1 - omega) target^omega, which is the
+    target at omega = 1, while the shape within each mode stays the base's. (The idealised density picture:
+    guided diffusion samples only approximate it, and a short fine-tune moves a only part of the way, so the best
+    omega is found by a sweep.) Over-represented modes are up-weighted, so negative guidance removes their excess.
     """
     mode, share = mode_shares(x, truth)
-    excess = jnp.clip(share - target, 0.0) / jnp.maximum(share, 1e-12)
-    w = excess[mode]
-    return jnp.where(jnp.sum(w) > 0, w, jnp.ones_like(w))
+    return (share / target)[mode]
 
 
 @make_guidance.register
@@ -100,7 +101,7 @@ def _(cfg: C.SimsGuidance, model: GenerativeModel, source: DataSource) -> Guided
         # The auxiliary model: the base fine-tuned on n_aux of its own (unbiased) samples.
         x_aux = model.sample(k_draw, base, cfg.n_aux, jnp.float32(1.0))
         if cfg.control == "modes":  # (a conditional family's samples carry a label column: mode by x alone)
-            w_aux = mode_excess_weights(x_aux[:, : truth.means.shape[1]], truth, target)
+            w_aux = mode_ratio_weights(x_aux[:, : truth.means.shape[1]], truth, target)
         else:
             w_aux = jnp.ones((cfg.n_aux,))
         aux = model.finetune(k_aux, base, x_aux, w_aux, cfg.aux_steps)

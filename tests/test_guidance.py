@@ -1,5 +1,5 @@
 """SIMS guidance: omega = 0 is plain sampling bit for bit, the auxiliary model is fitted inside the loop, and
-distribution-control weights select the excess of over-represented modes."""
+distribution-control weights are share / target per mode."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,7 @@ from conftest import TINY_DIFFUSION, TINY_SIMS
 
 import madloop
 from madloop import config as C
-from madloop.guidance import mode_excess_weights
+from madloop.guidance import mode_ratio_weights
 from madloop.loop import knobs_of, simulation
 
 SIMS = TINY_SIMS
@@ -47,18 +47,22 @@ def test_sims_state_carries_the_base_and_the_auxiliary_model(tiny):
     assert not all(np.allclose(b, a) for b, a in zip(base, aux, strict=True))
 
 
-def test_mode_excess_weights_hand_checked():
+def test_mode_ratio_weights_hand_checked():
     # Truth: 3 modes at -10, 0, 10 (1-D). Samples: 4 at mode 0, 2 at mode 1, 2 at mode 2, so shares
-    # (0.5, 0.25, 0.25). Target (0.25, 0.5, 0.25): mode 0 holds 0.25 too much, so each of its samples gets weight
-    # (0.5 - 0.25) / 0.5 = 0.5; modes 1 and 2 are not over-represented and get 0.
+    # p = (0.5, 0.25, 0.25). Target (0.25, 0.5, 0.25): weights p / target = (2, 0.5, 1) per sample of each mode.
+    # The weighted shares are a ~ p^2 / target = (1, 0.125, 0.25) / 1.375, and p^2 / a ~ target, as claimed.
     from madloop.mixture import Mixture
 
     truth = Mixture(jnp.ones(3) / 3, jnp.array([[-10.0], [0.0], [10.0]]), jnp.ones((3, 1, 1)))
     x = jnp.array([[-10.0], [-9.5], [-10.2], [-11.0], [0.1], [-0.3], [9.9], [10.4]])
-    w = mode_excess_weights(x, truth, jnp.array([0.25, 0.5, 0.25]))
-    np.testing.assert_allclose(w, [0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0])
-    # On target: no excess anywhere, so the weights fall back to uniform (plain SIMS).
-    np.testing.assert_allclose(mode_excess_weights(x, truth, jnp.array([0.5, 0.25, 0.25])), np.ones(8))
+    target = jnp.array([0.25, 0.5, 0.25])
+    w = mode_ratio_weights(x, truth, target)
+    np.testing.assert_allclose(w, [2, 2, 2, 2, 0.5, 0.5, 1, 1])
+    a = np.array([4 * 2, 2 * 0.5, 2 * 1]) / np.sum(w)
+    p = np.array([0.5, 0.25, 0.25])
+    np.testing.assert_allclose((p**2 / a) / np.sum(p**2 / a), target, rtol=1e-6)
+    # On target: uniform weights (the auxiliary model is plain SIMS's).
+    np.testing.assert_allclose(mode_ratio_weights(x, truth, jnp.array([0.5, 0.25, 0.25])), np.ones(8))
 
 
 def test_mode_control_runs_with_a_target(tiny):
@@ -82,7 +86,7 @@ def test_mode_control_runs_with_a_target(tiny):
         ),
         (
             ["model=diffusion", "guidance=sims", "guidance.control=modes", "guidance.target=[1,2]"],
-            "guidance.target=[1.0,2.0]: must be 8 finite weights >= 0",
+            "guidance.target=[1.0,2.0]: must be 8 finite weights > 0",
         ),
         (["model=diffusion", "guidance=sims", "guidance.target=[1,2]"], "only applies to guidance.control=modes"),
         (["model=diffusion", "model.sampler=euler"], "model.sampler=euler: allowed: ddpm, ddim"),
