@@ -1,6 +1,7 @@
 """Benchmark: the self-consuming diffusion loop in madloop vs a plain PyTorch eager reference of the same loop.
 
-Usage: python benchmarks/diffusion_loop.py [--seeds 4] [--generations 3] [--width 64] [--depth 3] [--repeats 2]
+Usage: pip install -e ".[bench]"  (PyTorch, for the reference), then
+       python benchmarks/diffusion_loop.py [--seeds 4] [--generations 3] [--width 64] [--depth 3] [--repeats 2]
 
 Both sides run the same loop: ring of 8, fully synthetic, n samples per generation; an MLP denoiser
 [x, sinusoidal(t)] -> depth x (Linear(width), SiLU) -> Linear(2); eps-prediction on the cosine VP schedule;
