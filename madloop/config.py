@@ -295,6 +295,41 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SweepBias:
+    """Values of ``bias.lam`` to vmap (null = the single value ``bias.lam``)."""
+
+    lam: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class SweepRegime:
+    """Values of ``regime.real_weight`` to vmap (null = the single value)."""
+
+    real_weight: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class SweepGuidance:
+    """Values of ``guidance.omega`` to vmap (null = the single value; needs ``guidance=sims``)."""
+
+    omega: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Float knobs swept inside one compiled program (e.g. ``sweep.bias.lam=[0.5,0.8,1.0]``).
+
+    The grid is the Cartesian product of the given lists; every grid point runs ``loop.seeds`` seeds with the same
+    keys (common random numbers), and the whole grid x seeds batch is one vmapped program. ``metrics.csv`` gets
+    one column per swept knob (``lam``, ``real_weight``, ``omega``).
+    """
+
+    bias: SweepBias = field(default_factory=SweepBias)
+    regime: SweepRegime = field(default_factory=SweepRegime)
+    guidance: SweepGuidance = field(default_factory=SweepGuidance)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole experiment; JAX code only ever sees this frozen object."""
 
@@ -305,6 +340,7 @@ class Config:
     bias: BiasConfig = field(default_factory=BiasConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     guidance: Any = MISSING
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     plots: bool = True
 
 
@@ -537,6 +573,26 @@ def _validate_guidance(g: GuidanceConfig, m: ModelConfig, d: DataConfig) -> None
             raise ConfigError("guidance.target", t, f"must be {k} finite weights > 0, one per mode of the truth")
 
 
+def _validate_sweep(cfg: Config) -> None:
+    sw = cfg.sweep
+    checks = (
+        ("sweep.bias.lam", sw.bias.lam, lambda v: v > 0, "values > 0"),
+        ("sweep.regime.real_weight", sw.regime.real_weight, lambda v: v > 0, "values > 0"),
+        ("sweep.guidance.omega", sw.guidance.omega, lambda v: v >= 0, "values >= 0"),
+    )
+    for key, values, ok, what in checks:
+        if values is None:
+            continue
+        vals = list(values)
+        if not vals:
+            raise ConfigError(key, vals, "give at least one value (or null for no sweep)")
+        for v in vals:
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or not ok(v):
+                raise ConfigError(key, vals, f"must be a list of finite numbers, {what}")
+    if sw.guidance.omega is not None and not isinstance(cfg.guidance, SimsGuidance):
+        raise ConfigError("sweep.guidance.omega", list(sw.guidance.omega), "needs guidance=sims")
+
+
 def _validate_regime(r: RegimeConfig) -> None:
     _choice("regime.pool", r.pool, POOLS)
     _int_at_least("regime.n_real", r.n_real, 1, " (generation 0 is fitted on real data)")
@@ -571,6 +627,7 @@ def validate(cfg: Config) -> Config:
     _int_at_least("loop.seed", lp.seed, 0)
     _int_at_least("loop.chunk", lp.chunk, 0)
     _positive("bias.lam", cfg.bias.lam, " (1 = unbiased, < 1 colder, > 1 hotter)")
+    _validate_sweep(cfg)
     ev = cfg.eval
     _int_at_least("eval.k", ev.k, 1)
     _int_at_least("eval.n", ev.n, ev.k + 1, f" (more than eval.k={ev.k} neighbours)")

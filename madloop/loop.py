@@ -43,6 +43,22 @@ def knobs_of(cfg: C.Config) -> Knobs:
     return Knobs(jnp.float32(cfg.bias.lam), jnp.float32(cfg.regime.real_weight), jnp.float32(omega))
 
 
+def knob_grid(cfg: C.Config) -> tuple[Knobs, dict[str, np.ndarray]]:
+    """The swept knobs' grid: Knobs of arrays [K] (the Cartesian product of ``sweep.*`` lists; K = 1 without a
+    sweep) and the swept columns {name: [K]} for the table."""
+    base = knobs_of(cfg)
+    lists = {
+        "lam": cfg.sweep.bias.lam,
+        "real_weight": cfg.sweep.regime.real_weight,
+        "omega": cfg.sweep.guidance.omega,
+    }
+    axes = [np.asarray(v if v is not None else [float(getattr(base, k))], np.float32) for k, v in lists.items()]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    flat = {k: m.reshape(-1) for k, m in zip(lists, mesh, strict=True)}
+    columns = {k: flat[k].astype(np.float64) for k, v in lists.items() if v is not None}
+    return Knobs(*(jnp.asarray(flat[k]) for k in lists)), columns
+
+
 class Row(NamedTuple):
     """One generation's outputs for one seed: metrics {name: scalar} and finite (1 when the parameters are)."""
 
@@ -176,17 +192,22 @@ def auto_chunk(generations: int, updates: int = 20) -> int:
 
 
 class Result(NamedTuple):
-    """Everything one experiment returns (numpy arrays, seeds first).
+    """Everything one experiment returns (numpy arrays, runs first).
+
+    A run is one (knob grid point, seed) pair: B = K x S runs, knob-major (run b has seed b % S). Without a
+    sweep K = 1 and runs are seeds.
 
     Attributes:
         names: metric names in column order.
-        metrics: {name: [S, G + 1]}.
-        finite: [S, G + 1] 1 where the generation's parameters are finite.
-        snapshots: [S, n_snap, m, d] model samples at ``snapshot_generations``.
+        metrics: {name: [B, G + 1]}.
+        finite: [B, G + 1] 1 where the generation's parameters are finite.
+        snapshots: [B, n_snap, m, d] model samples at ``snapshot_generations``.
         snapshot_generations: [n_snap].
         heldout: [n, d] the held-out real set.
-        state: the final LoopState (batched over seeds).
+        state: the final LoopState (batched over runs).
         seconds: wall time of the run, compilation included.
+        seed: [B] each run's seed index.
+        knobs: {swept knob: [B]} each run's value (empty without a sweep).
     """
 
     names: tuple[str, ...]
@@ -197,38 +218,43 @@ class Result(NamedTuple):
     heldout: np.ndarray
     state: LoopState
     seconds: float
+    seed: np.ndarray
+    knobs: dict[str, np.ndarray]
 
     def divergence(self) -> str | None:
-        """A one-line warning when some seeds have non-finite parameters, else None."""
+        """A one-line warning when some runs (seed x knob grid point) have non-finite parameters, else None."""
         bad = self.finite.min(axis=1) < 1
         if not bad.any():
             return None
         first = int(np.argmax(self.finite.min(axis=0) < 1))
         return (
-            f"{int(bad.sum())} of {len(bad)} seeds have non-finite parameters (first at generation {first}): "
+            f"{int(bad.sum())} of {len(bad)} runs have non-finite parameters (first at generation {first}): "
             "their rows have finite=0 and NaN metrics, and the figures leave them out"
         )
 
     def table(self) -> pd.DataFrame:
-        """Tidy table: one row per (seed, generation); columns seed, generation, metrics..., finite."""
-        s, g1 = self.finite.shape
-        cols = {"seed": np.repeat(np.arange(s), g1), "generation": np.tile(np.arange(g1), s)}
+        """Tidy table: one row per (run, generation); columns seed, swept knobs..., generation, metrics..., finite."""
+        b, g1 = self.finite.shape
+        cols = {"seed": np.repeat(self.seed, g1)}
+        cols.update({k: np.repeat(v, g1) for k, v in self.knobs.items()})
+        cols["generation"] = np.tile(np.arange(g1), b)
         cols.update({k: self.metrics[k].reshape(-1).astype(np.float64) for k in self.names})
         cols["finite"] = self.finite.reshape(-1).astype(np.int64)
         return pd.DataFrame(cols)
 
 
 class Simulation:
-    """A compiled experiment: jit(vmap(...)) over seeds, built once per config; calling it again reuses it."""
+    """A compiled experiment: jit(vmap(...)) over runs (knob grid x seeds), built once per config; calling it
+    again reuses it. The run axis is sharded over all local devices (one code path for 1 CPU or 8 GPUs)."""
 
     def __init__(self, cfg: C.Config):
         self.cfg = cfg
         self.loop = make_loop(cfg)
         g = cfg.loop.generations
         self.chunk = min(cfg.loop.chunk or auto_chunk(g), g)
-        seeds_axis = (0, None, None)
-        self._start = jax.jit(jax.vmap(self.loop.start, in_axes=seeds_axis))
-        self._run_all = jax.jit(jax.vmap(functools.partial(run_all, self.loop, g), in_axes=seeds_axis))
+        runs_axis = (0, 0, None)
+        self._start = jax.jit(jax.vmap(self.loop.start, in_axes=runs_axis))
+        self._run_all = jax.jit(jax.vmap(functools.partial(run_all, self.loop, g), in_axes=runs_axis))
         self._chunks: dict[int, Callable] = {}
         self._reference = jax.jit(M.make_reference, static_argnums=(2, 3))
 
@@ -236,8 +262,21 @@ class Simulation:
         """The compiled scan over ``length`` generations (one program per distinct length)."""
         if length not in self._chunks:
             fn = functools.partial(scan_generations, self.loop, length)
-            self._chunks[length] = jax.jit(jax.vmap(fn, in_axes=(0, None, None, 0, None)))
+            self._chunks[length] = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0, None)))
         return self._chunks[length]
+
+    def runs(self) -> tuple[Key, Knobs, np.ndarray, dict[str, np.ndarray]]:
+        """The batch of runs, knob-major: (run keys [B], knobs [B], seed index [B], swept columns {name: [B]}).
+
+        Every grid point uses the same S seed keys (common random numbers across knob values).
+        """
+        run_keys, _, _ = self.keys()
+        grid, columns = knob_grid(self.cfg)
+        k, s = grid.lam.shape[0], run_keys.shape[0]
+        keys = jax.random.wrap_key_data(jnp.tile(jax.random.key_data(run_keys), (k, 1))) if k > 1 else run_keys
+        knobs = jax.tree.map(lambda v: jnp.repeat(v, s), grid)
+        seed = np.tile(np.arange(s), k)
+        return keys, knobs, seed, {name: np.repeat(v, s) for name, v in columns.items()}
 
     def keys(self) -> tuple[Key, Key, Key]:
         """(run keys [S], held-out key, projection key), all derived from key(loop.seed)."""
@@ -256,8 +295,10 @@ class Simulation:
         """Runs every seed for G generations; ``progress(done, total, seconds)`` is called between chunks."""
         t0 = time.perf_counter()
         cfg, g_total = self.cfg, self.cfg.loop.generations
-        run_keys, _, _ = self.keys()
-        knobs, ref = knobs_of(cfg), self.reference()
+        run_keys, knobs, seed, columns = self.runs()
+        ref = self.reference()
+        b = seed.shape[0]
+        run_keys, knobs = shard_runs((run_keys, knobs))
         if self.chunk >= g_total:  # the whole run as one program
             state, rows = self._run_all(run_keys, knobs, ref)
             parts = [rows]
@@ -273,9 +314,10 @@ class Simulation:
                 jax.block_until_ready(rows)
                 if progress is not None:
                     progress(done, g_total, time.perf_counter() - t0)
-        rows = jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=1), *parts)
+        rows = jax.tree.map(lambda *xs: np.concatenate([np.asarray(x)[:b] for x in xs], axis=1), *parts)
         if progress is not None and self.chunk >= g_total:
             progress(g_total, g_total, time.perf_counter() - t0)
+        state = jax.tree.map(lambda a: a[:b], state)  # drop the runs padded for an even split over devices
         return Result(
             names=self.loop.names,
             metrics=rows.metrics,
@@ -285,7 +327,25 @@ class Simulation:
             heldout=np.asarray(ref.heldout),
             state=state,
             seconds=time.perf_counter() - t0,
+            seed=seed,
+            knobs=columns,
         )
+
+
+def shard_runs(tree):
+    """Places a batch of runs (leading axis B) across all local devices: the axis is padded to a multiple of the
+    device count (by repeating the last run; callers drop the padding) and sharded with a 1-D mesh. On one device
+    this returns the tree unchanged, so one code path serves a CPU, 8 GPUs or a TPU slice."""
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return tree
+    b = jax.tree.leaves(tree)[0].shape[0]
+    pad = -b % len(devices)
+    if pad:
+        tree = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), tree)
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    return jax.device_put(tree, sharding)
 
 
 _CACHE: OrderedDict[str, Simulation] = OrderedDict()

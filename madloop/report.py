@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 import scipy.stats  # noqa: E402
 
 ID_COLUMNS = ("seed", "generation", "finite")
+KNOB_COLUMNS = ("lam", "real_weight", "omega")  # swept knobs (sweep.*), one column each when swept
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -33,7 +34,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def metric_columns(table: pd.DataFrame) -> list[str]:
     """The metric columns of a metrics table."""
-    return [c for c in table.columns if c not in ID_COLUMNS]
+    return [c for c in table.columns if c not in ID_COLUMNS + KNOB_COLUMNS]
+
+
+def knob_columns(table: pd.DataFrame) -> list[str]:
+    """The swept-knob columns of a metrics table (empty without a sweep)."""
+    return [c for c in KNOB_COLUMNS if c in table.columns]
 
 
 def summarize(table: pd.DataFrame, metric: str, by: str = "generation") -> pd.DataFrame:
@@ -55,11 +61,17 @@ def plot_metrics(table: pd.DataFrame, path: Path, title: str = "") -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
     n_seeds = table["seed"].nunique()
     bad = int(table.loc[table["finite"] == 0, "seed"].nunique()) if "finite" in table else 0
+    knobs = knob_columns(table)
+    groups = list(table.groupby(knobs)) if knobs else [((), table)]
     for ax, metric in zip(axes.flat, metrics, strict=False):
-        s = summarize(table, metric)
-        ax.fill_between(s.index, s["lo"], s["hi"], alpha=0.3, label="95% CI of mean")
-        ax.plot(s.index, s["mean"], label="mean")
-        ax.plot(s.index, s["median"], "--", lw=1, label="median")
+        for i, (values, part) in enumerate(groups):
+            s = summarize(part, metric)
+            values = values if isinstance(values, tuple) else (values,)
+            label = ", ".join(f"{k}={v:g}" for k, v in zip(knobs, values, strict=True)) or "mean"
+            ax.fill_between(s.index, s["lo"], s["hi"], alpha=0.3 if len(groups) == 1 else 0.15, color=f"C{i % 10}")
+            ax.plot(s.index, s["mean"], label=label, color=f"C{i % 10}")
+            if len(groups) == 1:
+                ax.plot(s.index, s["median"], "--", lw=1, label="median", color=f"C{i % 10}")
         ax.set_title(metric)
         ax.set_xlabel("generation")
     for ax in list(axes.flat)[len(metrics) :]:

@@ -67,7 +67,8 @@ def _write_outputs(cfg: C.Config, result, out: Path) -> None:
 def _title(cfg: C.Config) -> str:
     return (
         f"{C.option_name('data', cfg.data)} / {C.option_name('model', cfg.model)} / "
-        f"{C.option_name('regime', cfg.regime)} ({cfg.regime.pool}), lam={cfg.bias.lam}"
+        f"{C.option_name('regime', cfg.regime)} ({cfg.regime.pool}), "
+        + ("lam swept" if cfg.sweep.bias.lam is not None else f"lam={cfg.bias.lam}")
     )
 
 

@@ -10,7 +10,7 @@ from conftest import TINY_DIFFUSION, TINY_SIMS
 import madloop
 from madloop import config as C
 from madloop.guidance import mode_ratio_weights
-from madloop.loop import knobs_of, simulation
+from madloop.loop import simulation
 
 SIMS = TINY_SIMS
 
@@ -25,16 +25,16 @@ def test_omega_zero_loop_equals_the_unguided_loop_bit_for_bit(tiny):
     # ... and omega is traced: omega = 1 in the same compiled program changes the samples.
     cfg = madloop.compose(overrides)
     sim = simulation(cfg)  # the Simulation run_table compiled
-    run_keys, _, _ = sim.keys()
+    run_keys, knobs, _, _ = sim.runs()
     ref = sim.reference()
-    outs = [sim._run_all(run_keys, knobs_of(cfg)._replace(omega=jnp.float32(w)), ref)[1] for w in (0.0, 1.0)]
+    outs = [sim._run_all(run_keys, knobs._replace(omega=jnp.full_like(knobs.omega, w)), ref)[1] for w in (0.0, 1.0)]
     assert sim._run_all._cache_size() == 1  # no recompilation for a new omega
     np.testing.assert_array_equal(outs[0].metrics["sw2"], sims["sw2"].to_numpy().reshape(2, 3))
     assert not np.allclose(outs[0].metrics["sw2"], outs[1].metrics["sw2"])
 
 
 def test_sims_state_carries_the_base_and_the_auxiliary_model(tiny):
-    # (every regime x pool runs with SIMS in tests/test_loop.py)
+    # (SIMS under every regime and every pool: tests/test_loop.py)
     overrides = ["regime=synthetic_augmentation", "regime.pool=accumulate", "eval.metrics=[sw2,modes]"]
     result = madloop.simulate(tiny + TINY_DIFFUSION + SIMS + overrides)
     table = result.table()
