@@ -1,9 +1,14 @@
-"""Tidy tables and figures from a run: metrics vs generation with 95% bands, and sample scatter plots."""
+"""Tidy tables and figures from one run or a whole multirun folder: metrics vs generation with 95% bands grouped
+by swept knobs and overrides, phase maps over two knobs, and sample scatter plots.
+
+Usage: python -m madloop.report DIR [--generation G] [--x KEY --y KEY] [--metrics M ...]
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +22,7 @@ import scipy.stats  # noqa: E402
 
 ID_COLUMNS = ("seed", "generation", "finite")
 KNOB_COLUMNS = ("lam", "real_weight", "omega")  # swept knobs (sweep.*), one column each when swept
+MAX_LINES = 10  # lines per metric panel (one colour each); larger grids show evenly spaced grid points
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -53,21 +59,25 @@ def summarize(table: pd.DataFrame, metric: str, by: str = "generation") -> pd.Da
     return out
 
 
-def plot_metrics(table: pd.DataFrame, path: Path, title: str = "") -> None:
-    """One panel per metric: mean over seeds with its 95% confidence band, and the median (dashed)."""
-    metrics = metric_columns(table)
+def plot_metrics(table: pd.DataFrame, path: Path, title: str = "", by: list[str] | None = None) -> None:
+    """One panel per metric: mean over seeds with its 95% confidence band, and the median (dashed), with one line
+    per value of the ``by`` columns (default: the swept knobs)."""
+    metrics = [m for m in metric_columns(table) if m not in (by or [])]
     cols = min(4, max(1, len(metrics)))
     rows = -(-len(metrics) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
     n_seeds = table["seed"].nunique()
     bad = int(table.loc[table["finite"] == 0, "seed"].nunique()) if "finite" in table else 0
-    knobs = knob_columns(table)
+    knobs = knob_columns(table) if by is None else list(by)
     groups = list(table.groupby(knobs)) if knobs else [((), table)]
+    shown = len(groups)
+    if len(groups) > MAX_LINES:  # a big grid: evenly spaced grid points (its phase maps show all of it)
+        groups = [groups[i] for i in np.unique(np.linspace(0, len(groups) - 1, MAX_LINES).round().astype(int))]
     for ax, metric in zip(axes.flat, metrics, strict=False):
         for i, (values, part) in enumerate(groups):
             s = summarize(part, metric)
             values = values if isinstance(values, tuple) else (values,)
-            label = ", ".join(f"{k}={v:g}" for k, v in zip(knobs, values, strict=True)) or "mean"
+            label = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(knobs, values, strict=True)) or "mean"
             ax.fill_between(s.index, s["lo"], s["hi"], alpha=0.3 if len(groups) == 1 else 0.15, color=f"C{i % 10}")
             ax.plot(s.index, s["mean"], label=label, color=f"C{i % 10}")
             if len(groups) == 1:
@@ -76,10 +86,21 @@ def plot_metrics(table: pd.DataFrame, path: Path, title: str = "") -> None:
         ax.set_xlabel("generation")
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
     note = f"{n_seeds} seeds" + (f"; {bad} with non-finite parameters left out where non-finite" if bad else "")
-    fig.suptitle(f"{title} ({note})" if title else note, fontsize=10)
-    fig.tight_layout()
+    if len(groups) < shown:
+        note += f"; {len(groups)} of {shown} grid points shown"
+    width = fig.get_size_inches()[0]
+    fig.suptitle(textwrap.fill(f"{title} ({note})" if title else note, int(width * 13)), fontsize=9)
+    if len(groups) == 1:
+        axes.flat[0].legend(fontsize=7)
+        fig.tight_layout()
+    else:  # one entry per grid point, below the panels
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        ncol = max(1, min(len(labels), int(width // 2.2)))
+        legend_rows = -(-len(labels) // ncol)
+        fig.set_size_inches(width, fig.get_size_inches()[1] + 0.22 * legend_rows)
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0.22 * legend_rows / fig.get_size_inches()[1] + 0.01, 1, 1))
     atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
 
@@ -122,3 +143,131 @@ def plot_samples(
 def write_table(table: pd.DataFrame, path: Path) -> None:
     """Writes a metrics table as CSV atomically."""
     atomic_write(Path(path), lambda p: table.to_csv(p, index=False))
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, int | float | np.number) else str(value)
+
+
+# ------------------------------------------------------------------------------------- runs and multiruns
+
+
+def _parse(value: str):
+    """An override's value as a number when it is one (so knobs sort and plot numerically)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
+def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Every ``metrics.csv`` under ``root`` (one run, or the jobs of a multirun) as one tidy table.
+
+    Each job's command-line overrides (Hydra's ``.hydra/overrides.yaml``) that differ between jobs become columns,
+    next to the swept-knob columns already in the tables, and ``job`` names the job's folder.
+
+    Returns:
+        (table, factors): the combined table and the columns that vary between runs (overrides and knobs).
+
+    Raises:
+        FileNotFoundError: when ``root`` holds no metrics.csv.
+    """
+    from omegaconf import OmegaConf
+
+    root = Path(root)
+    paths = sorted(p for p in root.rglob("metrics.csv") if not any(part.startswith(".") for part in p.parts))
+    if not paths:
+        raise FileNotFoundError(f"no metrics.csv under {root}")
+    tables, overrides = [], []
+    for path in paths:
+        table = pd.read_csv(path)
+        table.insert(0, "job", str(path.parent.relative_to(root)) or ".")
+        tables.append(table)
+        o = path.parent / ".hydra" / "overrides.yaml"
+        items = OmegaConf.to_container(OmegaConf.load(o)) if o.exists() else []
+        overrides.append(dict(item.split("=", 1) for item in items or [] if "=" in item))
+    keys = sorted({k for o in overrides for k in o})
+    varying = [k for k in keys if len({o.get(k) for o in overrides}) > 1]
+    for table, o in zip(tables, overrides, strict=True):
+        for pos, k in enumerate(varying, start=1):
+            table.insert(pos, k, _parse(o[k]) if k in o else None)
+    out = pd.concat(tables, ignore_index=True)
+    factors = varying + [k for k in KNOB_COLUMNS if k in out.columns and out[k].nunique() > 1]
+    return out, factors
+
+
+def phase_map(table: pd.DataFrame, metric: str, x: str, y: str, generation: int) -> pd.DataFrame:
+    """Mean of ``metric`` over finite seeds at ``generation``, as a [y values, x values] table."""
+    at = table[(table["generation"] == generation) & (table.get("finite", 1) == 1)]
+    return at.pivot_table(index=y, columns=x, values=metric, aggfunc="mean").sort_index().sort_index(axis=1)
+
+
+def plot_phase_map(grid: pd.DataFrame, metric: str, generation: int, path: Path) -> None:
+    """A heat map of a phase_map table."""
+    fig, ax = plt.subplots(figsize=(1.2 + 0.32 * grid.shape[1] + 2.5, 1.0 + 0.28 * grid.shape[0] + 1.5))
+    image = ax.imshow(grid.to_numpy(dtype=float), origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(grid.shape[1]), [_fmt(v) for v in grid.columns], rotation=90, fontsize=7)
+    ax.set_yticks(range(grid.shape[0]), [_fmt(v) for v in grid.index], fontsize=7)
+    ax.set_xlabel(grid.columns.name)
+    ax.set_ylabel(grid.index.name)
+    fig.colorbar(image, ax=ax, label=metric)
+    ax.set_title(f"{metric} at generation {generation} (mean over seeds)", fontsize=9)
+    fig.tight_layout()
+    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m madloop.report DIR``: writes report.csv (and report.parquet when pyarrow is installed),
+    report_metrics.png and, when two factors vary (or --x/--y name them), one phase map per metric."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m madloop.report", description=main.__doc__.splitlines()[0])
+    p.add_argument("root", type=Path, help="a run's folder or a multirun folder")
+    p.add_argument("--generation", type=int, default=None, help="generation of the phase maps (default: last)")
+    p.add_argument("--x", default=None, help="factor on the phase map's x axis")
+    p.add_argument("--y", default=None, help="factor on the phase map's y axis")
+    p.add_argument("--metrics", nargs="+", default=None, help="metrics to report (default: all)")
+    a = p.parse_args(argv)
+    try:
+        table, factors = collect(a.root)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    metrics = a.metrics or metric_columns(table.drop(columns=["job", *factors]))
+    unknown = [m for m in metrics if m not in table.columns]
+    for key, value in (("--x", a.x), ("--y", a.y)):
+        if value is not None and value not in factors:
+            print(f"error: {key}={value}: allowed: {', '.join(factors) or '(no factor varies)'}", file=sys.stderr)
+            raise SystemExit(2)
+    if unknown:
+        print(f"error: --metrics={','.join(unknown)}: allowed: {', '.join(metric_columns(table))}", file=sys.stderr)
+        raise SystemExit(2)
+    write_table(table, a.root / "report.csv")
+    try:
+        import pyarrow  # noqa: F401
+
+        atomic_write(a.root / "report.parquet", lambda q: table.to_parquet(q, index=False))
+    except ImportError:
+        pass
+    keep = ["job", *factors, "seed", "generation", *metrics, *(["finite"] if "finite" in table else [])]
+    plot_metrics(table[list(dict.fromkeys(keep))].drop(columns=["job"]), a.root / "report_metrics.png", by=factors)
+    x, y = a.x, a.y
+    if x is None and y is None and len(factors) == 2:
+        x, y = factors
+    written = ["report.csv", "report_metrics.png"]
+    if x is not None and y is not None:
+        g = int(table["generation"].max()) if a.generation is None else a.generation
+        for m in metrics:
+            plot_phase_map(phase_map(table, m, x, y, g), m, g, a.root / f"report_phase_{m}.png")
+            written.append(f"report_phase_{m}.png")
+    print(
+        f"{len(table)} rows from {table['job'].nunique()} job(s), factors: {', '.join(factors) or 'none'}; "
+        f"wrote {', '.join(written)} in {a.root}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -125,3 +125,10 @@ def test_multirun_writes_one_table_per_job(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     tables = sorted((tmp_path / "sweep").glob("*/metrics.csv"))
     assert [len(pd.read_csv(t)) for t in tables] == [2, 4]
+    # the report aggregates the jobs into one table with the varying override as a column
+    from madloop import report
+
+    report.main([str(tmp_path / "sweep")])
+    combined = pd.read_csv(tmp_path / "sweep" / "report.csv")
+    assert len(combined) == 6 and sorted(combined["loop.seeds"].unique()) == [1, 2]
+    assert (tmp_path / "sweep" / "report_metrics.png").stat().st_size > 0

@@ -49,3 +49,53 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(RuntimeError):
         report.atomic_write(target, failing)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+
+
+def fake_job(folder, overrides, lam_values, seeds=2, generations=2):
+    """A job folder like Hydra's: metrics.csv (with a swept lam column) and .hydra/overrides.yaml."""
+    rows = []
+    for lam in lam_values:
+        for s in range(seeds):
+            for g in range(generations + 1):
+                rows.append({"seed": s, "lam": lam, "generation": g, "recall": lam * 10 + s + g / 10, "finite": 1})
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+
+
+def test_report_aggregates_a_multirun_and_draws_a_phase_map(tmp_path, capsys):
+    # Two jobs differ in regime.n_real (a count: one job each) and share loop.seeds; each sweeps lam in-program.
+    fake_job(tmp_path / "0", ["regime.n_real=64", "loop.seeds=2"], [0.5, 1.0])
+    fake_job(tmp_path / "1", ["regime.n_real=128", "loop.seeds=2"], [0.5, 1.0])
+    table, factors = report.collect(tmp_path)
+    assert factors == ["regime.n_real", "lam"]  # loop.seeds is the same in both jobs, so it is no factor
+    assert len(table) == 2 * 2 * 2 * 3 and list(table.columns[:3]) == ["job", "regime.n_real", "seed"]
+    # Phase map at generation 2: mean over seeds 0, 1 of lam * 10 + s + 0.2 = lam * 10 + 0.7, for either n_real
+    grid = report.phase_map(table, "recall", "lam", "regime.n_real", 2)
+    assert list(grid.index) == [64, 128] and list(grid.columns) == [0.5, 1.0]
+    np.testing.assert_allclose(grid.to_numpy(), [[5.7, 10.7], [5.7, 10.7]])
+    report.main([str(tmp_path)])
+    for name in ("report.csv", "report_metrics.png", "report_phase_recall.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert "24 rows from 2 job(s), factors: regime.n_real, lam" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [(["--x", "nope", "--y", "lam"], "error: --x=nope: allowed: regime.n_real, lam"), (["--metrics", "fid"], "fid")],
+)
+def test_report_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
+    fake_job(tmp_path / "0", ["regime.n_real=64"], [0.5, 1.0])
+    fake_job(tmp_path / "1", ["regime.n_real=128"], [0.5, 1.0])
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path), *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "report.csv").exists()  # nothing is written for bad input
+
+
+def test_report_on_an_empty_folder_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path)])
+    assert exit_info.value.code == 2 and "no metrics.csv" in capsys.readouterr().err
