@@ -77,7 +77,7 @@ def task(node: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from madloop import api
-    from madloop.loop import simulation
+    from madloop.loop import knob_grid, simulation
 
     try:
         cfg = api.to_config(node)
@@ -86,7 +86,9 @@ def task(node: DictConfig) -> None:
         sys.exit(2)
     out = Path(HydraConfig.get().runtime.output_dir)
     OmegaConf.save(node, out / "config.yaml", resolve=True)
-    log.info("%s: %d seeds x %d generations -> %s", _title(cfg), cfg.loop.seeds, cfg.loop.generations, out)
+    points = len(knob_grid(cfg)[0].lam)
+    grid = f"{points} grid points x " if points > 1 else ""
+    log.info("%s: %s%d seeds x %d generations -> %s", _title(cfg), grid, cfg.loop.seeds, cfg.loop.generations, out)
 
     def progress(done: int, total: int, seconds: float) -> None:
         log.info("generation %d/%d  (%.1f s)", done, total, seconds)
