@@ -132,3 +132,24 @@ def test_multirun_writes_one_table_per_job(tmp_path):
     combined = pd.read_csv(tmp_path / "sweep" / "report.csv")
     assert len(combined) == 6 and sorted(combined["loop.seeds"].unique()) == [1, 2]
     assert (tmp_path / "sweep" / "report_metrics.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_parallel_launchers_run_every_job_and_the_report_aggregates_them(tmp_path, launcher):
+    # Two jobs through a Hydra launcher plugin (local processes); each job's table equals the API's for the same
+    # overrides, and the report combines both with the varying override as a column.
+    small = ["loop.generations=1", "eval.n=64", "plots=false"]
+    proc = cli(
+        ["-m", f"hydra/launcher={launcher}", "loop.seeds=1,2", *small, f"hydra.sweep.dir={tmp_path / 's'}"], tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    tables = sorted((tmp_path / "s").glob("*/metrics.csv"))
+    assert len(tables) == 2
+    for path, seeds in zip(tables, (1, 2), strict=True):
+        api = madloop.run_table([f"loop.seeds={seeds}", *small])
+        pd.testing.assert_frame_equal(pd.read_csv(path), api, check_dtype=False, rtol=1e-5)
+    from madloop import report
+
+    report.main([str(tmp_path / "s")])
+    combined = pd.read_csv(tmp_path / "s" / "report.csv")
+    assert len(combined) == 2 + 4 and sorted(combined["loop.seeds"].unique()) == [1, 2]
