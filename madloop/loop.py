@@ -273,7 +273,7 @@ class Simulation:
         run_keys, _, _ = self.keys()
         grid, columns = knob_grid(self.cfg)
         k, s = grid.lam.shape[0], run_keys.shape[0]
-        keys = jax.random.wrap_key_data(jnp.tile(jax.random.key_data(run_keys), (k, 1))) if k > 1 else run_keys
+        keys = jax.random.wrap_key_data(jnp.tile(jax.random.key_data(run_keys), (k, 1)))
         knobs = jax.tree.map(lambda v: jnp.repeat(v, s), grid)
         seed = np.tile(np.arange(s), k)
         return keys, knobs, seed, {name: np.repeat(v, s) for name, v in columns.items()}

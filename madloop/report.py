@@ -252,8 +252,8 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write(a.root / "report.parquet", lambda q: table.to_parquet(q, index=False))
     except ImportError:
         pass
-    keep = ["job", *factors, "seed", "generation", *metrics, *(["finite"] if "finite" in table else [])]
-    plot_metrics(table[list(dict.fromkeys(keep))].drop(columns=["job"]), a.root / "report_metrics.png", by=factors)
+    keep = [*factors, "seed", "generation", *metrics, *(["finite"] if "finite" in table else [])]
+    plot_metrics(table[keep], a.root / "report_metrics.png", by=factors)
     x, y = a.x, a.y
     if x is None and y is None and len(factors) == 2:
         x, y = factors
