@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
@@ -118,11 +119,18 @@ def to_config(node, overrides: Sequence[str] = ()) -> C.Config:
     return C.validate(cfg)
 
 
-def simulate(overrides: Sequence[str] = (), progress: Callable[[int, int, float], None] | None = None):
-    """Runs an experiment from override strings and returns its ``Result`` (see ``madloop.loop.Result``)."""
+def simulate(
+    overrides: Sequence[str] = (),
+    progress: Callable[[int, int, float], None] | None = None,
+    checkpoint: str | Path | None = None,
+):
+    """Runs an experiment from override strings and returns its ``Result`` (see ``madloop.loop.Result``).
+
+    ``checkpoint``: a folder to checkpoint into and resume from (see ``madloop.loop.Simulation.__call__``).
+    """
     from madloop.loop import simulation
 
-    result = simulation(compose(overrides))(progress)
+    result = simulation(compose(overrides))(progress, checkpoint)
     if (message := result.divergence()) is not None:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     return result

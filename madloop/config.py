@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from omegaconf import MISSING, OmegaConf
@@ -255,6 +255,9 @@ class LoopConfig:
         warm_start: start generation g's fit from generation g - 1 (else refit from scratch each generation).
         chunk: generations per compiled call (progress is reported between calls); 0 = automatic
             (about 20 progress updates), and chunk >= generations runs the whole loop as one program.
+        checkpoint: save every run's state after generation 0 and after every chunk (Orbax, in the run's
+            output folder under ``checkpoint/``), and resume from the last one found there. ``loop.chunk=1``
+            checkpoints every generation.
     """
 
     generations: int = 20
@@ -262,6 +265,7 @@ class LoopConfig:
     seed: int = 0
     warm_start: bool = True
     chunk: int = 0
+    checkpoint: bool = False
 
 
 @dataclass(frozen=True)
@@ -303,9 +307,13 @@ class SweepBias:
 
 @dataclass(frozen=True)
 class SweepRegime:
-    """Values of ``regime.real_weight`` to vmap (null = the single value)."""
+    """Values of ``regime.real_weight``, and counts ``regime.n_real`` / ``regime.n_synth``, to vmap (null = the
+    single value). A count sweep is a mask over a static maximum: the regime's count becomes the buffer size
+    max(list), and each grid point uses (gives nonzero weight to) only its first ``count`` samples."""
 
     real_weight: list[float] | None = None
+    n_real: list[int] | None = None
+    n_synth: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -321,7 +329,7 @@ class SweepConfig:
 
     The grid is the Cartesian product of the given lists; every grid point runs ``loop.seeds`` seeds with the same
     keys (common random numbers), and the whole grid x seeds batch is one vmapped program. ``metrics.csv`` gets
-    one column per swept knob (``lam``, ``real_weight``, ``omega``).
+    one column per swept knob (``lam``, ``real_weight``, ``omega``, ``n_real``, ``n_synth``).
     """
 
     bias: SweepBias = field(default_factory=SweepBias)
@@ -591,6 +599,24 @@ def _validate_sweep(cfg: Config) -> None:
                 raise ConfigError(key, vals, f"must be a list of finite numbers, {what}")
     if sw.guidance.omega is not None and not isinstance(cfg.guidance, SimsGuidance):
         raise ConfigError("sweep.guidance.omega", list(sw.guidance.omega), "needs guidance=sims")
+    low_synth = 1 if isinstance(cfg.regime, FullySynthetic) else 0
+    for key, values, low in (("n_real", sw.regime.n_real, 1), ("n_synth", sw.regime.n_synth, low_synth)):
+        if values is None:
+            continue
+        vals = list(values)
+        if not vals or any(not isinstance(v, int) or isinstance(v, bool) or v < low for v in vals):
+            raise ConfigError(f"sweep.regime.{key}", vals, f"must be a non-empty list of integers >= {low}")
+
+
+def with_count_buffers(cfg: Config) -> Config:
+    """The config with ``regime.n_real`` / ``regime.n_synth`` set to the maximum of their sweep lists (the static
+    buffer sizes that the swept counts mask); unchanged without a count sweep."""
+    sw, changes = cfg.sweep.regime, {}
+    if sw.n_real is not None:
+        changes["n_real"] = max(sw.n_real)
+    if sw.n_synth is not None:
+        changes["n_synth"] = max(sw.n_synth)
+    return replace(cfg, regime=replace(cfg.regime, **changes)) if changes else cfg
 
 
 def _validate_regime(r: RegimeConfig) -> None:
@@ -616,9 +642,19 @@ def validate(cfg: Config) -> Config:
         node = getattr(cfg, group)
         if type(node) not in SCHEMAS[group].values():
             raise ConfigError(group, node, "allowed: " + ", ".join(SCHEMAS[group]))
+    _validate_sweep(cfg)
+    cfg = with_count_buffers(cfg)
     _validate_data(cfg.data)
     _validate_regime(cfg.regime)
     _validate_model(cfg.model, cfg.regime)
+    sw = cfg.sweep.regime
+    if sw.n_real is not None or sw.n_synth is not None:  # the smallest swept counts must fit the model too
+        smallest = replace(
+            cfg.regime,
+            n_real=min(sw.n_real or [cfg.regime.n_real]),
+            n_synth=min(sw.n_synth or [cfg.regime.n_synth]),
+        )
+        _validate_model(cfg.model, smallest)
     _validate_guidance(cfg.guidance, cfg.model, cfg.data)
     _validate_classes(cfg.model, cfg.data)
     lp = cfg.loop
@@ -627,7 +663,6 @@ def validate(cfg: Config) -> Config:
     _int_at_least("loop.seed", lp.seed, 0)
     _int_at_least("loop.chunk", lp.chunk, 0)
     _positive("bias.lam", cfg.bias.lam, " (1 = unbiased, < 1 colder, > 1 hotter)")
-    _validate_sweep(cfg)
     ev = cfg.eval
     _int_at_least("eval.k", ev.k, 1)
     _int_at_least("eval.n", ev.n, ev.k + 1, f" (more than eval.k={ev.k} neighbours)")

@@ -7,10 +7,12 @@ a run is deterministic, can resume from any generation, and configs that share a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -21,6 +23,7 @@ import pandas as pd
 from madloop import config as C
 from madloop import metrics as M
 from madloop import regimes as R
+from madloop.checkpoint import Checkpointer
 from madloop.data import DataSource, make_source
 from madloop.guidance import Guided, make_guidance
 from madloop.models import make_model
@@ -38,24 +41,38 @@ def role_key(run_key: Key, generation: jax.Array | int, role: int) -> Key:
 
 
 def knobs_of(cfg: C.Config) -> Knobs:
-    """The config's float knobs as float32 scalars."""
+    """The config's knobs as scalars: floats as float32, counts as int32."""
     omega = getattr(cfg.guidance, "omega", 0.0)
-    return Knobs(jnp.float32(cfg.bias.lam), jnp.float32(cfg.regime.real_weight), jnp.float32(omega))
+    r = cfg.regime
+    return Knobs(
+        jnp.float32(cfg.bias.lam),
+        jnp.float32(r.real_weight),
+        jnp.float32(omega),
+        jnp.int32(r.n_real),
+        jnp.int32(r.n_synth),
+    )
 
 
 def knob_grid(cfg: C.Config) -> tuple[Knobs, dict[str, np.ndarray]]:
     """The swept knobs' grid: Knobs of arrays [K] (the Cartesian product of ``sweep.*`` lists; K = 1 without a
     sweep) and the swept columns {name: [K]} for the table."""
     base = knobs_of(cfg)
+    sw = cfg.sweep
     lists = {
-        "lam": cfg.sweep.bias.lam,
-        "real_weight": cfg.sweep.regime.real_weight,
-        "omega": cfg.sweep.guidance.omega,
+        "lam": sw.bias.lam,
+        "real_weight": sw.regime.real_weight,
+        "omega": sw.guidance.omega,
+        "n_real": sw.regime.n_real,
+        "n_synth": sw.regime.n_synth,
     }
-    axes = [np.asarray(v if v is not None else [float(getattr(base, k))], np.float32) for k, v in lists.items()]
+    axes = [
+        np.asarray(v if v is not None else [getattr(base, k).item()], getattr(base, k).dtype) for k, v in lists.items()
+    ]
     mesh = np.meshgrid(*axes, indexing="ij")
     flat = {k: m.reshape(-1) for k, m in zip(lists, mesh, strict=True)}
-    columns = {k: flat[k].astype(np.float64) for k, v in lists.items() if v is not None}
+    columns = {
+        k: flat[k].astype(np.int64 if k.startswith("n_") else np.float64) for k, v in lists.items() if v is not None
+    }
     return Knobs(*(jnp.asarray(flat[k]) for k in lists)), columns
 
 
@@ -134,8 +151,8 @@ def make_loop(cfg: C.Config) -> Loop:
         real = train_source.sample(role_key(run_key, 0, REAL), regime.n_real)
         d = real.shape[1]
         pool, pool_w = R.empty_pool(regime, g_total, d)
-        # Generation 0: the real set padded to the fixed training-set size T of every later generation.
-        x, w = R.pad(real, jnp.ones((regime.n_real,), real.dtype), t_slots)
+        # Generation 0: the real set (its first knobs.n_real samples) padded to the fixed training-set size T.
+        x, w = R.pad(real, R.count_mask(regime.n_real, knobs.n_real), t_slots)
         params = fit(run_key, 0, None, x, w, warm=False)
         snapshots = jnp.zeros((snap_gens.shape[0], cfg.eval.snapshot_n, dim), real.dtype)
         row, snapshots = evaluate(run_key, 0, params, knobs, ref, snapshots)
@@ -144,10 +161,11 @@ def make_loop(cfg: C.Config) -> Loop:
     def step(run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, g: jax.Array):
         # 1. Generation g - 1 produces the synthetic samples (with sampling bias) that enter the pool.
         synth = guided.sample(role_key(run_key, g, SYNTH), state.params, regime.n_synth, knobs)
-        pool, pool_w = R.add_to_pool(regime, state.pool, state.pool_w, synth, g)
+        pool, pool_w = R.add_to_pool(regime, state.pool, state.pool_w, synth, g, knobs.n_synth)
         # 2. The training set: the regime's real part and the pool policy's synthetic part.
         x_real, w_real = R.real_part(regime, role_key(run_key, g, REAL), state.real, train_source)
-        x_syn, w_syn = R.synthetic_part(regime, role_key(run_key, g, SUBSAMPLE), pool, pool_w)
+        w_real = w_real * R.count_mask(w_real.shape[0], knobs.n_real)
+        x_syn, w_syn = R.synthetic_part(regime, role_key(run_key, g, SUBSAMPLE), pool, pool_w, knobs.n_synth)
         x, w = R.training_set(x_real, w_real, x_syn, w_syn, knobs.real_weight, t_slots)
         # 3. Fit generation g (warm start from g - 1, or from scratch), then evaluate it.
         params = fit(run_key, g, state.params, x, w, warm=cfg.loop.warm_start)
@@ -208,6 +226,7 @@ class Result(NamedTuple):
         seconds: wall time of the run, compilation included.
         seed: [B] each run's seed index.
         knobs: {swept knob: [B]} each run's value (empty without a sweep).
+        resumed: the generation the run resumed from (a checkpoint), or None.
     """
 
     names: tuple[str, ...]
@@ -220,6 +239,7 @@ class Result(NamedTuple):
     seconds: float
     seed: np.ndarray
     knobs: dict[str, np.ndarray]
+    resumed: int | None = None
 
     def divergence(self) -> str | None:
         """A one-line warning when some runs (seed x knob grid point) have non-finite parameters, else None."""
@@ -243,27 +263,63 @@ class Result(NamedTuple):
         return pd.DataFrame(cols)
 
 
-class Simulation:
-    """A compiled experiment: jit(vmap(...)) over runs (knob grid x seeds), built once per config; calling it
-    again reuses it. The run axis is sharded over all local devices (one code path for 1 CPU or 8 GPUs)."""
+def static_config(cfg: C.Config) -> C.Config:
+    """The config with its traced values (bias.lam, regime.real_weight, guidance.omega, loop.seed) and output
+    switches set to fixed values: configs that agree here run the same compiled programs."""
+    fixed = dataclasses.replace(
+        cfg,
+        bias=dataclasses.replace(cfg.bias, lam=1.0),
+        regime=dataclasses.replace(cfg.regime, real_weight=1.0),
+        loop=dataclasses.replace(cfg.loop, seed=0, checkpoint=False),
+        plots=True,
+    )
+    if hasattr(cfg.guidance, "omega"):
+        fixed = dataclasses.replace(fixed, guidance=dataclasses.replace(cfg.guidance, omega=0.0))
+    return fixed
+
+
+class Programs:
+    """The compiled programs of one static config, shared by every config that differs only in traced values
+    (so a Hydra sweep over bias.lam in one process compiles once)."""
 
     def __init__(self, cfg: C.Config):
-        self.cfg = cfg
         self.loop = make_loop(cfg)
-        g = cfg.loop.generations
-        self.chunk = min(cfg.loop.chunk or auto_chunk(g), g)
         runs_axis = (0, 0, None)
-        self._start = jax.jit(jax.vmap(self.loop.start, in_axes=runs_axis))
-        self._run_all = jax.jit(jax.vmap(functools.partial(run_all, self.loop, g), in_axes=runs_axis))
-        self._chunks: dict[int, Callable] = {}
-        self._reference = jax.jit(M.make_reference, static_argnums=(2, 3))
+        self.start = jax.jit(jax.vmap(self.loop.start, in_axes=runs_axis))
+        run = functools.partial(run_all, self.loop, cfg.loop.generations)
+        self.run_all = jax.jit(jax.vmap(run, in_axes=runs_axis))
+        self.chunks: dict[int, Callable] = {}
+        self.reference = jax.jit(M.make_reference, static_argnums=(2, 3))
 
     def chunk_fn(self, length: int) -> Callable:
         """The compiled scan over ``length`` generations (one program per distinct length)."""
-        if length not in self._chunks:
+        if length not in self.chunks:
             fn = functools.partial(scan_generations, self.loop, length)
-            self._chunks[length] = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0, None)))
-        return self._chunks[length]
+            self.chunks[length] = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0, None)))
+        return self.chunks[length]
+
+
+class Simulation:
+    """A compiled experiment: jit(vmap(...)) over runs (knob grid x seeds), built once per config; calling it
+    again reuses it. The run axis is sharded over all local devices (one code path for 1 CPU or 8 GPUs).
+
+    Args:
+        cfg: a validated config.
+        programs: compiled programs to reuse (built for ``static_config(cfg)``); built anew when None.
+    """
+
+    def __init__(self, cfg: C.Config, programs: Programs | None = None):
+        self.cfg = cfg
+        self.programs = programs if programs is not None else Programs(cfg)
+        self.loop = self.programs.loop
+        g = cfg.loop.generations
+        self.chunk = min(cfg.loop.chunk or auto_chunk(g), g)
+        programs = self.programs
+        self._start, self._run_all, self._reference = programs.start, programs.run_all, programs.reference
+
+    def chunk_fn(self, length: int) -> Callable:
+        """The compiled scan over ``length`` generations (one program per distinct length)."""
+        return self.programs.chunk_fn(length)
 
     def runs(self) -> tuple[Key, Knobs, np.ndarray, dict[str, np.ndarray]]:
         """The batch of runs, knob-major: (run keys [B], knobs [B], seed index [B], swept columns {name: [B]}).
@@ -291,32 +347,69 @@ class Simulation:
         heldout = self.loop.source.sample(k_heldout, self.cfg.eval.n)
         return self._reference(k_proj, heldout, self.cfg.eval.k, self.cfg.eval.projections)
 
-    def __call__(self, progress: Callable[[int, int, float], None] | None = None) -> Result:
-        """Runs every seed for G generations; ``progress(done, total, seconds)`` is called between chunks."""
+    def abstract_rows(self, b: int) -> Row:
+        """Shapes of the table rows of ``b`` runs: metrics {name: [b, G + 1]} and finite [b, G + 1]."""
+        shape = jax.ShapeDtypeStruct((b, self.cfg.loop.generations + 1), jnp.float32)
+        return Row({k: shape for k in self.loop.names}, shape)
+
+    def __call__(
+        self,
+        progress: Callable[[int, int, float], None] | None = None,
+        checkpoint: str | Path | None = None,
+    ) -> Result:
+        """Runs every seed for G generations.
+
+        Args:
+            progress: called as ``progress(done, total, seconds)`` after generation 0 and after every chunk
+                (once at the end when the whole loop is one program).
+            checkpoint: a folder for per-chunk checkpoints (``madloop.checkpoint``). The run resumes from the
+                last checkpoint found there, with results identical to an uninterrupted run; it steps in chunks
+                even when ``loop.chunk`` would run one program.
+        """
         t0 = time.perf_counter()
         cfg, g_total = self.cfg, self.cfg.loop.generations
         run_keys, knobs, seed, columns = self.runs()
         ref = self.reference()
         b = seed.shape[0]
         run_keys, knobs = shard_runs((run_keys, knobs))
-        if self.chunk >= g_total:  # the whole run as one program
+
+        def tell(done: int) -> None:
+            if progress is not None:
+                progress(done, g_total, time.perf_counter() - t0)
+
+        ckpt = None if checkpoint is None else Checkpointer(checkpoint, cfg)
+        resumed = None
+        if ckpt is None and self.chunk >= g_total:  # the whole run as one program
             state, rows = self._run_all(run_keys, knobs, ref)
-            parts = [rows]
+            rows = jax.tree.map(lambda a: np.asarray(a)[:b], rows)
+            tell(g_total)
         else:
-            state, row0 = self._start(run_keys, knobs, ref)
-            parts = [jax.tree.map(lambda a: a[:, None], row0)]
-            done = 0
+            unpad = functools.partial(jax.tree.map, lambda a: a[:b])
+            restored = None
+            if ckpt is not None:
+                state_shape = jax.eval_shape(self._start, run_keys, knobs, ref)[0]
+                state_shape = jax.tree.map(lambda s: jax.ShapeDtypeStruct((b, *s.shape[1:]), s.dtype), state_shape)
+                restored = ckpt.restore((state_shape, self.abstract_rows(b)))
+            if restored is None:
+                state, row0 = self._start(run_keys, knobs, ref)
+                rows = jax.tree.map(lambda s: np.full(s.shape, np.nan, np.float32), self.abstract_rows(b))
+                _put_rows(rows, row0, 0, b)
+                done = 0
+                if ckpt is not None:
+                    ckpt.save(0, (unpad(state), rows))
+            else:
+                (state, rows), done = restored
+                resumed = done
+                state = shard_runs(jax.tree.map(jnp.asarray, state))
+            tell(done)
             while done < g_total:
                 length = min(self.chunk, g_total - done)
-                state, rows = self.chunk_fn(length)(run_keys, knobs, ref, state, jnp.int32(done + 1))
-                parts.append(rows)
+                state, chunk_rows = self.chunk_fn(length)(run_keys, knobs, ref, state, jnp.int32(done + 1))
+                _put_rows(rows, chunk_rows, done + 1, b)
                 done += length
-                jax.block_until_ready(rows)
-                if progress is not None:
-                    progress(done, g_total, time.perf_counter() - t0)
-        rows = jax.tree.map(lambda *xs: np.concatenate([np.asarray(x)[:b] for x in xs], axis=1), *parts)
-        if progress is not None and self.chunk >= g_total:
-            progress(g_total, g_total, time.perf_counter() - t0)
+                if ckpt is not None:
+                    ckpt.save(done, (unpad(state), rows))
+                tell(done)
         state = jax.tree.map(lambda a: a[:b], state)  # drop the runs padded for an even split over devices
         return Result(
             names=self.loop.names,
@@ -329,7 +422,20 @@ class Simulation:
             seconds=time.perf_counter() - t0,
             seed=seed,
             knobs=columns,
+            resumed=resumed,
         )
+
+
+def _put_rows(rows: Row, new: Row, first: int, b: int) -> None:
+    """Copies rows of generations first.. (new: [B] for one generation or [B, L] for a chunk) into the table
+    buffers rows [b, G + 1], dropping padded runs."""
+
+    def put(buf, a):
+        a = np.asarray(a)[:b]
+        a = a[:, None] if a.ndim == 1 else a
+        buf[:, first : first + a.shape[1]] = a
+
+    jax.tree.map(put, rows, new)
 
 
 def shard_runs(tree):
@@ -348,20 +454,22 @@ def shard_runs(tree):
     return jax.device_put(tree, sharding)
 
 
-_CACHE: OrderedDict[str, Simulation] = OrderedDict()
+_CACHE: OrderedDict[str, Programs] = OrderedDict()
 _CACHE_SIZE = 16
 
 
 def simulation(cfg: C.Config) -> Simulation:
-    """The compiled Simulation for a config, reused across calls with an equal config (no recompilation).
+    """The Simulation for a config, reusing the compiled programs of any earlier config that differs only in
+    traced values (bias.lam, regime.real_weight, guidance.omega, loop.seed): no recompilation.
 
-    The 16 most recently used configs are kept (a notebook sweeping configs does not grow without bound).
+    The programs of the 16 most recently used static configs are kept (a notebook sweeping configs does not
+    grow without bound).
     """
-    key = repr(cfg)
+    key = repr(static_config(cfg))
     if key in _CACHE:
         _CACHE.move_to_end(key)
     else:
-        _CACHE[key] = Simulation(cfg)
+        _CACHE[key] = Programs(cfg)
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
-    return _CACHE[key]
+    return Simulation(cfg, _CACHE[key])

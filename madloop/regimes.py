@@ -49,24 +49,37 @@ def empty_pool(regime: C.RegimeConfig, generations: int, dim: int) -> tuple[Data
     return jnp.zeros((p, dim), jnp.float32), jnp.zeros((p,), jnp.float32)
 
 
-def add_to_pool(regime: C.RegimeConfig, pool: Data, pool_w: Weights, synth: Data, g: jax.Array) -> tuple[Data, Weights]:
-    """Puts generation g - 1's n_synth samples [n_synth, d] into the pool for generation g (g >= 1).
+def count_mask(size: int, count: jax.Array | int) -> Weights:
+    """Weights [size]: 1 for the first ``count`` slots, 0 after (a count knob as a mask over a static maximum)."""
+    return (jnp.arange(size) < count).astype(jnp.float32)
+
+
+def add_to_pool(
+    regime: C.RegimeConfig, pool: Data, pool_w: Weights, synth: Data, g: jax.Array, count: jax.Array | int
+) -> tuple[Data, Weights]:
+    """Puts generation g - 1's samples [n_synth, d] into the pool for generation g (g >= 1); only the first
+    ``count`` of them get weight (a swept ``n_synth``; ``count = n_synth`` otherwise).
 
     replace: the pool becomes these samples. accumulate*: they fill slots [(g-1) n_synth, g n_synth).
     """
+    synth_w = count_mask(regime.n_synth, count)
     if regime.pool == "replace":
-        return synth, jnp.ones_like(pool_w)
+        return synth, synth_w
     start = (g - 1) * regime.n_synth
     pool = jax.lax.dynamic_update_slice(pool, synth, (start, 0))
-    pool_w = jax.lax.dynamic_update_slice(pool_w, jnp.ones((regime.n_synth,), pool_w.dtype), (start,))
+    pool_w = jax.lax.dynamic_update_slice(pool_w, synth_w, (start,))
     return pool, pool_w
 
 
-def synthetic_part(regime: C.RegimeConfig, key: Key, pool: Data, pool_w: Weights) -> tuple[Data, Weights]:
+def synthetic_part(
+    regime: C.RegimeConfig, key: Key, pool: Data, pool_w: Weights, count: jax.Array | int
+) -> tuple[Data, Weights]:
     """The synthetic part [S, d], [S] of a training set.
 
     accumulate_subsample draws S filled slots uniformly without replacement (Gumbel top-k over the filled
-    slots); while fewer than S slots are filled, the extra picks are empty slots and keep weight 0.
+    slots); while fewer than S slots are filled, the extra picks are empty slots and keep weight 0. When the
+    subsample size follows n_synth (``regime.subsample`` null), only the first ``count`` picks keep their weight
+    (the top-k picks are in random order, so they are a uniform subsample of size ``count``).
 
     References:
         Kazdan et al. 2024, "Collapse or Thrive?", accumulate-subsample.
@@ -76,7 +89,8 @@ def synthetic_part(regime: C.RegimeConfig, key: Key, pool: Data, pool_w: Weights
     size = C.subsample_size(regime)
     scores = jnp.where(pool_w > 0, jax.random.gumbel(key, pool_w.shape), -jnp.inf)
     _, idx = jax.lax.top_k(scores, size)
-    return pool[idx], pool_w[idx]
+    keep = count_mask(size, count) if regime.subsample is None else 1.0
+    return pool[idx], pool_w[idx] * keep
 
 
 @functools.singledispatch

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 import scipy.stats  # noqa: E402
 
 ID_COLUMNS = ("seed", "generation", "finite")
-KNOB_COLUMNS = ("lam", "real_weight", "omega")  # swept knobs (sweep.*), one column each when swept
+KNOB_COLUMNS = ("lam", "real_weight", "omega", "n_real", "n_synth")  # swept knobs (sweep.*), one column each when swept
 MAX_LINES = 10  # lines per metric panel (one colour each); larger grids show evenly spaced grid points
 
 

@@ -72,9 +72,41 @@ def _title(cfg: C.Config) -> str:
     )
 
 
+class Progress:
+    """Reports progress over generations: a tqdm bar on an interactive terminal in a single run, one log line
+    per chunk when the output is not a terminal, and only debug lines in a multirun (parallel jobs stay quiet)."""
+
+    def __init__(self, label: str, multirun: bool):
+        self.label, self.multirun, self.bar = label, multirun, None
+        self.interactive = not multirun and sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int, seconds: float) -> None:
+        if self.interactive:
+            from tqdm import tqdm
+
+            if self.bar is None:
+                self.bar = tqdm(total=total, initial=done, unit="gen", desc=self.label, dynamic_ncols=True)
+            self.bar.update(done - self.bar.n)
+            if done >= total:
+                self.close()
+        else:
+            log.log(logging.DEBUG if self.multirun else logging.INFO, "generation %d/%d (%.1f s)", done, total, seconds)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def task(node: DictConfig) -> None:
-    """One Hydra job: convert the config once, run it with progress, write the results."""
+    """One Hydra job: convert the config once, run it with progress (resuming from a checkpoint when
+    ``loop.checkpoint`` is on and the output folder holds one), and write the results atomically.
+
+    A job that fails logs the error to its own folder's log and re-raises; Hydra's launchers still run the
+    sweep's other jobs, whose results are already complete on disk.
+    """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from madloop import api
     from madloop.loop import knob_grid, simulation
@@ -84,19 +116,33 @@ def task(node: DictConfig) -> None:
     except C.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    out = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
     OmegaConf.save(node, out / "config.yaml", resolve=True)
     points = len(knob_grid(cfg)[0].lam)
     grid = f"{points} grid points x " if points > 1 else ""
     log.info("%s: %s%d seeds x %d generations -> %s", _title(cfg), grid, cfg.loop.seeds, cfg.loop.generations, out)
-
-    def progress(done: int, total: int, seconds: float) -> None:
-        log.info("generation %d/%d  (%.1f s)", done, total, seconds)
-
-    result = simulation(cfg)(progress)
-    if (message := result.divergence()) is not None:
-        log.warning(message)
-    _write_outputs(cfg, result, out)
+    checkpoint = out / "checkpoint" if cfg.loop.checkpoint else None
+    progress = Progress(C.option_name("model", cfg.model), multirun=hc.mode == RunMode.MULTIRUN)
+    try:
+        result = simulation(cfg)(progress, checkpoint)
+        progress.close()
+        if result.resumed is not None:
+            log.info("resumed from the checkpoint after generation %d (%s)", result.resumed, checkpoint)
+        if (message := result.divergence()) is not None:
+            log.warning(message)
+        _write_outputs(cfg, result, out)
+    except C.ConfigError as exc:  # e.g. a checkpoint written by another config
+        progress.close()
+        log.error("%s", exc)
+        if progress.multirun:
+            raise  # the launcher records the failure and runs the other jobs
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception:
+        progress.close()
+        log.exception("job failed: %s", out)
+        raise
     log.info("done in %.1f s: %s", result.seconds, out / "metrics.csv")
 
 

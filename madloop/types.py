@@ -45,17 +45,24 @@ class GenerativeModel(NamedTuple):
 
 
 class Knobs(NamedTuple):
-    """Float knobs of an experiment, traced (so they can be vmapped in one program without recompiling).
+    """Knobs of an experiment, traced (so they can be vmapped in one program without recompiling).
+
+    Counts are masks over a static maximum: the loop draws the buffer size (``regime.n_real`` /
+    ``regime.n_synth``) and gives weight 0 to the slots at and beyond the count.
 
     Attributes:
         lam: sampling bias (bias.lam).
         real_weight: relative weight of a real sample (regime.real_weight).
         omega: SIMS guidance strength (guidance.omega; 0 without guidance).
+        n_real: int32 number of real samples used (<= regime.n_real).
+        n_synth: int32 number of synthetic samples per generation used (<= regime.n_synth).
     """
 
     lam: jax.Array
     real_weight: jax.Array
     omega: jax.Array
+    n_real: jax.Array
+    n_synth: jax.Array
 
 
 class LoopState(NamedTuple):

@@ -73,6 +73,12 @@ def test_same_config_twice_gives_identical_results_without_recompiling(tiny):
     assert (sim._start._cache_size(), sim.chunk_fn(1)._cache_size()) == sizes == (1, 1)
     chex.assert_trees_all_equal(a.metrics, b.metrics)
     chex.assert_trees_all_equal(a.state, b.state)
+    # a config that differs only in traced values (a Hydra sweep over bias.lam or loop.seed) reuses the programs
+    other = simulation(madloop.compose(overrides + ["bias.lam=0.7", "loop.seed=3"]))
+    assert other.programs is sim.programs
+    c = other()
+    assert (sim._start._cache_size(), sim.chunk_fn(1)._cache_size()) == (1, 1)
+    assert not np.allclose(c.metrics["sw2"], a.metrics["sw2"])
 
 
 def test_stepped_chunks_equal_the_single_program(tiny):

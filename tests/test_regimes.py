@@ -9,7 +9,7 @@ import madloop
 from madloop import config as C
 from madloop import regimes as R
 from madloop.data import make_source
-from madloop.loop import Knobs, Simulation, make_loop
+from madloop.loop import Simulation, knobs_of, make_loop
 
 KEY = jax.random.key(0)
 SRC = make_source(C.GaussianData(dim=1))
@@ -25,8 +25,8 @@ def test_replace_keeps_only_the_last_generation():
     pool, w = R.empty_pool(r, generations=4, dim=1)
     assert pool.shape == (2, 1)  # P = n_synth
     for g in (1, 2, 3):
-        pool, w = R.add_to_pool(r, pool, w, batch(10.0 * g), jnp.int32(g))
-    x, ws = R.synthetic_part(r, KEY, pool, w)
+        pool, w = R.add_to_pool(r, pool, w, batch(10.0 * g), jnp.int32(g), r.n_synth)
+    x, ws = R.synthetic_part(r, KEY, pool, w, r.n_synth)
     np.testing.assert_array_equal(x[:, 0], [30, 30])  # only generation 2's samples (entering at g = 3)
     np.testing.assert_array_equal(ws, [1, 1])
 
@@ -36,27 +36,42 @@ def test_accumulate_fills_slots_in_generation_order():
     pool, w = R.empty_pool(r, generations=4, dim=1)
     assert pool.shape == (8, 1)  # P = G * n_synth = 4 * 2
     for g in (1, 2, 3):
-        pool, w = R.add_to_pool(r, pool, w, batch(10.0 * g), jnp.int32(g))
+        pool, w = R.add_to_pool(r, pool, w, batch(10.0 * g), jnp.int32(g), r.n_synth)
     # slots [(g-1) n_synth, g n_synth): g=1 -> 0,1; g=2 -> 2,3; g=3 -> 4,5; 6,7 still empty
     np.testing.assert_array_equal(pool[:, 0], [10, 10, 20, 20, 30, 30, 0, 0])
     np.testing.assert_array_equal(w, [1, 1, 1, 1, 1, 1, 0, 0])
 
 
+def test_count_masks_weigh_only_the_first_samples():
+    """A swept n_synth is a mask over the static buffer: accumulate leaves the masked slots at weight 0, and a
+    subsample that follows n_synth keeps only `count` of its picks, all of them filled slots."""
+    r = C.FullySynthetic(pool="accumulate", n_real=3, n_synth=3)
+    pool, w = R.empty_pool(r, generations=3, dim=1)
+    for g in (1, 2):
+        pool, w = R.add_to_pool(r, pool, w, jnp.array([[g + 0.1], [g + 0.2], [g + 0.3]]), jnp.int32(g), 2)
+    np.testing.assert_array_equal(w, [1, 1, 0, 1, 1, 0, 0, 0, 0])
+    r = C.FullySynthetic(pool="accumulate_subsample", n_real=3, n_synth=3)
+    for seed in range(50):
+        x, ws = R.synthetic_part(r, jax.random.key(seed), pool, w, 2)
+        assert x.shape == (3, 1) and float(ws.sum()) == 2
+        assert set(np.rint(10 * np.asarray(x[ws > 0, 0])).astype(int).tolist()) <= {11, 12, 21, 22}
+
+
 def test_accumulate_subsample_draws_distinct_filled_slots():
     r = C.FullySynthetic(pool="accumulate_subsample", n_real=3, n_synth=2, subsample=3)
     pool, w = R.empty_pool(r, generations=4, dim=1)
-    pool, w = R.add_to_pool(r, pool, w, jnp.array([[1.0], [2.0]]), jnp.int32(1))
+    pool, w = R.add_to_pool(r, pool, w, jnp.array([[1.0], [2.0]]), jnp.int32(1), r.n_synth)
     # generation 1: only 2 filled slots for a subsample of 3 -> both, plus one empty slot of weight 0
-    x, ws = R.synthetic_part(r, KEY, pool, w)
+    x, ws = R.synthetic_part(r, KEY, pool, w, r.n_synth)
     assert x.shape == (3, 1) and float(ws.sum()) == 2
     assert sorted(np.asarray(x[ws > 0, 0]).tolist()) == [1.0, 2.0]
     for g in (2, 3, 4):
-        pool, w = R.add_to_pool(r, pool, w, jnp.array([[2.0 * g - 1], [2.0 * g]]), jnp.int32(g))
+        pool, w = R.add_to_pool(r, pool, w, jnp.array([[2.0 * g - 1], [2.0 * g]]), jnp.int32(g), r.n_synth)
     # g = 2, 3, 4 add (3, 4), (5, 6), (7, 8): 8 filled slots holding 1..8;
     # the subsample is 3 distinct values, each slot equally likely
     counts = np.zeros(9)
     for seed in range(800):
-        x, ws = R.synthetic_part(r, jax.random.key(seed), pool, w)
+        x, ws = R.synthetic_part(r, jax.random.key(seed), pool, w, r.n_synth)
         vals = np.asarray(x[:, 0]).astype(int)
         assert len(set(vals)) == 3 and float(ws.sum()) == 3
         counts[vals] += 1
@@ -126,7 +141,7 @@ def test_loop_state_bookkeeping(regime_name, pool):
     )
     loop = make_loop(cfg)
     ref = Simulation(cfg).reference()
-    knobs = Knobs(jnp.float32(1.0), jnp.float32(1.0), jnp.float32(0.0))
+    knobs = knobs_of(cfg)
     state, _ = loop.start(KEY, knobs, ref)
     real0 = state.real
     for g in (1, 2, 3):

@@ -44,9 +44,33 @@ def test_omega_sweep_runs_in_the_loop(tiny):
     assert not np.allclose(a, b)
 
 
+def test_count_sweeps_follow_the_closed_form_and_the_largest_count_equals_a_plain_run():
+    """Counts as masks over a static maximum. Gaussian MLE, fully synthetic, replace: generation 0 is fitted on
+    n_r real samples and every later one on m synthetic ones, so E[tr S_g / tr S] = ((n_r-1)/n_r) ((m-1)/m)^g
+    (docs/theory.md). Each swept count must follow its own law (1000 seeds, within 4.5 SE); a mask that leaked
+    the unused slots would follow the buffer size's law instead."""
+    base = GAUSS[:2] + ["regime=fully_synthetic", "eval.metrics=[trace_ratio]", "plots=false", "eval.n=64"]
+    base += ["loop.generations=4", "data.dim=2"]
+    swept = madloop.run_table(base + ["loop.seeds=1000", "sweep.regime.n_real=[4,16]", "sweep.regime.n_synth=[3,16]"])
+    assert list(swept.columns[:4]) == ["seed", "n_real", "n_synth", "generation"]
+    g = 4
+    for (n_r, m), part in swept[swept["generation"] == g].groupby(["n_real", "n_synth"]):
+        expected = (n_r - 1) / n_r * ((m - 1) / m) ** g
+        values = part["trace_ratio"].to_numpy()
+        se = values.std(ddof=1) / np.sqrt(len(values))
+        assert abs(values.mean() - expected) < 4.5 * se, (n_r, m, values.mean(), expected)
+    # the largest counts mask nothing: that grid point is the plain run with those counts, bit for bit
+    plain = madloop.run_table(base + ["loop.seeds=4", "regime.n_real=16", "regime.n_synth=16"])
+    small = madloop.run_table(base + ["loop.seeds=4", "sweep.regime.n_real=[4,16]", "sweep.regime.n_synth=[3,16]"])
+    part = small[(small["n_real"] == 16) & (small["n_synth"] == 16)].drop(columns=["n_real", "n_synth"])
+    np.testing.assert_array_equal(part.to_numpy(), plain.to_numpy())
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [
+        (["sweep.regime.n_synth=[0,4]", "regime=fully_synthetic"], "sweep.regime.n_synth=[0,4]: must be a non-empty"),
+        (["sweep.regime.n_real=[1,8]", "model=gaussian"], "regime.n_real=1: must be >= 2 to fit a covariance"),
         (["sweep.bias.lam=[]"], "sweep.bias.lam=[]: give at least one value"),
         (["sweep.bias.lam=[1,-1]"], "sweep.bias.lam=[1.0,-1.0]: must be a list of finite numbers, values > 0"),
         (["sweep.guidance.omega=[0,1]"], "sweep.guidance.omega=[0.0,1.0]: needs guidance=sims"),
