@@ -73,24 +73,28 @@ def _title(cfg: C.Config) -> str:
 
 
 class Progress:
-    """Reports progress over generations: a tqdm bar on an interactive terminal in a single run, one log line
-    per chunk when the output is not a terminal, and only debug lines in a multirun (parallel jobs stay quiet)."""
+    """Reports progress: in a single run on an interactive terminal, a tqdm bar over generations whose postfix
+    follows the chunks of each training scan (neural families; see ``madloop.progress``); in a single run
+    writing to a file, one log line per chunk of generations; in a multirun only debug lines (parallel jobs
+    stay quiet)."""
 
-    def __init__(self, label: str, multirun: bool):
-        self.label, self.multirun, self.bar = label, multirun, None
-        self.interactive = not multirun and sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int, seconds: float) -> None:
-        if self.interactive:
+    def __init__(self, label: str, total: int, multirun: bool):
+        self.multirun, self.bar = multirun, None
+        if not multirun and sys.stderr.isatty():
             from tqdm import tqdm
 
-            if self.bar is None:
-                self.bar = tqdm(total=total, initial=done, unit="gen", desc=self.label, dynamic_ncols=True)
+            self.bar = tqdm(total=total, unit="gen", desc=label, dynamic_ncols=True)
+
+    def __call__(self, done: int, total: int, seconds: float) -> None:
+        if self.bar is not None:
             self.bar.update(done - self.bar.n)
-            if done >= total:
-                self.close()
         else:
             log.log(logging.DEBUG if self.multirun else logging.INFO, "generation %d/%d (%.1f s)", done, total, seconds)
+
+    def fit(self, steps: int, done: int) -> None:
+        """A training scan's progress (``done`` of ``steps``), shown as the bar's postfix."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"fit {done}/{steps} steps", refresh=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -110,6 +114,7 @@ def task(node: DictConfig) -> None:
 
     from madloop import api
     from madloop.loop import knob_grid, simulation
+    from madloop.progress import listen
 
     try:
         cfg = api.to_config(node)
@@ -123,9 +128,10 @@ def task(node: DictConfig) -> None:
     grid = f"{points} grid points x " if points > 1 else ""
     log.info("%s: %s%d seeds x %d generations -> %s", _title(cfg), grid, cfg.loop.seeds, cfg.loop.generations, out)
     checkpoint = out / "checkpoint" if cfg.loop.checkpoint else None
-    progress = Progress(C.option_name("model", cfg.model), multirun=hc.mode == RunMode.MULTIRUN)
+    progress = Progress(C.option_name("model", cfg.model), cfg.loop.generations, hc.mode == RunMode.MULTIRUN)
     try:
-        result = simulation(cfg)(progress, checkpoint)
+        with listen(progress.fit):
+            result = simulation(cfg)(progress, checkpoint)
         progress.close()
         if result.resumed is not None:
             log.info("resumed from the checkpoint after generation %d (%s)", result.resumed, checkpoint)

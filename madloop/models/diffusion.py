@@ -25,6 +25,7 @@ import optax
 from madloop.config import DiffusionModel
 from madloop.models import make_model
 from madloop.models.networks import MLPDenoiser
+from madloop.progress import scan_with_ticks
 from madloop.types import Data, GenerativeModel, Key, Params, Weights
 
 ALPHA_BAR_MIN = 1e-4  # floor of abar(t): keeps x0 = (x - sigma eps) / sqrt(abar) finite at t = 1
@@ -257,7 +258,7 @@ def diffusion_family(cfg: DiffusionModel) -> DiffusionFamily:
             ema = jax.tree.map(lambda e, v: decay * e + (1 - decay) * v, p.ema, net)
             return DiffusionParams(net, ema, opt, p.label_freq), value
 
-        return jax.lax.scan(step, params, jnp.arange(steps))
+        return scan_with_ticks(step, params, steps)  # one progress callback per tenth, not per step
 
     def init(key: Key, x: Data, w: Weights) -> DiffusionParams:
         data, labels = split(x)
