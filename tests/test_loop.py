@@ -178,4 +178,7 @@ def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
     run_keys, knobs, _, _ = sim.runs()
     text = sim._run_all.lower(run_keys, knobs, sim.reference()).as_text()
     assert "stablehlo.custom_call" in jax.jit(jax.numpy.linalg.cholesky).lower(jax.numpy.eye(2)).as_text()
-    assert re.findall(r"stablehlo.custom_call @(\w+)", text) == []
+    calls = re.findall(r"stablehlo.custom_call @(\w+)", text)
+    # the only custom calls allowed are the progress ticks of neural training scans (madloop.progress)
+    assert [c for c in calls if "callback" not in c] == []
+    assert not any("callback" in c for c in calls) or family.startswith("diffusion")
