@@ -142,7 +142,7 @@ def madloop_overrides(a: argparse.Namespace) -> list[str]:
     ]
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--generations", type=int, default=3)
@@ -158,13 +158,41 @@ def main() -> None:
     p.add_argument("--ema", type=float, default=0.995)
     p.add_argument("--projections", type=int, default=128)
     p.add_argument("--repeats", type=int, default=2)
-    a = p.parse_args()
+    return p
 
+
+def measure(a: argparse.Namespace) -> dict:
+    """Times both loops; returns seconds (madloop first call, madloop and torch medians) and sw2 per generation."""
+    import madloop
+    from madloop.loop import Simulation
+
+    sim = Simulation(madloop.compose(madloop_overrides(a)))
+    t0 = time.perf_counter()
+    sim()
+    first_s = time.perf_counter() - t0
+    ml_times = []
+    for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        result = sim()
+        ml_times.append(time.perf_counter() - t0)
+    torch_times, torch_sw2 = [], []
+    for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        torch_sw2 = [torch_loop(a, seed) for seed in range(a.seeds)]
+        torch_times.append(time.perf_counter() - t0)
+    return {
+        "madloop_first": first_s,
+        "madloop_steady": statistics.median(ml_times),
+        "torch": statistics.median(torch_times),
+        "sw2_madloop": np.asarray(result.metrics["sw2"]).mean(0).tolist(),
+        "sw2_torch": np.asarray(torch_sw2).mean(0).tolist(),
+    }
+
+
+def main() -> None:
+    a = parser().parse_args()
     import jax
     import torch
-
-    import madloop
-    from madloop.loop import simulation
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__} "
@@ -174,35 +202,15 @@ def main() -> None:
         f"loop: {a.seeds} seeds x {a.generations + 1} generations, n = {a.n}, MLP {a.depth}x{a.width}, batch "
         f"{a.batch}, {a.train_steps} + {a.generations} x {a.finetune_steps} steps, DDPM {a.sample_steps} steps"
     )
-
-    sim = simulation(madloop.compose(madloop_overrides(a)))
-    t0 = time.perf_counter()
-    first = sim()
-    first_s = time.perf_counter() - t0
-    ml_times = []
-    for _ in range(a.repeats):
-        t0 = time.perf_counter()
-        result = sim()
-        ml_times.append(time.perf_counter() - t0)
-    ml = statistics.median(ml_times)
-
-    torch_times, torch_sw2 = [], []
-    for _ in range(a.repeats):
-        t0 = time.perf_counter()
-        torch_sw2 = [torch_loop(a, seed) for seed in range(a.seeds)]
-        torch_times.append(time.perf_counter() - t0)
-    ref = statistics.median(torch_times)
-
-    sw2_ml = result.metrics["sw2"]
-    sw2_t = np.asarray(torch_sw2)
+    r = measure(a)
     print(
-        f"sw2 per generation (mean over seeds): madloop {np.round(sw2_ml.mean(0), 3).tolist()}, "
-        f"torch {np.round(sw2_t.mean(0), 3).tolist()}"
+        f"sw2 per generation (mean over seeds): madloop {np.round(r['sw2_madloop'], 3).tolist()}, "
+        f"torch {np.round(r['sw2_torch'], 3).tolist()}"
     )
+    ref, first_s, ml = r["torch"], r["madloop_first"], r["madloop_steady"]
     print(f"madloop first call (compile included): {first_s:8.2f} s   ratio torch / madloop: {ref / first_s:6.2f}x")
     print(f"madloop steady state (median):        {ml:8.2f} s   ratio torch / madloop: {ref / ml:6.2f}x")
     print(f"torch eager (median of {a.repeats}):            {ref:8.2f} s")
-    del first
 
 
 if __name__ == "__main__":

@@ -7,6 +7,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # would dominate it (measured: GMM loop compile 8.3 s at the default level, 4.1 s at level 0). Tests check
 # numbers, not speed; benchmarks run at the default level.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# One persistent compilation cache for the whole session, shared by both xdist workers and by the CLI processes
+# the tests start (they inherit the environment): identical programs compile once. Results do not depend on it
+# (a cached executable is the compiled one), and it starts empty for every pytest session.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="madloop-test-jax-cache-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 
 import pytest  # noqa: E402
 
