@@ -48,11 +48,23 @@ def ring8(rng: np.random.Generator, n: int, radius: float = 2.0, std: float = 0.
 
 
 def gmm_loop(
-    seed: int, n: int, generations: int, init_iters: int, iters: int, heldout: np.ndarray, components: int = 8
+    seed: int,
+    n: int,
+    generations: int,
+    init_iters: int,
+    iters: int,
+    heldout: np.ndarray,
+    components: int = 8,
+    failures: list[int] | None = None,
 ) -> np.ndarray:
     """One seed of the GMM fully synthetic loop with scikit-learn's ``GaussianMixture`` (k-means++ init, warm
     start): ``init_iters`` EM iterations at generation 0, ``iters`` per later generation (tol = 0, so every
-    iteration runs, as in madloop). Returns the held-out negative log-likelihood per sample [G + 1]."""
+    iteration runs, as in madloop). Returns the held-out negative log-likelihood per sample [G + 1].
+
+    When a component loses its samples, scikit-learn raises instead of fitting; the loop then keeps the previous
+    model for that generation and appends the generation to ``failures``.
+    """
+    failures = [] if failures is None else failures
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
@@ -69,7 +81,10 @@ def gmm_loop(
         gm.set_params(max_iter=iters)
         for g in range(1, generations + 1):
             x, _ = gm.sample(n)
-            gm.fit(x)
+            try:
+                gm.fit(x)
+            except ValueError:  # a component lost its samples and sklearn cannot factor its covariance:
+                failures.append(g)  # keep the previous generation's model (madloop floors it with reg_covar)
             nll[g] = -gm.score(heldout)
     return nll
 
