@@ -129,16 +129,23 @@ def make_loop(cfg: C.Config) -> Loop:
 
     def evaluate(run_key, g, params, knobs, ref, snapshots):
         metrics = M.params_metrics(names, guided.base(params), model, source, ref)
-        samples = guided.sample(role_key(run_key, g, EVAL), params, n_draw, knobs)[:, :dim]
-        metrics.update(M.sample_metrics(names, samples[: cfg.eval.n], ref, cfg.eval, source))
+
+        def draw(n: int) -> jax.Array:
+            return guided.sample(role_key(run_key, g, EVAL), params, n, knobs)[:, :dim]
+
+        hit = snap_gens == g
+        slot = jnp.argmax(hit)
+        old = jax.lax.dynamic_index_in_dim(snapshots, slot, keepdims=False)
+        if M.needs_samples(names):
+            samples = draw(n_draw)
+            metrics.update(M.sample_metrics(names, samples[: cfg.eval.n], ref, cfg.eval, source))
+            new = jnp.where(jnp.any(hit), samples[: cfg.eval.snapshot_n], old)
+        else:  # parameter metrics only: draw (the same samples) at snapshot generations alone
+            new = jax.lax.cond(jnp.any(hit), lambda: draw(n_draw)[: cfg.eval.snapshot_n], lambda: old)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
         # Columns in the order eval.metrics names them; NaN wherever the parameters are not finite.
         metrics = {k: jnp.where(finite, jnp.asarray(metrics[k], jnp.float32), jnp.nan) for k in names}
         # Keep this generation's samples if it is a snapshot generation (one slot update, no full select).
-        hit = snap_gens == g
-        slot = jnp.argmax(hit)
-        old = jax.lax.dynamic_index_in_dim(snapshots, slot, keepdims=False)
-        new = jnp.where(jnp.any(hit), samples[: cfg.eval.snapshot_n], old)
         snapshots = jax.lax.dynamic_update_index_in_dim(snapshots, new, slot, 0)
         return Row(metrics, finite.astype(jnp.float32)), snapshots
 
