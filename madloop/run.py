@@ -130,23 +130,23 @@ def task(node: DictConfig) -> None:
     checkpoint = out / "checkpoint" if cfg.loop.checkpoint else None
     progress = Progress(C.option_name("model", cfg.model), cfg.loop.generations, hc.mode == RunMode.MULTIRUN)
     try:
-        with listen(progress.fit):
-            result = simulation(cfg)(progress, checkpoint)
-        progress.close()
+        try:
+            with listen(progress.fit):
+                result = simulation(cfg)(progress, checkpoint)
+        finally:
+            progress.close()
         if result.resumed is not None:
             log.info("resumed from the checkpoint after generation %d (%s)", result.resumed, checkpoint)
         if (message := result.divergence()) is not None:
             log.warning(message)
         _write_outputs(cfg, result, out)
     except C.ConfigError as exc:  # e.g. a checkpoint written by another config
-        progress.close()
         log.error("%s", exc)
         if progress.multirun:
             raise  # the launcher records the failure and runs the other jobs
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception:
-        progress.close()
         log.exception("job failed: %s", out)
         raise
     log.info("done in %.1f s: %s", result.seconds, out / "metrics.csv")
