@@ -661,6 +661,8 @@ def validate(cfg: Config) -> Config:
     _int_at_least("loop.generations", lp.generations, 1)
     _int_at_least("loop.seeds", lp.seeds, 1)
     _int_at_least("loop.seed", lp.seed, 0)
+    if lp.seed >= 2**32:
+        raise ConfigError("loop.seed", lp.seed, "must be an integer < 2**32 (a 32-bit key seed)")
     _int_at_least("loop.chunk", lp.chunk, 0)
     _positive("bias.lam", cfg.bias.lam, " (1 = unbiased, < 1 colder, > 1 hotter)")
     ev = cfg.eval

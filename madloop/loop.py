@@ -296,7 +296,14 @@ class Programs:
         run = functools.partial(run_all, self.loop, cfg.loop.generations)
         self.run_all = jax.jit(jax.vmap(run, in_axes=runs_axis))
         self.chunks: dict[int, Callable] = {}
-        self.reference = jax.jit(M.make_reference, static_argnums=(2, 3))
+        ev, source, names = cfg.eval, self.loop.source, self.loop.names
+        # The held-out set and the statistics the selected metrics read, as one program of (held-out key,
+        # projection key).
+
+        def reference(k_heldout: Key, k_proj: Key) -> M.Reference:
+            return M.make_reference(k_proj, source.sample(k_heldout, ev.n), ev.k, ev.projections, names)
+
+        self.reference = jax.jit(reference)
         self.references: dict[int, M.Reference] = {}  # per loop.seed: the held-out set and its statistics
 
     def chunk_fn(self, length: int) -> Callable:
@@ -334,20 +341,16 @@ class Simulation:
 
         Every grid point uses the same S seed keys (common random numbers across knob values).
         """
-        run_keys, _, _ = self.keys()
         grid, columns = knob_grid(self.cfg)
-        k, s = grid.lam.shape[0], run_keys.shape[0]
-        keys = jax.random.wrap_key_data(jnp.tile(jax.random.key_data(run_keys), (k, 1)))
-        knobs = jax.tree.map(lambda v: jnp.repeat(v, s), grid)
+        k, s = grid.lam.shape[0], self.cfg.loop.seeds
+        keys = _run_keys(jnp.uint32(self.cfg.loop.seed), s, k)[0]
+        knobs = Knobs(*(jnp.asarray(np.repeat(np.asarray(v), s)) for v in grid))
         seed = np.tile(np.arange(s), k)
         return keys, knobs, seed, {name: np.repeat(v, s) for name, v in columns.items()}
 
     def keys(self) -> tuple[Key, Key, Key]:
         """(run keys [S], held-out key, projection key), all derived from key(loop.seed)."""
-        base = jax.random.key(self.cfg.loop.seed)
-        seeds = jax.random.fold_in(base, _SEEDS)
-        run_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(seeds, jnp.arange(self.cfg.loop.seeds))
-        return run_keys, jax.random.fold_in(base, _HELDOUT), jax.random.fold_in(base, _PROJECTIONS)
+        return _run_keys(jnp.uint32(self.cfg.loop.seed), self.cfg.loop.seeds, 1)
 
     def reference(self) -> M.Reference:
         """The held-out real set (shared by all seeds) and its statistics; computed once per ``loop.seed`` and
@@ -355,8 +358,7 @@ class Simulation:
         seed = self.cfg.loop.seed
         if seed not in self.programs.references:
             _, k_heldout, k_proj = self.keys()
-            heldout = self.loop.source.sample(k_heldout, self.cfg.eval.n)
-            ref = self._reference(k_proj, heldout, self.cfg.eval.k, self.cfg.eval.projections)
+            ref = self._reference(k_heldout, k_proj)
             self.programs.references[seed] = ref
         return self.programs.references[seed]
 
@@ -437,6 +439,16 @@ class Simulation:
             knobs=columns,
             resumed=resumed,
         )
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _run_keys(seed: jax.Array, seeds: int, repeats: int) -> tuple[Key, Key, Key]:
+    """(run keys [repeats * seeds]: the S seed keys tiled ``repeats`` times, held-out key, projection key), all
+    derived from key(seed), as one compiled program (built from eager ops they cost 0.3 s of compilation)."""
+    base = jax.random.key(seed)
+    run_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.fold_in(base, _SEEDS), jnp.arange(seeds))
+    tiled = jax.random.wrap_key_data(jnp.tile(jax.random.key_data(run_keys), (repeats, 1)))
+    return tiled, jax.random.fold_in(base, _HELDOUT), jax.random.fold_in(base, _PROJECTIONS)
 
 
 def _put_rows(rows: Row, new: Row, first: int, b: int) -> None:

@@ -202,6 +202,9 @@ def mode_stats(samples: Data, source: DataSource, share: float) -> dict[str, jax
 class Reference(NamedTuple):
     """Statistics of the held-out real set, computed once per run and shared by every seed and generation.
 
+    Only the statistics the selected metrics read are computed (``make_reference(..., names=...)``); the others
+    are None, so a run of parameter metrics does not pay for the held-out set's pairwise distances and sorts.
+
     Attributes:
         heldout: [n, d] held-out real samples.
         radii: [n] k-th nearest-neighbour radii within the held-out set.
@@ -214,34 +217,43 @@ class Reference(NamedTuple):
     """
 
     heldout: Data
-    radii: jax.Array
-    directions: jax.Array
-    proj_sorted: jax.Array
-    bandwidth: jax.Array
-    k_real: jax.Array
-    mean: jax.Array
-    cov: jax.Array
+    radii: jax.Array | None = None
+    directions: jax.Array | None = None
+    proj_sorted: jax.Array | None = None
+    bandwidth: jax.Array | None = None
+    k_real: jax.Array | None = None
+    mean: jax.Array | None = None
+    cov: jax.Array | None = None
 
 
-def make_reference(key: Key, heldout: Data, k: int, projections: int) -> Reference:
-    """Precomputes the held-out statistics (one call per run)."""
+def make_reference(
+    key: Key, heldout: Data, k: int, projections: int, names: tuple[str, ...] = ALL_METRICS
+) -> Reference:
+    """Precomputes the held-out statistics that the metrics ``names`` read (one call per run).
+
+    Args:
+        key: the key of the sliced-W2 directions.
+        heldout: [n, d] held-out real samples.
+        k: the k of the k-NN radii (precision, recall, density, coverage).
+        projections: the number L of sliced-W2 directions.
+        names: the selected metrics; statistics no metric reads are left None.
+    """
     n, d = heldout.shape
-    directions = jax.random.normal(key, (projections, d))
-    directions = directions / jnp.linalg.norm(directions, axis=1, keepdims=True)
-    dist = pairwise_distances(heldout, heldout)
-    off_diag = dist[jnp.triu_indices(n, 1)]
-    bandwidth = jnp.median(off_diag)
-    mean, cov = weighted_moments(heldout, jnp.ones((n,), heldout.dtype), unbiased=True)
-    return Reference(
-        heldout=heldout,
-        radii=kth_neighbour_distance(heldout, k),
-        directions=directions,
-        proj_sorted=sort_floats(directions @ heldout.T),
-        bandwidth=bandwidth,
-        k_real=rbf_mean(heldout, heldout, bandwidth, exclude_diagonal=True),
-        mean=mean,
-        cov=cov,
-    )
+    ref = Reference(heldout=heldout)
+    if "sw2" in names:
+        directions = jax.random.normal(key, (projections, d))
+        directions = directions / jnp.linalg.norm(directions, axis=1, keepdims=True)
+        ref = ref._replace(directions=directions, proj_sorted=sort_floats(directions @ heldout.T))
+    if "mmd" in names:
+        dist = pairwise_distances(heldout, heldout)
+        bandwidth = jnp.median(dist[jnp.triu_indices(n, 1)])
+        ref = ref._replace(bandwidth=bandwidth, k_real=rbf_mean(heldout, heldout, bandwidth, exclude_diagonal=True))
+    if any(m in names for m in ("precision", "recall", "density", "coverage")):
+        ref = ref._replace(radii=kth_neighbour_distance(heldout, k))
+    if "fd" in names:
+        mean, cov = weighted_moments(heldout, jnp.ones((n,), heldout.dtype), unbiased=True)
+        ref = ref._replace(mean=mean, cov=cov)
+    return ref
 
 
 def sample_metrics(

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from madloop import linalg
+from madloop import linalg, rng
 from madloop.types import Data, Key
 
 
@@ -59,7 +59,7 @@ def sample_mixture_labeled(key: Key, mix: Mixture, n: int, lam: jax.Array | floa
     k_comp, k_noise = jax.random.split(key)
     comp = jax.random.categorical(k_comp, jnp.log(mix.weights), shape=(n,))
     chol = linalg.cholesky(mix.covs)  # [K, d, d]
-    z = jax.random.normal(k_noise, (n, mix.means.shape[1]), dtype=mix.means.dtype)
+    z = rng.normal(k_noise, (n, mix.means.shape[1]), mix.means.dtype)
     return mix.means[comp] + jnp.sqrt(lam) * jnp.einsum("nij,nj->ni", chol[comp], z), comp.astype(jnp.int32)
 
 

@@ -38,6 +38,7 @@ BAD = [
     (["data.nope=1"], "data.nope=1: unknown field; allowed: modes, radius, std"),
     (["loop.seeds=abc"], "loop.seeds=abc: must be of type integer"),
     (["loop.seeds=0"], "loop.seeds=0: must be an integer >= 1"),
+    (["loop.seed=4294967296"], "loop.seed=4294967296: must be an integer < 2**32"),
     (["loop.generations=-3"], "loop.generations=-3: must be an integer >= 1"),
     (["regime.n_real=0"], "regime.n_real=0: must be an integer >= 1"),
     (["regime.n_synth=-1", "regime=fresh_data"], "regime.n_synth=-1: must be an integer >= 0"),

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from madloop import config as C
+from madloop import rng
 from madloop.mixture import Mixture, mixture_moments, sample_mixture, sample_mixture_labeled
 from madloop.types import Data, Key
 
@@ -110,7 +111,7 @@ def _(cfg: C.MixtureData) -> DataSource:
 def _noisy(shape_fn: Callable[[Key, int], Data], noise: float) -> Callable[[Key, int], Data]:
     def sample(key: Key, n: int) -> Data:
         k_shape, k_noise = jax.random.split(key)
-        return shape_fn(k_shape, n) + noise * jax.random.normal(k_noise, (n, 2))
+        return shape_fn(k_shape, n) + noise * rng.normal(k_noise, (n, 2))
 
     return sample
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from madloop import rng
 from madloop.config import DiffusionModel
 from madloop.models import make_model
 from madloop.models.networks import MLPDenoiser
@@ -127,7 +128,7 @@ def reverse_process(
         t = 1.0 - i / steps
         s = 1.0 - (i + 1) / steps
         abar_t, abar_s = alpha_bar(t), jnp.where(i + 1 == steps, 1.0, alpha_bar(s))
-        noise = jax.random.normal(jax.random.fold_in(key, i + 1), x.shape)
+        noise = rng.normal(jax.random.fold_in(key, i + 1), x.shape)
         return update(x, denoise(x, t), abar_t, abar_s, noise, lam), None
 
     x, _ = jax.lax.scan(body, x1, jnp.arange(steps))
@@ -140,7 +141,7 @@ def sample_with(denoise: Denoiser, key: Key, n: int, dim: int, *, lam: jax.Array
     Sampling bias as a temperature: the initial noise has variance ``lam`` (and so do the ancestral sampler's
     per-step noises). lam = 1 is the model; lam < 1 concentrates samples on high-density regions.
     """
-    x1 = jnp.sqrt(lam) * jax.random.normal(jax.random.fold_in(key, 0), (n, dim))
+    x1 = jnp.sqrt(lam) * rng.normal(jax.random.fold_in(key, 0), (n, dim))
     return reverse_process(denoise, key, x1, lam=lam, **sampler)
 
 
@@ -249,7 +250,7 @@ def diffusion_family(cfg: DiffusionModel) -> DiffusionFamily:
             if classes:
                 y = jnp.where(jax.random.bernoulli(k_drop, cfg.label_dropout, y.shape), null, y)
             t = jax.random.uniform(k_t, (cfg.batch,), minval=T_MIN, maxval=1.0)
-            value, grads = jax.value_and_grad(loss)(p.net, x0, t, jax.random.normal(k_eps, x0.shape), y)
+            value, grads = jax.value_and_grad(loss)(p.net, x0, t, rng.normal(k_eps, x0.shape), y)
             updates, opt = tx.update(grads, p.opt, p.net)
             # Cosine decay of the step size over this fit (scaling AdamW's update scales its learning rate).
             decay_lr = 0.5 * (1 + jnp.cos(jnp.pi * i / steps))

@@ -36,9 +36,15 @@ def weighted_moments(x: Data, w: Weights, unbiased: bool) -> tuple[jax.Array, ja
 
 
 def sample_gaussian(key: Key, params: GaussianParams, n: int, lam: jax.Array | float) -> Data:
-    """n samples [n, d] from N(mean, lam * cov); a collapsed (singular) cov is fine (PSD-safe Cholesky)."""
-    z = jax.random.normal(key, (n, params.mean.shape[0]), dtype=params.mean.dtype)
-    return params.mean + jnp.sqrt(lam) * z @ linalg.cholesky(params.cov).T
+    """n samples [n, d] from N(mean, lam * cov); a collapsed (singular) cov is fine (PSD-safe Cholesky).
+
+    The draws are made as z [d, n] and returned as (sqrt(lam) L z)^T: vmapped over 1000 seeds on CPU, draws laid
+    out [n, d] with a small d made XLA emit the normal transform over a short innermost axis, 1.7x slower at
+    d = 10 and 1.6x at d = 2 (benchmarks/run.py's Gaussian case; jax 0.10.2).
+    """
+    z = jax.random.normal(key, (params.mean.shape[0], n), dtype=params.mean.dtype)
+    # sqrt(lam) scales the d x d factor, not the draws (one fewer pass over the largest array).
+    return params.mean + jnp.einsum("ij,jn->ni", jnp.sqrt(lam) * linalg.cholesky(params.cov), z)
 
 
 def _init(key: Key, x: Data, w: Weights) -> GaussianParams:

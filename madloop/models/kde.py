@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from madloop import linalg
+from madloop import linalg, rng
 from madloop.config import KDEModel
 from madloop.mixture import gaussian_log_prob
 from madloop.models import make_model
@@ -61,8 +61,8 @@ def _sample(key: Key, params: KDEParams, n: int, lam: jax.Array | float) -> Data
     cdf = jnp.cumsum(params.weights)
     u = jax.random.uniform(k_idx, (n,), dtype=cdf.dtype) * cdf[-1]
     idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
-    z = jax.random.normal(k_noise, (n, params.points.shape[1]), dtype=params.points.dtype)
-    return params.points[idx] + jnp.sqrt(lam) * z @ params.chol.T
+    z = rng.normal(k_noise, (n, params.points.shape[1]), params.points.dtype)
+    return params.points[idx] + z @ (jnp.sqrt(lam) * params.chol).T
 
 
 def _log_prob(params: KDEParams, x: Data) -> jax.Array:
