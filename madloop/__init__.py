@@ -1,5 +1,11 @@
 """madloop: self-consuming training loops of generative models, jitted and vmapped in JAX."""
 
+from madloop import _xla
+
+_xla.apply_defaults()  # before anything creates the JAX backend
+
+# ruff: noqa: E402
+
 from madloop.api import compose, run_table, simulate
 from madloop.config import Config, ConfigError
 

@@ -258,6 +258,9 @@ class LoopConfig:
         checkpoint: save every run's state after generation 0 and after every chunk (Orbax, in the run's
             output folder under ``checkpoint/``), and resume from the last one found there. ``loop.chunk=1``
             checkpoints every generation.
+        stats_pool: keep an ``accumulate`` pool as the model family's sufficient statistics where the family
+            has them (gaussian) and no guidance is used: the same fits up to float rounding, in O(n) time per
+            generation and O(1) memory instead of O(G n). false keeps every sample.
     """
 
     generations: int = 20
@@ -266,6 +269,7 @@ class LoopConfig:
     warm_start: bool = True
     chunk: int = 0
     checkpoint: bool = False
+    stats_pool: bool = True
 
 
 @dataclass(frozen=True)

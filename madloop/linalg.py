@@ -13,22 +13,51 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+UNROLL_MAX_DIM = 4  # larger d: a loop over columns (compiles in constant time; unrolled d = 10 took 1.1 s)
+
 
 def cholesky(a: jax.Array) -> jax.Array:
     """Lower Cholesky factor [..., d, d] of symmetric positive semi-definite matrices a [..., d, d].
 
     A non-positive pivot (a singular or collapsed covariance) gives a zero column instead of NaN, so L L^T
     still equals a up to rounding and sampling from a collapsed Gaussian returns its mean.
+
+    Column j needs only columns < j (Cholesky-Banachiewicz by columns). For d <= UNROLL_MAX_DIM the columns are
+    unrolled; above, they are a ``fori_loop`` whose body computes column j with masks (the graph does not grow
+    with d: a batch of 1000 10 x 10 factors in a 300-step scan compiled in 0.30 s against 1.10 s unrolled, and ran
+    in 0.30 s against 0.19 s).
     """
     d = a.shape[-1]
+    if d > UNROLL_MAX_DIM:
+        return _cholesky_loop(a)
     chol = jnp.zeros_like(a)
     for j in range(d):
         pivot = a[..., j, j] - jnp.sum(chol[..., j, :j] ** 2, axis=-1)
-        ljj = jnp.sqrt(jnp.maximum(pivot, 0.0))
-        inv = jnp.where(ljj > 0, 1.0 / jnp.where(ljj > 0, ljj, 1.0), 0.0)
+        ljj, inv = _pivot(pivot)
         below = a[..., j + 1 :, j] - jnp.einsum("...ik,...k->...i", chol[..., j + 1 :, :j], chol[..., j, :j])
         chol = chol.at[..., j, j].set(ljj).at[..., j + 1 :, j].set(below * inv[..., None])
     return chol
+
+
+def _pivot(pivot: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(L_jj, 1 / L_jj) of a pivot, both 0 where the pivot is not positive."""
+    ljj = jnp.sqrt(jnp.maximum(pivot, 0.0))
+    return ljj, jnp.where(ljj > 0, 1.0 / jnp.where(ljj > 0, ljj, 1.0), 0.0)
+
+
+def _cholesky_loop(a: jax.Array) -> jax.Array:
+    """``cholesky`` as a loop over columns: at step j the columns >= j of the factor are still 0, so row j's
+    squared norm and the product L L_j. need no slicing by j."""
+    idx = jnp.arange(a.shape[-1])
+
+    def column(j, chol):
+        row = jnp.take(chol, j, axis=-2)  # [..., d]: row j, filled left of j
+        ljj, inv = _pivot(jnp.take(jnp.take(a, j, axis=-1), j, axis=-1) - jnp.sum(row**2, axis=-1))
+        below = jnp.take(a, j, axis=-1) - jnp.einsum("...ik,...k->...i", chol, row)
+        col = jnp.where(idx > j, below * inv[..., None], 0.0) + jnp.where(idx == j, ljj[..., None], 0.0)
+        return chol + col[..., :, None] * (idx == j)
+
+    return jax.lax.fori_loop(0, a.shape[-1], column, jnp.zeros_like(a))
 
 
 def solve_lower(chol: jax.Array, b: jax.Array) -> jax.Array:

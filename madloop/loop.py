@@ -125,7 +125,10 @@ def make_loop(cfg: C.Config) -> Loop:
     names = M.selected_metrics(cfg)
     snap_gens = jnp.asarray(snapshot_generations(cfg))
     n_draw = max(cfg.eval.n if M.needs_samples(names) else 0, cfg.eval.snapshot_n)
-    t_slots = R.train_size(regime, g_total)
+    # An accumulating pool kept as the family's sufficient statistics (loop.stats_pool): no pool buffer, and
+    # generation 0's training set is the real set alone.
+    by_stats = stats_pool(cfg, model)
+    t_slots = regime.n_real if by_stats else R.train_size(regime, g_total)
 
     def evaluate(run_key, g, params, knobs, ref, snapshots):
         metrics = M.params_metrics(names, guided.base(params), model, source, ref)
@@ -157,7 +160,10 @@ def make_loop(cfg: C.Config) -> Loop:
     def start(run_key: Key, knobs: Knobs, ref: M.Reference) -> tuple[LoopState, Row]:
         real = train_source.sample(role_key(run_key, 0, REAL), regime.n_real)
         d = real.shape[1]
-        pool, pool_w = R.empty_pool(regime, g_total, d)
+        if by_stats:
+            pool, pool_w = model.stats(jnp.zeros((0, d), real.dtype), jnp.zeros((0,), real.dtype)), jnp.zeros((0,))
+        else:
+            pool, pool_w = R.empty_pool(regime, g_total, d)
         # Generation 0: the real set (its first knobs.n_real samples) padded to the fixed training-set size T.
         x, w = R.pad(real, R.count_mask(regime.n_real, knobs.n_real), t_slots)
         params = fit(run_key, 0, None, x, w, warm=False)
@@ -168,18 +174,34 @@ def make_loop(cfg: C.Config) -> Loop:
     def step(run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, g: jax.Array):
         # 1. Generation g - 1 produces the synthetic samples (with sampling bias) that enter the pool.
         synth = guided.sample(role_key(run_key, g, SYNTH), state.params, regime.n_synth, knobs)
-        pool, pool_w = R.add_to_pool(regime, state.pool, state.pool_w, synth, g, knobs.n_synth)
-        # 2. The training set: the regime's real part and the pool policy's synthetic part.
         x_real, w_real = R.real_part(regime, role_key(run_key, g, REAL), state.real, train_source)
         w_real = w_real * R.count_mask(w_real.shape[0], knobs.n_real)
-        x_syn, w_syn = R.synthetic_part(regime, role_key(run_key, g, SUBSAMPLE), pool, pool_w, knobs.n_synth)
-        x, w = R.training_set(x_real, w_real, x_syn, w_syn, knobs.real_weight, t_slots)
-        # 3. Fit generation g (warm start from g - 1, or from scratch), then evaluate it.
-        params = fit(run_key, g, state.params, x, w, warm=cfg.loop.warm_start)
+        if by_stats:  # 2'-3'. The pool's statistics absorb the new samples; fit on real + pool statistics.
+            pool = model.merge(state.pool, model.stats(synth, R.count_mask(regime.n_synth, knobs.n_synth)))
+            pool_w = state.pool_w
+            params = model.fit_stats(R.training_stats(model, x_real, w_real, pool, knobs.real_weight))
+        else:
+            pool, pool_w = R.add_to_pool(regime, state.pool, state.pool_w, synth, g, knobs.n_synth)
+            # 2. The training set: the regime's real part and the pool policy's synthetic part.
+            x_syn, w_syn = R.synthetic_part(regime, role_key(run_key, g, SUBSAMPLE), pool, pool_w, knobs.n_synth)
+            x, w = R.training_set(x_real, w_real, x_syn, w_syn, knobs.real_weight, t_slots)
+            # 3. Fit generation g (warm start from g - 1, or from scratch).
+            params = fit(run_key, g, state.params, x, w, warm=cfg.loop.warm_start)
         row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots)
         return LoopState(params, state.real, pool, pool_w, snapshots), row
 
     return Loop(start, step, names, source, model, guided)
+
+
+def stats_pool(cfg: C.Config, model: GenerativeModel) -> bool:
+    """Whether the loop keeps its synthetic pool as the family's sufficient statistics: ``loop.stats_pool``, an
+    ``accumulate`` pool, a family with statistics and no guidance (SIMS fits an auxiliary model on samples)."""
+    return (
+        cfg.loop.stats_pool
+        and cfg.regime.pool == "accumulate"
+        and model.stats is not None
+        and isinstance(cfg.guidance, C.NoGuidance)
+    )
 
 
 def _labeled_rows(sample_labeled: Callable) -> Callable:

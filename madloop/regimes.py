@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from madloop import config as C
 from madloop.data import DataSource
-from madloop.types import Data, Key, Weights
+from madloop.types import Data, GenerativeModel, Key, Weights
 
 
 def pool_capacity(regime: C.RegimeConfig, generations: int) -> int:
@@ -129,3 +129,17 @@ def training_set(
     raw = jnp.concatenate([real_weight * w_real, w_synth])
     count = jnp.sum(w_real > 0) + jnp.sum(w_synth > 0)
     return pad(jnp.concatenate([x_real, x_synth]), raw * (count / jnp.sum(raw)), size)
+
+
+def training_stats(model: GenerativeModel, x_real: Data, w_real: Weights, pool_stats, real_weight: jax.Array | float):
+    """The sufficient statistics of ``training_set(x_real, w_real, pool..., real_weight, size)`` for a pool kept
+    as statistics (its samples weigh 1 each): the same weights, so ``model.fit_stats`` of it equals the fit.
+
+    The real part is weighted ``real_weight`` relative to a synthetic sample, then all weights are rescaled to
+    sum to the number of samples present, as ``training_set`` does.
+    """
+    real = model.stats(x_real, w_real)
+    n_real = jnp.sum(w_real > 0)
+    raw = real_weight * real.count + pool_stats.count
+    rescale = (n_real + pool_stats.count) / jnp.where(raw > 0, raw, 1.0)
+    return model.merge(model.scale(real, real_weight * rescale), model.scale(pool_stats, rescale))

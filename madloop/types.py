@@ -33,6 +33,10 @@ class GenerativeModel(NamedTuple):
             ``steps`` (static) more steps on weighted data, or None (neural families; SIMS's auxiliary model).
         guided_sample: ``guided_sample(key, base, aux, n, lam, omega) -> x`` [n, d]: sampling with the
             extrapolated score (1 + omega) s_base - omega s_aux, or None (diffusion families).
+        stats: ``stats(x, w) -> s``: sufficient statistics (a PyTree of fixed shapes) of weighted data, or None.
+            With ``merge(s1, s2) -> s`` (the statistics of the union), ``scale(s, c) -> s`` (every weight times
+            c) and ``fit_stats(s) -> params`` (equal to ``fit`` on the data), an accumulating pool is kept as
+            statistics: O(n) per generation and O(1) memory instead of O(G n).
     """
 
     init: Callable[..., Params]
@@ -42,6 +46,10 @@ class GenerativeModel(NamedTuple):
     moments: Callable[..., tuple[jax.Array, jax.Array]] | None = None
     finetune: Callable[..., Params] | None = None
     guided_sample: Callable[..., Data] | None = None
+    stats: Callable[..., Any] | None = None
+    merge: Callable[..., Any] | None = None
+    scale: Callable[..., Any] | None = None
+    fit_stats: Callable[..., Params] | None = None
 
 
 class Knobs(NamedTuple):
@@ -72,13 +80,14 @@ class LoopState(NamedTuple):
         params: the current generation's model parameters (PyTree).
         real: [n_real, d] the fixed real set generation 0 was fitted on ([n_real, d + 1] for a class-conditional
             family: the label is a last column, and so in the pool).
-        pool: [P, d] synthetic pool buffer (P = n_synth for replace, G * n_synth for accumulate policies).
-        pool_w: [P] 1 where a pool slot holds a sample, 0 where it is still empty.
+        pool: [P, d] synthetic pool buffer (P = n_synth for replace, G * n_synth for accumulate policies), or
+            for an accumulating pool kept as statistics (``loop.stats_pool``) the family's statistics of it.
+        pool_w: [P] 1 where a pool slot holds a sample, 0 where it is still empty ([0] for statistics).
         snapshots: [S, m, d] model samples kept at selected generations for figures (S may be 0).
     """
 
     params: Params
     real: Data
-    pool: Data
+    pool: Data | Any
     pool_w: Weights
     snapshots: Data

@@ -154,3 +154,23 @@ def test_parallel_launchers_run_every_job_and_the_report_aggregates_them(tmp_pat
     report.main([str(tmp_path / "s")])
     combined = pd.read_csv(tmp_path / "s" / "report.csv")
     assert len(combined) == 2 + 4 and sorted(combined["loop.seeds"].unique()) == [1, 2]
+
+
+def test_command_line_runs_fill_a_persistent_compilation_cache_unless_turned_off(tmp_path, monkeypatch):
+    """Without JAX_COMPILATION_CACHE_DIR a CLI run caches its compiled programs under
+    $XDG_CACHE_HOME/madloop/jax; MADLOOP_COMPILE_CACHE=0 turns that off, and a folder set by the user wins."""
+    import jax
+
+    from madloop.run import use_compile_cache
+
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    args = [sys.executable, "-m", "madloop.run", *SMALL, "plots=false"]
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert any((tmp_path / "xdg" / "madloop" / "jax").iterdir())
+    # In-process: the switch and the user's own folder (this session's cache folder, set by conftest).
+    own = jax.config.jax_compilation_cache_dir
+    assert own and use_compile_cache() == own
+    monkeypatch.setenv("MADLOOP_COMPILE_CACHE", "0")
+    assert use_compile_cache() is None and jax.config.jax_compilation_cache_dir == own

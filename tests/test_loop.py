@@ -182,3 +182,37 @@ def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
     # the only custom calls allowed are the progress ticks of neural training scans (madloop.progress)
     assert [c for c in calls if "callback" not in c] == []
     assert not any("callback" in c for c in calls) or family.startswith("diffusion")
+
+
+@pytest.mark.parametrize(
+    "regime",
+    [
+        ["regime=fully_synthetic"],
+        ["regime=synthetic_augmentation", "regime.real_weight=3", "model.estimator=unbiased"],
+        ["regime=fresh_data", "sweep.regime.n_synth=[24,10]"],
+    ],
+    ids=["fully_synthetic", "augmentation_weighted_unbiased", "fresh_count_sweep"],
+)
+def test_an_accumulate_pool_kept_as_statistics_fits_what_the_sample_pool_fits(regime):
+    """Chan's merge of the pool's statistics gives the fits that refitting on every accumulated sample gives
+    (up to float32 rounding), with the real weight, the unbiased estimator and a count sweep; the pool holds no
+    samples."""
+    overrides = [
+        "data=gaussian",
+        "model=gaussian",
+        "regime.pool=accumulate",
+        "loop.generations=12",
+        "loop.seeds=8",
+        "loop.chunk=12",
+        "eval.metrics=[trace_ratio,mean_sqerr,w2]",
+        "plots=false",
+        "regime.n_real=32",
+        "regime.n_synth=24",
+        *regime,
+    ]
+    stats = madloop.simulate(overrides)
+    samples = madloop.simulate([*overrides, "loop.stats_pool=false"])
+    assert stats.state.pool.mean.shape == (stats.seed.shape[0], 2)  # statistics, not a [G n, d] buffer
+    assert samples.state.pool.shape[1:] == (12 * 24, 2)
+    for name in stats.names:
+        np.testing.assert_allclose(stats.metrics[name], samples.metrics[name], rtol=2e-4, atol=1e-6)

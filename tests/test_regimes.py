@@ -1,5 +1,7 @@
 """Pool and weight bookkeeping, by hand: what each regime x pool policy puts in generation g's training set."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,13 +141,17 @@ def test_loop_state_bookkeeping(regime_name, pool):
             "eval.snapshot_n=2",
         ]
     )
-    loop = make_loop(cfg)
-    ref = Simulation(cfg).reference()
-    knobs = knobs_of(cfg)
-    state, _ = loop.start(KEY, knobs, ref)
-    real0 = state.real
-    for g in (1, 2, 3):
-        state, _ = loop.step(KEY, knobs, ref, state, jnp.int32(g))
-        filled = float(state.pool_w.sum())
-        assert filled == (3 if pool == "replace" else 3 * g)  # replace keeps 3; accumulate* has 3 g
-    np.testing.assert_array_equal(state.real, real0)  # the fixed real set never changes
+    for stats in (False, True):  # the sample buffer, and (accumulate only) the pool kept as statistics
+        if stats and pool != "accumulate":
+            continue
+        cfg = dataclasses.replace(cfg, loop=dataclasses.replace(cfg.loop, stats_pool=stats))
+        loop = make_loop(cfg)
+        ref = Simulation(cfg).reference()
+        knobs = knobs_of(cfg)
+        state, _ = loop.start(KEY, knobs, ref)
+        real0 = state.real
+        for g in (1, 2, 3):
+            state, _ = loop.step(KEY, knobs, ref, state, jnp.int32(g))
+            filled = float(state.pool.count if stats else state.pool_w.sum())
+            assert filled == (3 if pool == "replace" else 3 * g)  # replace keeps 3; accumulate* has 3 g
+        np.testing.assert_array_equal(state.real, real0)  # the fixed real set never changes

@@ -1,9 +1,14 @@
-"""The shaped normal draws equal jax.random.normal value for value (the speed-up must not change a stream)."""
+"""Speed settings that must not change results: shaped normal draws, and the XLA default set on import."""
+
+import importlib.metadata
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
 
-from madloop import rng
+from madloop import _xla, rng
 
 
 def test_flat_draws_reshaped_equal_the_shaped_draws():
@@ -13,3 +18,20 @@ def test_flat_draws_reshaped_equal_the_shaped_draws():
     batched = jax.vmap(lambda k: rng.normal(k, (100, 10)))(jax.random.split(key, 4))
     reference = jax.vmap(lambda k: jax.random.normal(k, (100, 10)))(jax.random.split(key, 4))
     np.testing.assert_array_equal(np.asarray(batched), np.asarray(reference))
+
+
+def test_the_xla_default_is_set_on_import_and_accepted_by_this_jaxlib():
+    """import madloop adds the YNNPACK fusion flag for tested jaxlib versions, XLA accepts it (it aborts on an
+    unknown flag), and MADLOOP_XLA_DEFAULTS=0 or a user's own setting leaves XLA_FLAGS alone."""
+    code = (
+        "import os, madloop, jax; jax.numpy.ones(3).sum().block_until_ready(); print(os.environ.get('XLA_FLAGS', ''))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "MADLOOP_XLA_DEFAULTS")}
+    run = lambda extra: subprocess.run(
+        [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    tested = tuple(int(p) for p in importlib.metadata.version("jaxlib").split(".")[:2]) in _xla.TESTED_JAXLIB
+    assert run({}) == (_xla.FLAG if tested else "")
+    assert run({"MADLOOP_XLA_DEFAULTS": "0"}) == ""
+    own = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce"
+    assert run({"XLA_FLAGS": own}) == own

@@ -47,6 +47,53 @@ def sample_gaussian(key: Key, params: GaussianParams, n: int, lam: jax.Array | f
     return params.mean + jnp.einsum("ij,jn->ni", jnp.sqrt(lam) * linalg.cholesky(params.cov), z)
 
 
+class GaussianStats(NamedTuple):
+    """Weighted sufficient statistics (Chan et al.'s pairwise form, stable in float32).
+
+    Attributes:
+        count: total weight.
+        mean: [d] weighted mean (0 when count is 0).
+        scatter: [d, d] weighted scatter about the mean, sum_i w_i (x_i - mean)(x_i - mean)^T.
+    """
+
+    count: jax.Array
+    mean: jax.Array
+    scatter: jax.Array
+
+
+def gaussian_stats(x: Data, w: Weights) -> GaussianStats:
+    """Statistics of x [n, d] under frequency weights w [n]."""
+    count = jnp.sum(w)
+    mean = (w @ x) / jnp.where(count > 0, count, 1.0)
+    xc = x - mean
+    return GaussianStats(count, mean, (w[:, None] * xc).T @ xc)
+
+
+def merge_stats(a: GaussianStats, b: GaussianStats) -> GaussianStats:
+    """Statistics of the union of two weighted data sets.
+
+    References:
+        Chan, Golub & LeVeque 1979, "Updating formulae and a pairwise algorithm for computing sample
+        variances": n = n_a + n_b, delta = mean_b - mean_a, mean = mean_a + delta n_b / n,
+        M = M_a + M_b + delta delta^T n_a n_b / n.
+    """
+    count = a.count + b.count
+    safe = jnp.where(count > 0, count, 1.0)
+    delta = b.mean - a.mean
+    mean = a.mean + delta * (b.count / safe)
+    scatter = a.scatter + b.scatter + jnp.outer(delta, delta) * (a.count * b.count / safe)
+    return GaussianStats(count, mean, scatter)
+
+
+def scale_stats(s: GaussianStats, c: jax.Array | float) -> GaussianStats:
+    """The statistics with every weight multiplied by c."""
+    return GaussianStats(s.count * c, s.mean, s.scatter * c)
+
+
+def _fit_stats(unbiased: bool, s: GaussianStats) -> GaussianParams:
+    return GaussianParams(s.mean, s.scatter / (s.count - 1.0 if unbiased else s.count))
+
+
 def _init(key: Key, x: Data, w: Weights) -> GaussianParams:
     del key, w
     d = x.shape[1]
@@ -74,4 +121,8 @@ def _(cfg: GaussianModel) -> GenerativeModel:
         sample=sample_gaussian,
         log_prob=_log_prob,
         moments=_moments,
+        stats=gaussian_stats,
+        merge=merge_stats,
+        scale=scale_stats,
+        fit_stats=functools.partial(_fit_stats, cfg.estimator == "unbiased"),
     )
