@@ -400,6 +400,31 @@ def markdown(results: dict) -> str:
     return "\n".join(out)
 
 
+FIGURE = ROOT / "docs" / "scaling.png"
+
+
+def scaling_figure(rows: list[dict], path: Path) -> None:
+    """Log-log wall time (steady) against seeds and against generations, one line per loop, slopes labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, axis in zip(axes, ("seeds", "generations"), strict=True):
+        for r in rows:
+            if r["axis"] == axis:
+                ax.loglog(r["grid"], r["steady"], "o-", label=f"{r['loop']} (slope {r['slope']:.2f})")
+        ax.set_xlabel(axis + (" (100 generations)" if axis == "seeds" else " (16 seeds)"))
+        ax.set_ylabel("steady wall time (s)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle("madloop scaling (benchmarks/run.py --sections scaling)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
@@ -426,7 +451,9 @@ def main() -> None:
     else:
         doc = doc.replace("\n", f"\n\n## The runner's table (`python benchmarks/run.py`)\n\n{block}\n", 1)
     DOC.write_text(doc)
-    print(f"wrote {RESULTS.relative_to(ROOT)} and {DOC.relative_to(ROOT)}")
+    if "scaling" in results:
+        scaling_figure(results["scaling"]["rows"], FIGURE)
+    print(f"wrote {RESULTS.relative_to(ROOT)}, {DOC.relative_to(ROOT)} and {FIGURE.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from omegaconf import OmegaConf
 
 from madloop import config as C
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CONFIG_MODULE = "madloop.conf"
 CONFIG_NAME = "config"

@@ -13,12 +13,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from madloop import config as C
 from madloop import metrics as M
@@ -28,6 +27,9 @@ from madloop.data import DataSource, make_source
 from madloop.guidance import Guided, make_guidance
 from madloop.models import make_model
 from madloop.types import GenerativeModel, Key, Knobs, LoopState
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a table is built (0.45 s of start-up otherwise)
 
 # Roles of per-generation keys.
 REAL, SYNTH, FIT, SUBSAMPLE, EVAL, INIT = range(6)
@@ -289,6 +291,8 @@ class Result(NamedTuple):
         cols["generation"] = np.tile(np.arange(g1), b)
         cols.update({k: self.metrics[k].reshape(-1).astype(np.float64) for k in self.names})
         cols["finite"] = self.finite.reshape(-1).astype(np.int64)
+        import pandas as pd
+
         return pd.DataFrame(cols)
 
 
