@@ -1,0 +1,124 @@
+"""Real image data sets, read from installed packages or local files (never downloaded).
+
+Images are float32 arrays [n, h, w, c] scaled to [-1, 1], with int32 labels [n].
+
+- ``digits``: scikit-learn's bundled 8 x 8 handwritten digits (1,797 images, 10 classes; pixel values 0..16).
+- ``mnist``: the standard MNIST files in a local folder, as the four IDX files (``train-images-idx3-ubyte``,
+  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally
+  ``.gz``) or one ``mnist.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (Keras's layout).
+
+References:
+    Alpaydin & Kaynak 1998, UCI "Optical Recognition of Handwritten Digits" (scikit-learn's ``load_digits``).
+    LeCun et al. 1998, "Gradient-based learning applied to document recognition" (MNIST; the IDX format).
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+# IDX type codes (the third byte of the magic number) and their big-endian numpy dtypes.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+class ImageSet(NamedTuple):
+    """A labelled image set. Attributes: images [n, h, w, c] float32 in [-1, 1]; labels [n] int32."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def digits() -> ImageSet:
+    """scikit-learn's 8 x 8 digits as [1797, 8, 8, 1] in [-1, 1] (pixel / 8 - 1) with labels 0..9."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (bunch.images.astype(np.float32) / 8.0 - 1.0)[..., None]
+    return ImageSet(images, bunch.target.astype(np.int32))
+
+
+def split(labels: np.ndarray, heldout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed stratified split: (train indices, held-out indices), each sorted.
+
+    Every class gives round(heldout x its count) images to the held-out set, chosen by a numpy generator seeded
+    with ``seed``, so the split depends only on the labels, ``heldout`` and ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        out.append(rng.permutation(members)[: int(round(heldout * len(members)))])
+    held = np.sort(np.concatenate(out))
+    return np.setdiff1d(np.arange(len(labels)), held), held
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a numpy array of its stored type and shape.
+
+    The header is two zero bytes, a type code, the number of dimensions k, then k big-endian uint32 sizes.
+
+    Raises:
+        ValueError: when the file is not IDX or its size does not match its header.
+    """
+    path = Path(path)
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file (magic bytes {raw[:4].hex()})")
+    ndim = raw[3]
+    shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    start = 4 + 4 * ndim
+    if len(raw) - start != dtype.itemsize * int(np.prod(shape)):
+        raise ValueError(f"{path}: {len(raw) - start} data bytes, header says shape {shape} of {dtype}")
+    return np.frombuffer(raw, dtype, offset=start).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def mnist(folder: str | Path, part: str = "train") -> ImageSet:
+    """MNIST's ``train`` or ``test`` part from a local folder as [n, 28, 28, 1] in [-1, 1] (pixel / 127.5 - 1).
+
+    Raises:
+        FileNotFoundError: one line naming the folder and the files looked for, when neither the IDX pair nor
+            mnist.npz is there.
+    """
+    folder = Path(folder).expanduser()
+    image_name, label_name = MNIST_FILES[part]
+    image_file, label_file = _find(folder, image_name), _find(folder, label_name)
+    if image_file is not None and label_file is not None:
+        images, labels = read_idx(image_file), read_idx(label_file)
+    elif (folder / "mnist.npz").is_file():
+        with np.load(folder / "mnist.npz") as npz:
+            suffix = "train" if part == "train" else "test"
+            images, labels = npz[f"x_{suffix}"], npz[f"y_{suffix}"]
+    else:
+        raise FileNotFoundError(
+            f"no MNIST files in {folder}: expected {image_name}[.gz] and {label_name}[.gz], or mnist.npz "
+            "(madloop never downloads data)"
+        )
+    if images.ndim != 3 or labels.shape != images.shape[:1]:
+        raise ValueError(f"MNIST {part} in {folder}: images {images.shape} and labels {labels.shape} do not match")
+    return ImageSet((images.astype(np.float32) / 127.5 - 1.0)[..., None], labels.astype(np.int32))
+
+
+def resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Images [n, h, w, c] resized to [n, size, size, c]: block means when size divides h and w (28 -> 14 or 7:
+    each output pixel is the mean of its block), else antialiased linear interpolation (jax.image.resize)."""
+    n, h, w, c = images.shape
+    if h % size == 0 and w % size == 0:
+        return images.reshape(n, size, h // size, size, w // size, c).mean(axis=(2, 4), dtype=np.float32)
+    import jax
+
+    return np.asarray(jax.image.resize(images, (n, size, size, c), method="linear", antialias=True))
