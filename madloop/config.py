@@ -77,6 +77,16 @@ class CirclesData(DataConfig):
     noise: float = 0.05
 
 
+@dataclass(frozen=True)
+class DigitsData(DataConfig):
+    """scikit-learn's 8 x 8 handwritten digits (1,797 images, 10 classes) in [-1, 1]; the loop carries each image
+    as a row of 64 pixels. A fixed stratified split (``split_seed``) holds out ``heldout`` of every class: the
+    evaluation's reference set (359 images at 0.2); the loop draws its real data from the rest (1,438)."""
+
+    heldout: float = 0.2
+    split_seed: int = 0
+
+
 # -------------------------------------------------------------------------------------------------- model
 
 
@@ -366,6 +376,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "moons": MoonsData,
         "swissroll": SwissRollData,
         "circles": CirclesData,
+        "digits": DigitsData,
     },
     "model": {"gaussian": GaussianModel, "gmm": GMMModel, "kde": KDEModel, "diffusion": DiffusionModel},
     "guidance": {"none": NoGuidance, "sims": SimsGuidance},
@@ -470,6 +481,10 @@ def _validate_data(d: DataConfig) -> None:
             _positive(key, v)
         elif f.name == "noise" and (not math.isfinite(v) or v < 0):
             raise ConfigError(key, v, "must be a finite number >= 0")
+    if isinstance(d, DigitsData):
+        if not isinstance(d.heldout, int | float) or not 0 < d.heldout < 1:
+            raise ConfigError("data.heldout", d.heldout, "must lie in (0, 1) (the held-out share of each class)")
+        _int_at_least("data.split_seed", d.split_seed, 0)
     if isinstance(d, CirclesData) and not 0 < d.factor < 1:
         raise ConfigError("data.factor", d.factor, "must lie in (0, 1) (inner radius / outer radius)")
     if isinstance(d, GaussianData):
@@ -557,6 +572,15 @@ def _validate_classes(m: ModelConfig, d: DataConfig) -> None:
         )
     if classes != have:
         raise ConfigError("model.classes", classes, f"must be 0 or the truth's number of components ({have})")
+
+
+def _validate_finite_data(cfg: Config) -> None:
+    """A finite data set must hold the real samples a generation draws (distinct images)."""
+    from madloop.data import make_source
+
+    size = make_source(cfg.data).size
+    if size is not None and cfg.regime.n_real > size:
+        raise ConfigError("regime.n_real", cfg.regime.n_real, f"must be <= the {size} training images of this data set")
 
 
 def _validate_guidance(g: GuidanceConfig, m: ModelConfig, d: DataConfig) -> None:
@@ -661,6 +685,7 @@ def validate(cfg: Config) -> Config:
         _validate_model(cfg.model, smallest)
     _validate_guidance(cfg.guidance, cfg.model, cfg.data)
     _validate_classes(cfg.model, cfg.data)
+    _validate_finite_data(cfg)
     lp = cfg.loop
     _int_at_least("loop.generations", lp.generations, 1)
     _int_at_least("loop.seeds", lp.seeds, 1)

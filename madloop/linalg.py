@@ -61,8 +61,13 @@ def _cholesky_loop(a: jax.Array) -> jax.Array:
 
 
 def solve_lower(chol: jax.Array, b: jax.Array) -> jax.Array:
-    """x = L^-1 b by forward substitution, for L [..., d, d] lower triangular and b [..., d, n]."""
+    """x = L^-1 b by forward substitution, for L [..., d, d] lower triangular and b [..., d, n].
+
+    Unrolled (O(d^2) ops) for d <= UNROLL_MAX_DIM; above, a loop over rows (the graph does not grow with d).
+    """
     d = chol.shape[-1]
+    if d > UNROLL_MAX_DIM:
+        return _solve_lower_loop(chol, b)
     rows: list[jax.Array] = []
     for i in range(d):
         acc = b[..., i, :]
@@ -70,6 +75,22 @@ def solve_lower(chol: jax.Array, b: jax.Array) -> jax.Array:
             acc = acc - chol[..., i, k, None] * rows[k]
         rows.append(acc / chol[..., i, i, None])
     return jnp.stack(rows, axis=-2)
+
+
+def _solve_lower_loop(chol: jax.Array, b: jax.Array) -> jax.Array:
+    """``solve_lower`` as a loop over rows: at step i the rows >= i of x are still 0, so L_i. x needs no slicing."""
+    idx = jnp.arange(chol.shape[-1])
+
+    def row(i, x):
+        l_i = jnp.take(chol, i, axis=-2)  # [..., d]
+        value = (jnp.take(b, i, axis=-2) - jnp.einsum("...k,...kn->...n", l_i, x)) / jnp.take(l_i, i, axis=-1)[
+            ..., None
+        ]
+        return x + (idx == i)[:, None] * value[..., None, :]
+
+    return jax.lax.fori_loop(
+        0, chol.shape[-1], row, jnp.zeros(jnp.broadcast_shapes(chol.shape[:-2], b.shape[:-2]) + b.shape[-2:], b.dtype)
+    )
 
 
 def logdet(a: jax.Array) -> jax.Array:

@@ -327,7 +327,9 @@ class Programs:
         # projection key).
 
         def reference(k_heldout: Key, k_proj: Key) -> M.Reference:
-            return M.make_reference(k_proj, source.sample(k_heldout, ev.n), ev.k, ev.projections, names)
+            # A finite data set evaluates against its fixed held-out images; a distribution against fresh draws.
+            heldout = source.heldout if source.heldout is not None else source.sample(k_heldout, ev.n)
+            return M.make_reference(k_proj, heldout, ev.k, ev.projections, names)
 
         self.reference = jax.jit(reference)
         self.references: dict[int, M.Reference] = {}  # per loop.seed: the held-out set and its statistics

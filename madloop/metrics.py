@@ -125,21 +125,31 @@ def gaussian_kl(mu_p: jax.Array, cov_p: jax.Array, mu_q: jax.Array, cov_q: jax.A
 
 
 def sliced_w2(x_proj_sorted: jax.Array, y: Data, directions: jax.Array) -> jax.Array:
-    """Sliced Wasserstein-2 distance between two equal-size samples.
+    """Sliced Wasserstein-2 distance between two samples (of equal or different sizes).
 
-    SW2 = sqrt(mean over directions of W2^2 of the 1-D projections); a 1-D W2^2 between equal-size samples
-    is the mean squared difference of the sorted projections.
+    SW2 = sqrt(mean over directions of W2^2 of the 1-D projections). The 1-D W2^2 is the integral over u in
+    (0, 1) of the squared difference of the two empirical quantile functions, which are piecewise constant:
+    for equal sizes the mean squared difference of the sorted projections, else a sum over the merged
+    breakpoints {i / n} and {j / m} (exact, with static indices).
 
     Args:
         x_proj_sorted: [L, n] sorted projections of the reference sample on the L directions.
-        y: [n, d] the other sample.
+        y: [m, d] the other sample.
         directions: [L, d] unit vectors.
 
     References:
         Bonneel et al. 2015, "Sliced and Radon Wasserstein Barycenters of Measures", eq. 5.
     """
     y_proj = sort_floats(directions @ y.T)
-    return jnp.sqrt(jnp.mean((x_proj_sorted - y_proj) ** 2))
+    n, m = x_proj_sorted.shape[1], y_proj.shape[1]
+    if n == m:
+        return jnp.sqrt(jnp.mean((x_proj_sorted - y_proj) ** 2))
+    ends = np.unique(np.concatenate([np.arange(1, n + 1) / n, np.arange(1, m + 1) / m]))
+    widths = np.diff(np.concatenate([[0.0], ends]))
+    mid = ends - widths / 2
+    i, j = np.minimum((mid * n).astype(int), n - 1), np.minimum((mid * m).astype(int), m - 1)
+    w2 = jnp.sum(jnp.asarray(widths, jnp.float32) * (x_proj_sorted[:, i] - y_proj[:, j]) ** 2, axis=1)
+    return jnp.sqrt(jnp.mean(w2))
 
 
 def rbf_mean(a: Data, b: Data, bandwidth: jax.Array, exclude_diagonal: bool) -> jax.Array:

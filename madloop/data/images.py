@@ -14,11 +14,18 @@ References:
 
 from __future__ import annotations
 
+import functools
 import gzip
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from madloop import config as C
+from madloop.data.toy import DataSource, make_source
+from madloop.types import Data, Key
 
 # IDX type codes (the third byte of the magic number) and their big-endian numpy dtypes.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -35,6 +42,7 @@ class ImageSet(NamedTuple):
     labels: np.ndarray
 
 
+@functools.cache
 def digits() -> ImageSet:
     """scikit-learn's 8 x 8 digits as [1797, 8, 8, 1] in [-1, 1] (pixel / 8 - 1) with labels 0..9."""
     from sklearn.datasets import load_digits
@@ -119,6 +127,34 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     n, h, w, c = images.shape
     if h % size == 0 and w % size == 0:
         return images.reshape(n, size, h // size, size, w // size, c).mean(axis=(2, 4), dtype=np.float32)
-    import jax
-
     return np.asarray(jax.image.resize(images, (n, size, size, c), method="linear", antialias=True))
+
+
+def finite_source(train: ImageSet, heldout: ImageSet, classes: int) -> DataSource:
+    """A data source over a finite image set: ``sample(key, n)`` draws n distinct training images (uniformly
+    without replacement; rows of h w c pixels), labelled; evaluation uses the fixed held-out images."""
+    n_train, *shape = train.images.shape
+    x = jnp.asarray(train.images.reshape(n_train, -1))
+    y = jnp.asarray(train.labels)
+
+    def sample_labeled(key: Key, n: int) -> tuple[Data, jax.Array]:
+        idx = jax.random.choice(key, n_train, (n,), replace=False)
+        return x[idx], y[idx]
+
+    return DataSource(
+        dim=x.shape[1],
+        sample=lambda key, n: sample_labeled(key, n)[0],
+        classes=classes,
+        sample_labeled=sample_labeled,
+        shape=tuple(shape),
+        heldout=jnp.asarray(heldout.images.reshape(len(heldout.images), -1)),
+        size=n_train,
+    )
+
+
+@make_source.register
+def _(cfg: C.DigitsData) -> DataSource:
+    data = digits()
+    train, held = split(data.labels, cfg.heldout, cfg.split_seed)
+    pick = lambda idx: ImageSet(data.images[idx], data.labels[idx])
+    return finite_source(pick(train), pick(held), 10)

@@ -28,6 +28,12 @@ class DataSource(NamedTuple):
         classes: number of class labels the source can attach to its samples (0 = none).
         sample_labeled: ``sample_labeled(key, n) -> (x [n, d], labels [n] int32)``, the same x as ``sample``
             for the same key, or None. Mixture truths label a sample by the component it was drawn from.
+        shape: the event shape of an image source (h, w, c), whose rows are the flattened images (d = h w c);
+            None for vector sources.
+        heldout: [m, d] a fixed held-out set for evaluation (finite data sets), or None: the evaluation draws
+            ``eval.n`` fresh samples from the truth.
+        size: the number of distinct training samples of a finite data set (a generation draws at most this
+            many), or None for a distribution.
     """
 
     dim: int
@@ -37,6 +43,9 @@ class DataSource(NamedTuple):
     cov: jax.Array | None = None
     classes: int = 0
     sample_labeled: Callable[[Key, int], tuple[Data, jax.Array]] | None = None
+    shape: tuple[int, ...] | None = None
+    heldout: jax.Array | None = None
+    size: int | None = None
 
     @property
     def gaussian(self) -> bool:
