@@ -187,11 +187,10 @@ def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
 @pytest.mark.parametrize(
     "regime",
     [
-        ["regime=fully_synthetic"],
-        ["regime=synthetic_augmentation", "regime.real_weight=3", "model.estimator=unbiased"],
-        ["regime=fresh_data", "sweep.regime.n_synth=[24,10]"],
+        ["regime=fully_synthetic", "sweep.regime.n_synth=[24,10]"],
+        ["regime=fresh_data", "regime.real_weight=3", "model.estimator=unbiased"],
     ],
-    ids=["fully_synthetic", "augmentation_weighted_unbiased", "fresh_count_sweep"],
+    ids=["fully_synthetic_count_sweep", "fresh_weighted_unbiased"],
 )
 def test_an_accumulate_pool_kept_as_statistics_fits_what_the_sample_pool_fits(regime):
     """Chan's merge of the pool's statistics gives the fits that refitting on every accumulated sample gives
