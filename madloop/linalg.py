@@ -80,17 +80,15 @@ def solve_lower(chol: jax.Array, b: jax.Array) -> jax.Array:
 def _solve_lower_loop(chol: jax.Array, b: jax.Array) -> jax.Array:
     """``solve_lower`` as a loop over rows: at step i the rows >= i of x are still 0, so L_i. x needs no slicing."""
     idx = jnp.arange(chol.shape[-1])
+    shape = jnp.broadcast_shapes(chol.shape[:-2], b.shape[:-2]) + b.shape[-2:]
 
     def row(i, x):
         l_i = jnp.take(chol, i, axis=-2)  # [..., d]
-        value = (jnp.take(b, i, axis=-2) - jnp.einsum("...k,...kn->...n", l_i, x)) / jnp.take(l_i, i, axis=-1)[
-            ..., None
-        ]
+        residual = jnp.take(b, i, axis=-2) - jnp.einsum("...k,...kn->...n", l_i, x)  # [..., n]
+        value = residual / jnp.take(l_i, i, axis=-1)[..., None]
         return x + (idx == i)[:, None] * value[..., None, :]
 
-    return jax.lax.fori_loop(
-        0, chol.shape[-1], row, jnp.zeros(jnp.broadcast_shapes(chol.shape[:-2], b.shape[:-2]) + b.shape[-2:], b.dtype)
-    )
+    return jax.lax.fori_loop(0, chol.shape[-1], row, jnp.zeros(shape, b.dtype))
 
 
 def logdet(a: jax.Array) -> jax.Array:

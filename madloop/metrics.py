@@ -21,7 +21,8 @@ from madloop.types import Data, GenerativeModel, Key
 # Metrics from the fitted parameters (model has moments; truth has known moments).
 MOMENT_METRICS = ("trace_ratio", "mean_sqerr", "logdet_ratio")
 GAUSSIAN_METRICS = ("w2", "kl")  # Gaussian model vs Gaussian truth, closed form
-SAMPLE_METRICS = ("sw2", "mmd", "fd", "precision", "recall", "density", "coverage")
+PRDC_METRICS = ("precision", "recall", "density", "coverage")  # k-NN metrics on the held-out radii
+SAMPLE_METRICS = ("sw2", "mmd", "fd", *PRDC_METRICS)
 MODE_METRICS = ("modes", "hq")  # truth is a mixture of >= 2 components
 DENSITY_METRICS = ("nll",)  # model has a log-density
 ALL_METRICS = MOMENT_METRICS + GAUSSIAN_METRICS + SAMPLE_METRICS + MODE_METRICS + DENSITY_METRICS
@@ -259,7 +260,7 @@ def make_reference(
         dist = pairwise_distances(heldout, heldout)
         bandwidth = jnp.median(dist[jnp.triu_indices(n, 1)])
         ref = ref._replace(bandwidth=bandwidth, k_real=rbf_mean(heldout, heldout, bandwidth, exclude_diagonal=True))
-    if any(m in names for m in ("precision", "recall", "density", "coverage")):
+    if any(m in names for m in PRDC_METRICS):
         ref = ref._replace(radii=kth_neighbour_distance(heldout, k))
     if "fd" in names:
         mean, cov = weighted_moments(heldout, jnp.ones((n,), heldout.dtype), unbiased=True)
@@ -282,7 +283,7 @@ def sample_metrics(
     if "fd" in names:
         mean, cov = weighted_moments(samples, jnp.ones(samples.shape[:1], samples.dtype), unbiased=True)
         out["fd"] = frechet_distance(mean, cov, ref.mean, ref.cov)
-    if any(n in names for n in ("precision", "recall", "density", "coverage")):
+    if any(n in names for n in PRDC_METRICS):
         out.update({k: v for k, v in prdc(ref.radii, ref.heldout, samples, cfg.k).items() if k in names})
     if any(n in names for n in MODE_METRICS):
         out.update({k: v for k, v in mode_stats(samples, source, cfg.mode_share).items() if k in names})

@@ -28,11 +28,8 @@ def weighted_moments(x: Data, w: Weights, unbiased: bool) -> tuple[jax.Array, ja
     Frequency weights make a sample of weight 2 count as two copies, so the unbiased estimator divides by
     sum(w) - 1 and the fit equals the fit on duplicated data. Zero weights drop a sample.
     """
-    total = jnp.sum(w)
-    mean = (w @ x) / total
-    xc = x - mean
-    scatter = (w[:, None] * xc).T @ xc
-    return mean, scatter / (total - 1.0 if unbiased else total)
+    params = _fit_stats(unbiased, gaussian_stats(x, w))
+    return params.mean, params.cov
 
 
 def sample_gaussian(key: Key, params: GaussianParams, n: int, lam: jax.Array | float) -> Data:
@@ -40,7 +37,7 @@ def sample_gaussian(key: Key, params: GaussianParams, n: int, lam: jax.Array | f
 
     The draws are made as z [d, n] and returned as (sqrt(lam) L z)^T: vmapped over 1000 seeds on CPU, draws laid
     out [n, d] with a small d made XLA emit the normal transform over a short innermost axis, 1.7x slower at
-    d = 10 and 1.6x at d = 2 (benchmarks/run.py's Gaussian case; jax 0.10.2).
+    d = 10 and 1.5x at d = 2 (benchmarks/run.py's Gaussian case; jax 0.10.2).
     """
     z = jax.random.normal(key, (params.mean.shape[0], n), dtype=params.mean.dtype)
     # sqrt(lam) scales the d x d factor, not the draws (one fewer pass over the largest array).
