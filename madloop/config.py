@@ -87,6 +87,25 @@ class DigitsData(DataConfig):
     split_seed: int = 0
 
 
+@dataclass(frozen=True)
+class MnistData(DataConfig):
+    """MNIST (LeCun et al. 1998) from a local folder, never downloaded: the four IDX files (optionally ``.gz``)
+    or Keras's ``mnist.npz``. Images are scaled to [-1, 1] (pixel / 127.5 - 1) and carried as rows of
+    ``size`` x ``size`` pixels (784 at 28).
+
+    Attributes:
+        path: the folder holding the files (required).
+        size: resize to ``size`` x ``size`` (block means when it divides 28); null keeps 28.
+        train_n: the loop draws its real data from the first ``train_n`` training images; null = all (60,000).
+        heldout_n: the evaluation's reference set: a fixed stratified subset (seed 0) of this many test images.
+    """
+
+    path: str | None = None
+    size: int | None = None
+    train_n: int | None = None
+    heldout_n: int = 2000
+
+
 # -------------------------------------------------------------------------------------------------- model
 
 
@@ -377,6 +396,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "swissroll": SwissRollData,
         "circles": CirclesData,
         "digits": DigitsData,
+        "mnist": MnistData,
     },
     "model": {"gaussian": GaussianModel, "gmm": GMMModel, "kde": KDEModel, "diffusion": DiffusionModel},
     "guidance": {"none": NoGuidance, "sims": SimsGuidance},
@@ -485,6 +505,8 @@ def _validate_data(d: DataConfig) -> None:
         if not isinstance(d.heldout, int | float) or not 0 < d.heldout < 1:
             raise ConfigError("data.heldout", d.heldout, "must lie in (0, 1) (the held-out share of each class)")
         _int_at_least("data.split_seed", d.split_seed, 0)
+    if isinstance(d, MnistData):
+        _validate_mnist(d)
     if isinstance(d, CirclesData) and not 0 < d.factor < 1:
         raise ConfigError("data.factor", d.factor, "must lie in (0, 1) (inner radius / outer radius)")
     if isinstance(d, GaussianData):
@@ -501,6 +523,36 @@ def _validate_data(d: DataConfig) -> None:
                 raise ConfigError("data.cov", list(map(list, d.cov)), f"must be a {d.dim}x{d.dim} matrix")
             if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
                 raise ConfigError("data.cov", list(map(list, d.cov)), "must be symmetric positive definite")
+
+
+def _validate_mnist(d: MnistData) -> None:
+    """Checks the fields, then that ``data.path`` holds readable MNIST files with enough images (loaded once and
+    cached, so that the data source reuses them)."""
+    if d.size is not None and (not isinstance(d.size, int) or isinstance(d.size, bool) or not 1 <= d.size <= 28):
+        raise ConfigError("data.size", d.size, "must be an integer in [1, 28] (null keeps 28 x 28)")
+    if d.train_n is not None:
+        _int_at_least("data.train_n", d.train_n, 1, " (null = all training images)")
+    _int_at_least("data.heldout_n", d.heldout_n, 1)
+    if d.heldout_n > 10_000:
+        raise ConfigError("data.heldout_n", d.heldout_n, "must be an integer in [1, 10000] (MNIST's test images)")
+    from madloop.data import images
+
+    if d.path is None or not images.has_mnist(d.path):
+        expected = ", ".join(f"{i}[.gz] and {lab}[.gz]" for i, lab in images.MNIST_FILES.values())
+        raise ConfigError(
+            "data.path",
+            d.path,
+            ("required: a local folder with the MNIST files" if d.path is None else "no MNIST files there")
+            + f" (expected {expected}, or mnist.npz); madloop never downloads data",
+        )
+    try:
+        train, held = images.mnist_parts(d.path, d.size, d.train_n, d.heldout_n)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError("data.path", d.path, f"unreadable MNIST files: {exc}") from None
+    if d.train_n is not None and len(train.labels) < d.train_n:
+        raise ConfigError("data.train_n", d.train_n, f"must be <= the {len(train.labels)} training images there")
+    if len(held.labels) < d.heldout_n:
+        raise ConfigError("data.heldout_n", d.heldout_n, f"must be <= the {len(held.labels)} test images there")
 
 
 def _validate_model(m: ModelConfig, r: RegimeConfig) -> None:

@@ -6,6 +6,7 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -24,9 +25,14 @@ def options(group: str) -> list[str]:
 @pytest.mark.parametrize(
     "override", [f"{g}={o}" for g in GROUPS for o in options(g)] + [f"experiment={o}" for o in options("experiment")]
 )
-def test_every_config_composes_and_validates(override):
+def test_every_config_composes_and_validates(override, tmp_path):
     # guidance=sims guides a diffusion sampler, so it composes with model=diffusion
-    cfg = madloop.compose(["model=diffusion", override] if override == "guidance=sims" else [override])
+    overrides = ["model=diffusion", override] if override == "guidance=sims" else [override]
+    if override == "data=mnist":  # read from a local folder: a small mnist.npz with regime.n_real training images
+        x, y = np.zeros((256, 28, 28), np.uint8), np.arange(256) % 10
+        np.savez(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
+        overrides += [f"data.path={tmp_path}", "data.heldout_n=20"]
+    cfg = madloop.compose(overrides)
     assert isinstance(cfg, C.Config)
     assert isinstance(cfg.data, C.DataConfig) and isinstance(cfg.regime, C.RegimeConfig)
 
@@ -56,6 +62,9 @@ BAD = [
     (["regime.subsample=10"], "regime.subsample=10: only applies to regime.pool=accumulate_subsample"),
     (["loop.warm_start=maybe"], "loop.warm_start=maybe: must be true or false"),
     (["-m", "loop.seeds=2,0"], "loop.seeds=0: must be an integer >= 1"),
+    (["data=mnist"], "data.path=null: required: a local folder with the MNIST files (expected train-images-idx3"),
+    (["data=mnist", "data.path=/no/such/dir"], "data.path=/no/such/dir: no MNIST files there (expected train-"),
+    (["data=mnist", "data.size=29"], "data.size=29: must be an integer in [1, 28]"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 import gzip
 import struct
+from dataclasses import replace
 
 import jax
 import numpy as np
@@ -117,3 +118,75 @@ def test_digits_config_errors_name_the_field():
         madloop.compose(["data=digits", "data.heldout=1.5"])
     with pytest.raises(ConfigError, match="regime.n_real=2000: must be <= the 1438 training images"):
         madloop.compose(["data=digits", "regime.n_real=2000"])
+
+
+def write_mnist(folder, n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray]:
+    """A small MNIST folder of gzipped IDX files: random 28 x 28 pixels, labels cycling through the 10 classes.
+    Returns the (train, test) pixels [n, 28, 28] uint8."""
+    rng = np.random.default_rng(0)
+    parts = []
+    for part, n in (("train", n_train), ("t10k", n_test)):
+        pixels = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        write_idx(folder / f"{part}-images-idx3-ubyte.gz", pixels, 0x08, True)
+        write_idx(folder / f"{part}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8), 0x08, True)
+        parts.append(pixels)
+    return parts[0], parts[1]
+
+
+def test_mnist_source_reads_the_folder_scales_resizes_and_holds_out_a_stratified_subset(tmp_path):
+    from madloop import config as C
+    from madloop.data import make_source
+
+    train, test = write_mnist(tmp_path, 60, 30)
+    source = make_source(C.MnistData(path=str(tmp_path), heldout_n=20))
+    assert source.dim == 784 and source.shape == (28, 28, 1) and source.size == 60 and source.classes == 10
+    # the training images the source draws from (finite_source's sampling is tested with digits)
+    parts = I.mnist_parts(str(tmp_path), None, None, 20)
+    x, y = parts[0].images.reshape(60, -1), parts[0].labels
+    rows = train.reshape(60, -1) / 127.5 - 1.0  # bytes 0..255 -> [-1, 1]
+    assert x.dtype == np.float32 and x.min() >= -1.0 and x.max() <= 1.0
+    np.testing.assert_allclose(x, rows, atol=1e-6)
+    np.testing.assert_array_equal(y, np.arange(60) % 10)
+    # the held-out reference: 20 of the 30 test images (3 per class), 2 per class, fixed
+    held = I.stratified(np.arange(30) % 10, 20, seed=0)
+    assert len(held) == 20 and np.all(np.bincount(held % 10) == 2)
+    np.testing.assert_allclose(source.heldout, test[held].reshape(20, -1) / 127.5 - 1.0, atol=1e-6)
+    # size=14: 196-pixel rows, each pixel the mean of a 2 x 2 block of the scaled image
+    small = make_source(C.MnistData(path=str(tmp_path), size=14, heldout_n=20))
+    assert small.dim == 196 and small.shape == (14, 14, 1)
+    blocks = (test[held] / 127.5 - 1.0).reshape(20, 14, 2, 14, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(small.heldout, blocks.reshape(20, -1), atol=1e-6)
+    # train_n: the first train_n training images only
+    assert make_source(C.MnistData(path=str(tmp_path), train_n=25, heldout_n=20)).size == 25
+    first, _ = I.mnist_parts(str(tmp_path), None, 25, 20)
+    np.testing.assert_allclose(first.images.reshape(25, -1), rows[:25], atol=1e-6)
+
+
+def test_mnist_config_composes_from_a_folder_and_errors_name_the_field(tmp_path):
+    import madloop
+    from madloop import config as C
+    from madloop.config import ConfigError
+
+    write_mnist(tmp_path, 60, 30)
+    cfg = madloop.compose(["data=mnist", f"data.path={tmp_path}", "data.heldout_n=20", "regime.n_real=60"])
+    assert cfg.data == C.MnistData(path=str(tmp_path), heldout_n=20) and cfg.regime.n_real == 60
+    (tmp_path / "broken").mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        (tmp_path / "broken" / name).write_bytes(b"\x01\x02\x03\x04")
+    (tmp_path / "broken" / "t10k-labels-idx1-ubyte").write_bytes(b"\x01")
+    bad = [  # (data fields, regime.n_real, message); validated without recomposing
+        ({}, 61, "regime.n_real=61: must be <= the 60 training images"),
+        ({"train_n": 61}, 20, "data.train_n=61: must be <= the 60 training images there"),
+        ({"heldout_n": 31}, 20, "data.heldout_n=31: must be <= the 30 test images there"),
+        ({"heldout_n": 10001}, 20, r"data.heldout_n=10001: must be an integer in \[1, 10000\]"),
+        ({"size": 29}, 20, r"data.size=29: must be an integer in \[1, 28\]"),
+        ({"size": 0}, 20, r"data.size=0: must be an integer in \[1, 28\]"),
+        ({"train_n": 0}, 20, "data.train_n=0: must be an integer >= 1"),
+        ({"path": None}, 20, "data.path=null: required: a local folder with the MNIST files"),
+        ({"path": str(tmp_path / "absent")}, 20, "absent: no MNIST files there .* madloop never downloads"),
+        ({"path": str(tmp_path / "broken")}, 20, "broken: unreadable MNIST files: .*not an IDX file"),
+    ]
+    for data, n_real, message in bad:
+        wrong = replace(cfg, data=replace(cfg.data, **data), regime=replace(cfg.regime, n_real=n_real))
+        with pytest.raises(ConfigError, match=message):
+            C.validate(wrong)

@@ -95,6 +95,13 @@ def _find(folder: Path, name: str) -> Path | None:
     return None
 
 
+def has_mnist(folder: str | Path) -> bool:
+    """Whether a folder holds both MNIST parts: each as its IDX pair (optionally ``.gz``), or ``mnist.npz``."""
+    folder = Path(folder).expanduser()
+    idx = all(_find(folder, image) and _find(folder, label) for image, label in MNIST_FILES.values())
+    return idx or (folder / "mnist.npz").is_file()
+
+
 def mnist(folder: str | Path, part: str = "train") -> ImageSet:
     """MNIST's ``train`` or ``test`` part from a local folder as [n, 28, 28, 1] in [-1, 1] (pixel / 127.5 - 1).
 
@@ -119,6 +126,33 @@ def mnist(folder: str | Path, part: str = "train") -> ImageSet:
     if images.ndim != 3 or labels.shape != images.shape[:1]:
         raise ValueError(f"MNIST {part} in {folder}: images {images.shape} and labels {labels.shape} do not match")
     return ImageSet((images.astype(np.float32) / 127.5 - 1.0)[..., None], labels.astype(np.int32))
+
+
+def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of a fixed stratified subset of exactly ``min(n, len(labels))`` images.
+
+    Each class is shuffled by a numpy generator seeded with ``seed``; its k-th member of m gets the rank
+    (k + 0.5) / m, and the n lowest ranks are kept, so every class gives about n x its share images.
+    """
+    rng = np.random.default_rng(seed)
+    rank = np.empty(len(labels))
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        rank[members] = (np.arange(len(members)) + 0.5) / len(members)
+    return np.sort(np.argsort(rank, kind="stable")[:n])
+
+
+@functools.lru_cache(maxsize=2)
+def mnist_parts(folder: str, size: int | None, train_n: int | None, heldout_n: int) -> tuple[ImageSet, ImageSet]:
+    """``data=mnist``'s (training images, held-out images), cached per arguments: the first ``train_n`` training
+    images (None = all) and ``stratified(test labels, heldout_n, seed=0)`` of the test part, resized to
+    ``size`` x ``size`` unless ``size`` is None."""
+    train, test = mnist(folder, "train"), mnist(folder, "test")
+    held = stratified(test.labels, heldout_n, seed=0)
+    parts = ImageSet(train.images[:train_n], train.labels[:train_n]), ImageSet(test.images[held], test.labels[held])
+    if size is None or size == train.images.shape[1]:
+        return parts
+    return tuple(ImageSet(resize(p.images, size), p.labels) for p in parts)
 
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -158,3 +192,9 @@ def _(cfg: C.DigitsData) -> DataSource:
     train, held = split(data.labels, cfg.heldout, cfg.split_seed)
     pick = lambda idx: ImageSet(data.images[idx], data.labels[idx])
     return finite_source(pick(train), pick(held), 10)
+
+
+@make_source.register
+def _(cfg: C.MnistData) -> DataSource:
+    train, held = mnist_parts(cfg.path, cfg.size, cfg.train_n, cfg.heldout_n)
+    return finite_source(train, held, 10)
