@@ -145,17 +145,24 @@ class KDEModel(ModelConfig):
 
 @dataclass(frozen=True)
 class DiffusionModel(ModelConfig):
-    """Denoising diffusion model with an MLP denoiser (variance-preserving forward process).
+    """Denoising diffusion model (variance-preserving forward process) with an MLP or a U-Net denoiser.
 
     Attributes:
+        network: the denoiser: ``mlp`` (vectors or flattened images) or ``unet`` (a convolutional U-Net over the
+            image shape; needs an image source, data=digits or mnist).
         width: hidden units per layer of the MLP denoiser.
-        depth: hidden layers.
+        depth: hidden layers of the MLP denoiser.
+        channels: the U-Net's channels per resolution level (2 x 2 pooling between levels): the image side
+            must be divisible by 2^(levels - 1).
+        blocks: the U-Net's residual blocks per level.
         time_features: sinusoidal features of the diffusion time t.
         schedule: ``cosine`` (Nichol & Dhariwal 2021) or ``linear`` (the VP SDE of Song et al. 2021,
             beta(t) from 0.1 to 20).
         prediction: what the network predicts: ``eps`` (the noise) or ``x0`` (the clean sample).
         sampler: ``ddpm`` (stochastic ancestral) or ``ddim`` (deterministic, eta = 0).
         sample_steps: sampler steps from t = 1 to t = 0.
+        clip_x0: clip the sampler's predicted x0 to [-1, 1] on every step (DDPM's image sampler); null = on for
+            image sources (data=digits, mnist: pixels in [-1, 1]), off for vectors.
         train_steps: optimiser steps of a fit from scratch (generation 0, or each generation without warm start).
         finetune_steps: optimiser steps of a warm-started generation (from the previous generation's weights).
         batch: minibatch size, drawn with probability proportional to the training-set weights.
@@ -172,13 +179,17 @@ class DiffusionModel(ModelConfig):
             guidance with weight w = 1 / lam - 1, as in the MAD paper; needs classes > 0).
     """
 
+    network: str = "mlp"
     width: int = 128
     depth: int = 3
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    blocks: int = 1
     time_features: int = 32
     schedule: str = "cosine"
     prediction: str = "eps"
     sampler: str = "ddpm"
     sample_steps: int = 100
+    clip_x0: bool | None = None
     train_steps: int = 4000
     finetune_steps: int = 1000
     batch: int = 128
@@ -588,7 +599,13 @@ def _validate_model(m: ModelConfig, r: RegimeConfig) -> None:
 
 
 def _validate_diffusion(m: DiffusionModel) -> None:
-    for name in ("width", "depth", "sample_steps", "train_steps", "finetune_steps", "batch"):
+    _choice("model.network", m.network, ("mlp", "unet"))
+    if m.clip_x0 is not None and not isinstance(m.clip_x0, bool):
+        raise ConfigError("model.clip_x0", m.clip_x0, "must be true, false or null (on for images)")
+    ok = isinstance(m.channels, list | tuple) and len(m.channels) > 0
+    if not ok or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in m.channels):
+        raise ConfigError("model.channels", m.channels, "must be a non-empty list of integers >= 1 (one per level)")
+    for name in ("width", "depth", "blocks", "sample_steps", "train_steps", "finetune_steps", "batch"):
         _int_at_least(f"model.{name}", getattr(m, name), 1)
     _int_at_least("model.time_features", m.time_features, 2)
     if m.time_features % 2:
@@ -620,19 +637,36 @@ def _validate_classes(m: ModelConfig, d: DataConfig) -> None:
     have = make_source(d).classes
     if have == 0:
         raise ConfigError(
-            "model.classes", classes, "needs a labelled truth: a mixture with >= 2 modes (ring8, grid25, mixture)"
+            "model.classes",
+            classes,
+            "needs a labelled truth: a mixture with >= 2 modes (ring8, grid25, mixture) or digits, mnist",
         )
     if classes != have:
-        raise ConfigError("model.classes", classes, f"must be 0 or the truth's number of components ({have})")
+        raise ConfigError(
+            "model.classes", classes, f"must be 0 or the truth's number of components or classes ({have})"
+        )
 
 
 def _validate_finite_data(cfg: Config) -> None:
-    """A finite data set must hold the real samples a generation draws (distinct images)."""
+    """A finite data set must hold the real samples a generation draws (distinct images); a U-Net needs images
+    whose sides its pooling divides."""
     from madloop.data import make_source
 
-    size = make_source(cfg.data).size
+    source = make_source(cfg.data)
+    size = source.size
     if size is not None and cfg.regime.n_real > size:
         raise ConfigError("regime.n_real", cfg.regime.n_real, f"must be <= the {size} training images of this data set")
+    if getattr(cfg.model, "network", "mlp") != "unet":
+        return
+    if source.shape is None:
+        raise ConfigError("model.network", "unet", "needs an image source (data=digits, mnist); use mlp for vectors")
+    factor = 2 ** (len(cfg.model.channels) - 1)
+    if source.shape[0] % factor or source.shape[1] % factor:
+        raise ConfigError(
+            "model.channels",
+            list(cfg.model.channels),
+            f"{len(cfg.model.channels)} levels pool by {factor}, which must divide the image side {source.shape[0]}",
+        )
 
 
 def _validate_guidance(g: GuidanceConfig, m: ModelConfig, d: DataConfig) -> None:

@@ -113,7 +113,8 @@ class Loop(NamedTuple):
 
 def make_loop(cfg: C.Config) -> Loop:
     """Builds generation 0 and the generation step for a validated config."""
-    source, model = make_source(cfg.data), make_model(cfg.model)
+    source = make_source(cfg.data)
+    model = make_model(cfg.model, source.shape)
     guided = make_guidance(cfg.guidance, model, source)
     dim = source.dim
     # A class-conditional family trains on [x, label] rows: the real data carries the truth's labels in a last
@@ -326,10 +327,15 @@ class Programs:
         # The held-out set and the statistics the selected metrics read, as one program of (held-out key,
         # projection key).
 
+        # An image source's feature classifier (trained, or loaded from its disk cache, here: before any loop
+        # program runs) when a selected metric reads it.
+        reads = any(m in M.FEATURE_METRICS or M.reads_classes(m) for m in names)
+        classifier = source.classifier() if source.classifier is not None and reads else None
+
         def reference(k_heldout: Key, k_proj: Key) -> M.Reference:
             # A finite data set evaluates against its fixed held-out images; a distribution against fresh draws.
             heldout = source.heldout if source.heldout is not None else source.sample(k_heldout, ev.n)
-            return M.make_reference(k_proj, heldout, ev.k, ev.projections, names)
+            return M.make_reference(k_proj, heldout, ev.k, ev.projections, names, classifier)
 
         self.reference = jax.jit(reference)
         self.references: dict[int, M.Reference] = {}  # per loop.seed: the held-out set and its statistics

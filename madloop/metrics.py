@@ -6,7 +6,7 @@ held-out real set of the same size, drawn once per run. Everything here runs ins
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,16 @@ PRDC_METRICS = ("precision", "recall", "density", "coverage")  # k-NN metrics on
 SAMPLE_METRICS = ("sw2", "mmd", "fd", *PRDC_METRICS)
 MODE_METRICS = ("modes", "hq")  # truth is a mixture of >= 2 components
 DENSITY_METRICS = ("nll",)  # model has a log-density
-ALL_METRICS = MOMENT_METRICS + GAUSSIAN_METRICS + SAMPLE_METRICS + MODE_METRICS + DENSITY_METRICS
+CLASSIFIER_METRICS = ("class_entropy", "confidence")  # image source with a feature classifier (+ class_0...)
+ALL_METRICS = MOMENT_METRICS + GAUSSIAN_METRICS + SAMPLE_METRICS + MODE_METRICS + DENSITY_METRICS + CLASSIFIER_METRICS
+# On an image source, fd and precision / recall / density / coverage are computed in the classifier's feature
+# space ("FID with a digits classifier"); sw2 and mmd stay in pixel space.
+FEATURE_METRICS = ("fd", *PRDC_METRICS)
+
+
+def class_columns(classes: int) -> tuple[str, ...]:
+    """The predicted-class histogram's columns: class_0 ... class_{C-1} (the share of samples per class)."""
+    return tuple(f"class_{c}" for c in range(classes))
 
 
 def available_metrics(cfg: C.Config) -> dict[str, str | None]:
@@ -37,7 +46,7 @@ def available_metrics(cfg: C.Config) -> dict[str, str | None]:
     gaussian_pair = isinstance(cfg.model, C.GaussianModel) and source.gaussian
     mixture_truth = source.mixture is not None and source.mixture.weights.shape[0] >= 2
     out: dict[str, str | None] = {}
-    for name in ALL_METRICS:
+    for name in ALL_METRICS + class_columns(source.classes if source.classifier is not None else 10):
         reason = None
         if name in MOMENT_METRICS and (source.cov is None or model.moments is None):
             reason = "needs a truth with known moments (data=gaussian, ring8, grid25, mixture)"
@@ -47,6 +56,8 @@ def available_metrics(cfg: C.Config) -> dict[str, str | None]:
             reason = "needs a mixture truth with >= 2 modes (data=ring8, grid25, mixture)"
         elif name in DENSITY_METRICS and model.log_prob is None:
             reason = "needs a model with a log-density"
+        elif (name in CLASSIFIER_METRICS or name.startswith("class_")) and source.classifier is None:
+            reason = "needs an image source with a feature classifier (data=digits, mnist)"
         out[name] = reason
     return out
 
@@ -98,6 +109,9 @@ def kth_neighbour_distance(points: Data, k: int) -> jax.Array:
     return kth_smallest(pairwise_distances(points, points), k)
 
 
+JACOBI_MAX_DIM = 16  # frechet_distance: Jacobi eigenvalues up to this d, Newton-Schulz above
+
+
 def frechet_distance(mu1: jax.Array, cov1: jax.Array, mu2: jax.Array, cov2: jax.Array) -> jax.Array:
     """Squared Fréchet (= Wasserstein-2) distance between N(mu1, cov1) and N(mu2, cov2).
 
@@ -108,7 +122,16 @@ def frechet_distance(mu1: jax.Array, cov1: jax.Array, mu2: jax.Array, cov2: jax.
     """
     # (cov1^1/2 cov2 cov1^1/2) and L1^T cov2 L1 (cov1 = L1 L1^T) are similar to cov1 cov2: same eigenvalues.
     l1 = linalg.cholesky(cov1)
-    cross = jnp.sum(jnp.sqrt(jnp.clip(linalg.eigvalsh(l1.T @ cov2 @ l1), 0.0)))
+    inner = l1.T @ cov2 @ l1
+    if cov1.shape[-1] <= JACOBI_MAX_DIM:
+        eig = linalg.eigvalsh(inner)
+    else:
+        # Feature spaces (64-d): these Jacobi sweeps cost O(d^5). LAPACK's eigh is the one LAPACK call of an image
+        # loop, so the deadlock of two concurrent calls (madloop.linalg) cannot arise. (A Newton-Schulz square
+        # root was tried: float32 rounding makes the zero eigenvalues of dead-ReLU features negative, and it
+        # diverges on them.)
+        eig = jnp.linalg.eigvalsh(0.5 * (inner + jnp.swapaxes(inner, -1, -2)))
+    cross = jnp.sum(jnp.sqrt(jnp.clip(eig, 0.0)))
     return jnp.sum((mu1 - mu2) ** 2) + jnp.trace(cov1) + jnp.trace(cov2) - 2.0 * cross
 
 
@@ -226,6 +249,9 @@ class Reference(NamedTuple):
             so MMD values are comparable across generations and seeds).
         k_real: mean RBF kernel over distinct held-out pairs (the constant term of unbiased MMD^2).
         mean: [d]; cov: [d, d] held-out mean and (unbiased) covariance, for ``fd``.
+        classifier: the feature classifier's weights on an image source (then ``mean``, ``cov`` and ``radii``
+            are of the held-out features [n, f], not of the pixels), else None.
+        features: [n, f] the held-out images' classifier features, or None.
     """
 
     heldout: Data
@@ -236,10 +262,17 @@ class Reference(NamedTuple):
     k_real: jax.Array | None = None
     mean: jax.Array | None = None
     cov: jax.Array | None = None
+    classifier: Any = None
+    features: jax.Array | None = None
 
 
 def make_reference(
-    key: Key, heldout: Data, k: int, projections: int, names: tuple[str, ...] = ALL_METRICS
+    key: Key,
+    heldout: Data,
+    k: int,
+    projections: int,
+    names: tuple[str, ...] = ALL_METRICS,
+    classifier: Any = None,
 ) -> Reference:
     """Precomputes the held-out statistics that the metrics ``names`` read (one call per run).
 
@@ -249,9 +282,17 @@ def make_reference(
         k: the k of the k-NN radii (precision, recall, density, coverage).
         projections: the number L of sliced-W2 directions.
         names: the selected metrics; statistics no metric reads are left None.
+        classifier: a ``madloop.classifier.Classifier`` (image sources): fd and the k-NN metrics then use the
+            held-out images' features.
     """
     n, d = heldout.shape
     ref = Reference(heldout=heldout)
+    feats = heldout
+    if classifier is not None and any(m in names for m in FEATURE_METRICS):
+        feats = classifier.apply(classifier.params, heldout)[0]
+        ref = ref._replace(features=feats)
+    if classifier is not None and any(m in FEATURE_METRICS or reads_classes(m) for m in names):
+        ref = ref._replace(classifier=classifier.params)
     if "sw2" in names:
         directions = jax.random.normal(key, (projections, d))
         directions = directions / jnp.linalg.norm(directions, axis=1, keepdims=True)
@@ -261,9 +302,9 @@ def make_reference(
         bandwidth = jnp.median(dist[jnp.triu_indices(n, 1)])
         ref = ref._replace(bandwidth=bandwidth, k_real=rbf_mean(heldout, heldout, bandwidth, exclude_diagonal=True))
     if any(m in names for m in PRDC_METRICS):
-        ref = ref._replace(radii=kth_neighbour_distance(heldout, k))
+        ref = ref._replace(radii=kth_neighbour_distance(feats, k))
     if "fd" in names:
-        mean, cov = weighted_moments(heldout, jnp.ones((n,), heldout.dtype), unbiased=True)
+        mean, cov = weighted_moments(feats, jnp.ones((n,), feats.dtype), unbiased=True)
         ref = ref._replace(mean=mean, cov=cov)
     return ref
 
@@ -280,14 +321,40 @@ def sample_metrics(
         k_ff = rbf_mean(samples, samples, ref.bandwidth, exclude_diagonal=True)
         k_rf = rbf_mean(ref.heldout, samples, ref.bandwidth, exclude_diagonal=False)
         out["mmd"] = k_ff + ref.k_real - 2.0 * k_rf
+    feats, real = samples, ref.heldout
+    if ref.classifier is not None:  # an image source: feature-space metrics and the predicted classes
+        feats, logits = source.classifier().apply(ref.classifier, samples)
+        real = ref.features if ref.features is not None else real
+        out.update(class_stats(logits, source.classes))
     if "fd" in names:
-        mean, cov = weighted_moments(samples, jnp.ones(samples.shape[:1], samples.dtype), unbiased=True)
+        mean, cov = weighted_moments(feats, jnp.ones(feats.shape[:1], feats.dtype), unbiased=True)
         out["fd"] = frechet_distance(mean, cov, ref.mean, ref.cov)
     if any(n in names for n in PRDC_METRICS):
-        out.update({k: v for k, v in prdc(ref.radii, ref.heldout, samples, cfg.k).items() if k in names})
+        out.update({k: v for k, v in prdc(ref.radii, real, feats, cfg.k).items() if k in names})
     if any(n in names for n in MODE_METRICS):
         out.update({k: v for k, v in mode_stats(samples, source, cfg.mode_share).items() if k in names})
     return out
+
+
+def class_stats(logits: jax.Array, classes: int) -> dict[str, jax.Array]:
+    """The classifier's reading of samples: the predicted-class histogram (``class_c``: the share of samples whose
+    most likely class is c), its entropy in nats (``class_entropy``: log C when every class is equally
+    predicted, 0 when one class takes all: mode collapse) and the mean top-class probability (``confidence``).
+
+    Args:
+        logits: [n, C] classifier logits of n samples.
+        classes: C.
+    """
+    hist = jnp.mean(jax.nn.one_hot(jnp.argmax(logits, axis=1), classes, dtype=jnp.float32), axis=0)
+    out = {name: hist[c] for c, name in enumerate(class_columns(classes))}
+    out["class_entropy"] = -jnp.sum(jnp.where(hist > 0, hist * jnp.log(jnp.where(hist > 0, hist, 1.0)), 0.0))
+    out["confidence"] = jnp.mean(jnp.max(jax.nn.softmax(logits, axis=1), axis=1))
+    return out
+
+
+def reads_classes(name: str) -> bool:
+    """Whether a metric reads the classifier's predicted classes (class_entropy, confidence, class_c)."""
+    return name in CLASSIFIER_METRICS or name.startswith("class_")
 
 
 def params_metrics(
@@ -312,6 +379,11 @@ def params_metrics(
     return out
 
 
+def is_sample_metric(name: str) -> bool:
+    """Whether a metric reads model samples."""
+    return name in SAMPLE_METRICS + MODE_METRICS or reads_classes(name)
+
+
 def needs_samples(names: tuple[str, ...]) -> bool:
     """Whether any selected metric reads model samples."""
-    return any(n in SAMPLE_METRICS + MODE_METRICS for n in names)
+    return any(is_sample_metric(n) for n in names)

@@ -61,8 +61,10 @@ def summarize(table: pd.DataFrame, metric: str, by: str = "generation") -> pd.Da
 
 def plot_metrics(table: pd.DataFrame, path: Path, title: str = "", by: list[str] | None = None) -> None:
     """One panel per metric: mean over seeds with its 95% confidence band, and the median (dashed), with one line
-    per value of the ``by`` columns (default: the swept knobs)."""
-    metrics = [m for m in metric_columns(table) if m not in (by or [])]
+    per value of the ``by`` columns (default: the swept knobs). The class shares (class_0, ...) are left to
+    ``plot_class_histograms``."""
+    shares = class_share_columns(table)
+    metrics = [m for m in metric_columns(table) if m not in (by or []) and m not in shares]
     cols = min(4, max(1, len(metrics)))
     rows = -(-len(metrics) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
@@ -137,6 +139,80 @@ def plot_samples(
     fig.suptitle(f"seed {seed}" + (" (first two coordinates)" if heldout.shape[1] > 2 else ""), fontsize=9)
     fig.tight_layout()
     atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def image_grid(images: np.ndarray, shape: tuple[int, ...], columns: int) -> np.ndarray:
+    """Rows of flattened images [m, h w c] tiled into one picture [rows (h + 1) - 1, columns (w + 1) - 1] (grey
+    levels; colour images show their channel mean), values clipped to [-1, 1], with a one-pixel gutter of NaN
+    (drawn in the colour map's 'bad' colour)."""
+    h, w, c = shape
+    imgs = np.clip(images.reshape(-1, h, w, c).mean(axis=-1), -1.0, 1.0)
+    rows = -(-len(imgs) // columns)
+    out = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1), np.nan, np.float32)
+    for i, img in enumerate(imgs):
+        r, q = divmod(i, columns)
+        out[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = img
+    return out
+
+
+def plot_image_samples(
+    heldout: np.ndarray,
+    snapshots: np.ndarray,
+    generations: np.ndarray,
+    shape: tuple[int, ...],
+    path: Path,
+    seed: int = 0,
+    count: int = 64,
+) -> None:
+    """Image grids: held-out real images and one seed's samples at each snapshot generation, side by side.
+
+    Args:
+        heldout: [n, h w c] real images as rows; snapshots: [S, n_snap, m, h w c]; generations: [n_snap].
+        shape: (h, w, c).
+        count: images per grid (the first ``count`` of each set; a square grid).
+    """
+    columns = int(np.ceil(np.sqrt(count)))
+    panels = [("real (held out)", heldout[:count])]
+    panels += [(f"generation {int(g)}", x[:count]) for g, x in zip(generations, snapshots[seed], strict=True)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
+    cmap = plt.get_cmap("gray_r").with_extremes(bad="#c8d4e8")  # ink dark on white; gutters light blue
+    for ax, (title, x) in zip(np.atleast_1d(axes), panels, strict=True):
+        ax.imshow(image_grid(x, shape, columns), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle(f"seed {seed}", fontsize=9)
+    fig.tight_layout()
+    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def class_share_columns(table: pd.DataFrame) -> list[str]:
+    """The predicted-class histogram's columns (class_0, class_1, ...) in class order."""
+    cols = [c for c in table.columns if c.startswith("class_") and c[6:].isdigit()]
+    return sorted(cols, key=lambda c: int(c[6:]))
+
+
+def plot_class_histograms(table: pd.DataFrame, path: Path, title: str = "") -> None:
+    """Heat maps of the predicted-class shares (mean over seeds) against generation, one per swept knob value;
+    a class that the loop loses fades to white (mode collapse), and the entropy is printed per generation."""
+    cols = class_share_columns(table)
+    knobs = knob_columns(table)
+    groups = list(table.groupby(knobs)) if knobs else [((), table)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(0.42 * len(cols) * len(groups) + 1.6, 3.4), squeeze=False)
+    for ax, (key, part) in zip(axes[0], groups, strict=True):
+        shares = part.groupby("generation")[cols].mean()
+        im = ax.imshow(shares.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=max(0.3, shares.max().max()))
+        ax.set_xticks(range(len(cols)), [c[6:] for c in cols], fontsize=7)
+        ax.set_yticks(range(len(shares)), [str(g) for g in shares.index], fontsize=7)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("generation")
+        key = key if isinstance(key, tuple) else (key,)
+        ax.set_title(", ".join(f"{k}={_fmt(v)}" for k, v in zip(knobs, key, strict=True)) or "all runs", fontsize=8)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="share of samples")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png", bbox_inches="tight"))
     plt.close(fig)
 
 

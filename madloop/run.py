@@ -60,8 +60,18 @@ def _write_outputs(cfg: C.Config, result, out: Path) -> None:
     table = result.table()
     report.write_table(table, out / "metrics.csv")
     if cfg.plots:
+        from madloop.data import make_source
+
         report.plot_metrics(table, out / "metrics.png", title=_title(cfg))
-        report.plot_samples(result.heldout, result.snapshots, result.snapshot_generations, out / "samples.png")
+        shape = make_source(cfg.data).shape
+        if shape is not None:  # image rows: grids of images, and the classifier's class shares
+            report.plot_image_samples(
+                result.heldout, result.snapshots, result.snapshot_generations, shape, out / "samples.png"
+            )
+            if report.class_share_columns(table):
+                report.plot_class_histograms(table, out / "classes.png", title=_title(cfg))
+        else:
+            report.plot_samples(result.heldout, result.snapshots, result.snapshot_generations, out / "samples.png")
 
 
 def _title(cfg: C.Config) -> str:

@@ -40,7 +40,7 @@ def omega_sweep(
     cfg = compose(["guidance=sims", *overrides, "guidance.omega=0"])
     sim = simulation(cfg)
     loop, run_keys, ref = sim.loop, sim.keys()[0], sim.reference()
-    names = tuple(n for n in loop.names if n in M.SAMPLE_METRICS + M.MODE_METRICS)
+    names = tuple(n for n in loop.names if M.is_sample_metric(n))
 
     def one_seed(run_key, omegas):
         knobs = knobs_of(cfg)

@@ -16,6 +16,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="madloop-test-jax-cache-")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 
+# The image metrics' feature classifier is trained once per session and data set, into a session cache both
+# workers share (madloop.classifier writes its weights atomically).
+if "MADLOOP_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["MADLOOP_CACHE_DIR"] = tempfile.mkdtemp(prefix="madloop-test-cache-")
+
 import pytest  # noqa: E402
 
 # A small run: 2 generations, 2 seeds, small sets; compiled as one program (chunk >= generations).

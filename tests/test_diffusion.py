@@ -228,3 +228,35 @@ def test_classifier_free_guidance_tilts_each_class_away_from_the_other():
     # unguided: the class means differ by ~1 (measured 1.31: the small model over-separates a little);
     # guided (w = 1): much wider (measured 2.37)
     assert 0.7 < gap[0] < 1.45 and gap[1] > gap[0] + 0.5, gap
+
+
+def test_conv3x3_is_a_same_convolution():
+    """The slice-and-dot convolution equals lax.conv_general_dilated with the same 3 x 3 kernel ('SAME')."""
+    from madloop.models.networks import Conv3x3
+
+    x = jax.random.normal(jax.random.key(0), (6, 5, 3))
+    conv = Conv3x3(4)
+    params = conv.init(jax.random.key(1), x)["params"]
+    params = {"kernel": jax.random.normal(jax.random.key(2), (27, 4)), "bias": jnp.arange(4.0)}
+    got = conv.apply({"params": params}, x)
+    kernel = params["kernel"].reshape(3, 3, 3, 4)  # rows ordered (dy, dx, c_in), as the patches are
+    want = jax.lax.conv_general_dilated(x[None], kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(got, want[0] + params["bias"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("shape", "channels"), [((8, 8, 1), (8, 16)), ((28, 28, 1), (8, 8, 16))])
+def test_unet_maps_image_rows_to_image_rows_and_reads_time_and_label(shape, channels):
+    """The U-Net at 8 x 8 (one pooling) and 28 x 28 (two: 28 -> 14 -> 7): rows in, rows out; its output depends on
+    t and on the class label, and starts at zero (the output convolution is zero-initialised)."""
+    from madloop.models.networks import UNetDenoiser
+
+    d = int(np.prod(shape))
+    net = UNetDenoiser(shape=shape, channels=channels, blocks=1, time_features=8, classes=10)
+    x = jax.random.normal(jax.random.key(0), (d,))
+    params = net.init(jax.random.key(1), x, jnp.float32(0.5), jnp.int32(3))["params"]
+    assert not np.any(net.apply({"params": params}, x, 0.5, 3))
+    params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape), params)
+    out = net.apply({"params": params}, x, 0.5, 3)
+    assert out.shape == (d,) and np.all(np.isfinite(out))
+    assert not np.allclose(out, net.apply({"params": params}, x, 0.9, 3))
+    assert not np.allclose(out, net.apply({"params": params}, x, 0.5, 10))  # the null label

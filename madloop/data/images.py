@@ -183,7 +183,14 @@ def finite_source(train: ImageSet, heldout: ImageSet, classes: int) -> DataSourc
         shape=tuple(shape),
         heldout=jnp.asarray(heldout.images.reshape(len(heldout.images), -1)),
         size=n_train,
+        classifier=functools.cache(lambda: _classifier(train, heldout, classes)),
     )
+
+
+def _classifier(train: ImageSet, heldout: ImageSet, classes: int):
+    from madloop.classifier import fit_classifier  # Flax and Optax load only when image metrics are computed
+
+    return fit_classifier((train.images, train.labels), (heldout.images, heldout.labels), classes)
 
 
 @make_source.register

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,8 @@ class DataSource(NamedTuple):
             ``eval.n`` fresh samples from the truth.
         size: the number of distinct training samples of a finite data set (a generation draws at most this
             many), or None for a distribution.
+        classifier: ``classifier() -> madloop.classifier.Classifier`` for a labelled image source: the feature
+            classifier of the image metrics, trained (or loaded from its disk cache) on first call; else None.
     """
 
     dim: int
@@ -46,6 +48,7 @@ class DataSource(NamedTuple):
     shape: tuple[int, ...] | None = None
     heldout: jax.Array | None = None
     size: int | None = None
+    classifier: Callable[[], Any] | None = None
 
     @property
     def gaussian(self) -> bool:

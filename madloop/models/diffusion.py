@@ -25,7 +25,7 @@ import optax
 from madloop import rng
 from madloop.config import DiffusionModel
 from madloop.models import make_model
-from madloop.models.networks import MLPDenoiser
+from madloop.models.networks import MLPDenoiser, UNetDenoiser
 from madloop.progress import scan_with_ticks
 from madloop.types import Data, GenerativeModel, Key, Params, Weights
 
@@ -117,11 +117,15 @@ def reverse_process(
     steps: int,
     update: Callable[..., Data],
     lam: jax.Array,
+    clip: float | None = None,
 ) -> Data:
     """Runs a sampler from x1 [n, d] at t = 1 to t = 0 over ``steps`` even steps (a lax.scan); returns x_0 [n, d].
 
     Step i goes from t = 1 - i / steps to s = 1 - (i + 1) / steps, with abar(0) = 1 at the last step, so the
-    final update returns the denoiser's x0 (DDPM: the posterior at s = 0 has zero variance).
+    final update returns the denoiser's x0 (DDPM: the posterior at s = 0 has zero variance). With ``clip`` the
+    predicted x0 is clipped to [-clip, clip] on every step (and eps recomputed from it), as DDPM's reference
+    sampler does for images in [-1, 1]: at large t, x0 = (x - sqrt(1 - abar) eps) / sqrt(abar) magnifies the
+    noise prediction's error up to 1 / sqrt(abar) = 100 times.
     """
 
     def body(x: Data, i: jax.Array) -> tuple[Data, None]:
@@ -129,7 +133,10 @@ def reverse_process(
         s = 1.0 - (i + 1) / steps
         abar_t, abar_s = alpha_bar(t), jnp.where(i + 1 == steps, 1.0, alpha_bar(s))
         noise = rng.normal(jax.random.fold_in(key, i + 1), x.shape)
-        return update(x, denoise(x, t), abar_t, abar_s, noise, lam), None
+        pred = denoise(x, t)
+        if clip is not None:
+            pred = from_x0(x, abar_t, jnp.clip(pred.x0, -clip, clip))
+        return update(x, pred, abar_t, abar_s, noise, lam), None
 
     x, _ = jax.lax.scan(body, x1, jnp.arange(steps))
     return x
@@ -175,12 +182,27 @@ class DiffusionFamily(NamedTuple):
     train: Callable[..., tuple[DiffusionParams, jax.Array]]
 
 
-def _network(cfg: DiffusionModel, dim: int) -> MLPDenoiser:
+def _network(cfg: DiffusionModel, dim: int, shape: tuple[int, ...] | None) -> MLPDenoiser | UNetDenoiser:
+    """The denoiser module for rows of d = ``dim`` values (images of ``shape`` for the U-Net)."""
+    if cfg.network == "unet":
+        if shape is None or math.prod(shape) != dim:
+            raise ValueError(f"model.network=unet needs the image shape of rows of {dim} values, got {shape}")
+        return UNetDenoiser(
+            shape=tuple(shape),
+            channels=tuple(cfg.channels),
+            blocks=cfg.blocks,
+            time_features=cfg.time_features,
+            classes=cfg.classes,
+        )
     return MLPDenoiser(dim=dim, width=cfg.width, depth=cfg.depth, time_features=cfg.time_features, classes=cfg.classes)
 
 
-def diffusion_family(cfg: DiffusionModel) -> DiffusionFamily:
+def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None) -> DiffusionFamily:
     """Builds the family's pure functions for a diffusion config.
+
+    The same schedule, loss, samplers, sampling bias and SIMS code serve every denoiser: the MLP sees a row
+    [d]; the U-Net (``model.network=unet``) reshapes the row to the image ``shape`` (h, w, c) and back, so the
+    loop, its pools and its metrics keep carrying rows.
 
     A conditional model (``cfg.classes = C > 0``) sees its data as [n, d + 1]: the samples and, in the last
     column, their class label (as a float); its samples come back the same way, with the class each was generated
@@ -209,7 +231,7 @@ def diffusion_family(cfg: DiffusionModel) -> DiffusionFamily:
 
     def apply(net: Params, x: Data, t: jax.Array, y: jax.Array) -> jax.Array:
         """The raw network output [n, d] for x [n, d] at times t [n] with labels y [n] (per-example module, vmapped)."""
-        module = _network(cfg, x.shape[-1])
+        module = _network(cfg, x.shape[-1], shape)
         return jax.vmap(lambda xi, ti, yi: module.apply({"params": net}, xi, ti, yi))(x, t, y)
 
     def denoiser(net: Params, y: jax.Array) -> Denoiser:
@@ -263,7 +285,7 @@ def diffusion_family(cfg: DiffusionModel) -> DiffusionFamily:
 
     def init(key: Key, x: Data, w: Weights) -> DiffusionParams:
         data, labels = split(x)
-        net = _network(cfg, data.shape[1]).init(key, data[0], jnp.zeros(()), labels[0])["params"]
+        net = _network(cfg, data.shape[1], shape).init(key, data[0], jnp.zeros(()), labels[0])["params"]
         return DiffusionParams(net, net, tx.init(net), label_freq(x, w))
 
     def fit(key: Key, params: DiffusionParams, x: Data, w: Weights, warm: bool) -> DiffusionParams:
@@ -274,8 +296,10 @@ def diffusion_family(cfg: DiffusionModel) -> DiffusionFamily:
         start = DiffusionParams(params.ema, params.ema, tx.init(params.ema), params.label_freq)
         return train(key, start, x, w, steps)[0]
 
+    # Images (rows of an image source, in [-1, 1]) clip the predicted x0 unless model.clip_x0 says otherwise.
+    clip = 1.0 if (cfg.clip_x0 if cfg.clip_x0 is not None else shape is not None) else None
     run_sampler = functools.partial(
-        sample_with, alpha_bar=alpha_bar, steps=cfg.sample_steps, update=SAMPLERS[cfg.sampler]
+        sample_with, alpha_bar=alpha_bar, steps=cfg.sample_steps, update=SAMPLERS[cfg.sampler], clip=clip
     )
 
     def conditional(net: Params, y: jax.Array, cfg_weight: jax.Array) -> Denoiser:
@@ -292,7 +316,7 @@ def diffusion_family(cfg: DiffusionModel) -> DiffusionFamily:
         bias=temperature: lam is the sampler's noise variance; bias=cfg: guidance weight w = 1 / lam - 1 and
         unit temperature (MAD paper, Sec. 4: lambda = 1 / (1 + w)).
         """
-        d = _out_dim(params)
+        d = math.prod(shape) if cfg.network == "unet" else _out_dim(params)
         if not classes:
             return run_sampler(make_denoiser(jnp.zeros((n,), jnp.int32), 0.0), key, n, d, lam=lam)
         k_label, k_sample = jax.random.split(key)
@@ -316,11 +340,11 @@ def diffusion_family(cfg: DiffusionModel) -> DiffusionFamily:
 
 
 def _out_dim(params: DiffusionParams) -> int:
-    """d, read from the output layer's bias (the last Dense of the denoiser)."""
+    """d, read from the output layer's bias (the last Dense of the MLP denoiser)."""
     last = max((k for k in params.ema if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
     return params.ema[last]["bias"].shape[-1]
 
 
 @make_model.register
-def _(cfg: DiffusionModel) -> GenerativeModel:
-    return diffusion_family(cfg).model
+def _(cfg: DiffusionModel, shape: tuple[int, ...] | None = None) -> GenerativeModel:
+    return diffusion_family(cfg, shape).model

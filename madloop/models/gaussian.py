@@ -111,7 +111,8 @@ def _moments(params: GaussianParams) -> tuple[jax.Array, jax.Array]:
 
 
 @make_model.register
-def _(cfg: GaussianModel) -> GenerativeModel:
+def _(cfg: GaussianModel, shape: tuple[int, ...] | None = None) -> GenerativeModel:
+    del shape
     return GenerativeModel(
         init=_init,
         fit=functools.partial(_fit, cfg.estimator == "unbiased"),

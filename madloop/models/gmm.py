@@ -97,7 +97,8 @@ def _sample(key: Key, params: Mixture, n: int, lam: jax.Array | float) -> Data:
 
 
 @make_model.register
-def _(cfg: GMMModel) -> GenerativeModel:
+def _(cfg: GMMModel, shape: tuple[int, ...] | None = None) -> GenerativeModel:
+    del shape
     return GenerativeModel(
         init=functools.partial(_init, cfg),
         fit=functools.partial(_fit, cfg),

@@ -78,7 +78,8 @@ def _moments(params: KDEParams) -> tuple[jax.Array, jax.Array]:
 
 
 @make_model.register
-def _(cfg: KDEModel) -> GenerativeModel:
+def _(cfg: KDEModel, shape: tuple[int, ...] | None = None) -> GenerativeModel:
+    del shape
     return GenerativeModel(
         init=_init, fit=functools.partial(_fit, cfg), sample=_sample, log_prob=_log_prob, moments=_moments
     )
