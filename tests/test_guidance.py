@@ -93,7 +93,10 @@ def test_mode_control_runs_with_a_target(tiny):
         (["model=diffusion", "model.ema=1"], "model.ema=1.0: must lie in [0, 1)"),
         (["model=diffusion", "model.time_features=7"], "model.time_features=7: must be even"),
         (["model=diffusion", "model.train_steps=0"], "model.train_steps=0: must be an integer >= 1"),
-        (["model=diffusion", "model.classes=3"], "model.classes=3: must be 0 or the truth's number of components (8)"),
+        (
+            ["model=diffusion", "model.classes=3"],
+            "model.classes=3: must be 0 or the truth's number of components or classes (8)",
+        ),
         (["data=moons", "model=diffusion", "model.classes=2"], "model.classes=2: needs a labelled truth"),
         (["model=diffusion", "model.bias=cfg"], "model.bias=cfg: classifier-free guidance needs a conditional model"),
     ],

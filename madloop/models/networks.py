@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -86,7 +87,7 @@ class GroupNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h, w, c = x.shape
-        g = min(self.groups, c)
+        g = math.gcd(self.groups, c)  # groups must divide the channels (e.g. 12 concatenated channels: 4 groups)
         z = x.reshape(h, w, g, c // g)
         mean = jnp.mean(z, axis=(0, 1, 3), keepdims=True)
         var = jnp.mean((z - mean) ** 2, axis=(0, 1, 3), keepdims=True)
