@@ -253,9 +253,9 @@ def test_unet_maps_image_rows_to_image_rows_and_reads_time_and_label():
     row = jax.ShapeDtypeStruct((784,), jnp.float32)
     init = jax.eval_shape(big.init, jax.random.key(0), row, jnp.float32(0.5), jnp.int32(3))
     assert jax.eval_shape(big.apply, init, row, jnp.float32(0.5), jnp.int32(3)).shape == (784,)
-    shape, channels = (8, 8, 1), (8, 16)
+    shape, channels = (8, 8, 1), (4, 8)
     d = int(np.prod(shape))
-    net = UNetDenoiser(shape=shape, channels=channels, blocks=1, time_features=8, classes=10)
+    net = UNetDenoiser(shape=shape, channels=channels, blocks=1, time_features=4, classes=10)
     x = jax.random.normal(jax.random.key(0), (d,))
     params = jax.jit(net.init)(jax.random.key(1), x, jnp.float32(0.5), jnp.int32(3))["params"]
     # one compiled program for the four evaluations (eager Flax dispatches hundreds of small ops one by one)
@@ -265,7 +265,7 @@ def test_unet_maps_image_rows_to_image_rows_and_reads_time_and_label():
     @jax.jit
     def outs(params):
         def one(t, y, s):
-            p = jax.tree.map(lambda a, i: a + s * 0.05 * jax.random.normal(jax.random.key(i), a.shape), params, idx)
+            p = jax.tree.map(lambda a, i: a + s * 0.5 * jax.random.normal(jax.random.key(i), a.shape), params, idx)
             return net.apply({"params": p}, x, t, y)
 
         return jax.vmap(one)(ts, ys, scale)
@@ -274,4 +274,4 @@ def test_unet_maps_image_rows_to_image_rows_and_reads_time_and_label():
     out = outs(params)
     assert out.shape == (4, d) and np.all(np.isfinite(out))
     assert not np.any(out[0])
-    assert not np.allclose(out[1], out[2]) and not np.allclose(out[1], out[3])
+    assert np.max(np.abs(out[1] - out[2])) > 1e-3 and np.max(np.abs(out[1] - out[3])) > 1e-3

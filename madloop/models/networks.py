@@ -96,11 +96,17 @@ class GroupNorm(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """GroupNorm, SiLU, Conv3x3, + Dense(embedding), GroupNorm, SiLU, Conv3x3, plus a skip
-    (a 1 x 1 projection when the channel count changes): [h, w, c_in], emb [e] -> [h, w, channels].
+    """GroupNorm, SiLU, Conv3x3, then GroupNorm modulated by the embedding (h * (1 + scale) + shift), SiLU,
+    Conv3x3, plus a skip (a 1 x 1 projection when the channel count changes): [h, w, c_in], emb [e] ->
+    [h, w, channels].
+
+    The embedding enters after the normalisation: added before it, as in the original DDPM block, a per-channel
+    shift is removed by GroupNorm whenever a group holds one channel (narrow networks), and the block would
+    ignore t and the label.
 
     References:
-        Ho et al. 2020, Appendix B (the Wide-ResNet blocks of the DDPM U-Net).
+        Ho et al. 2020, Appendix B (the Wide-ResNet blocks); Dhariwal & Nichol 2021, Sec. 3 (adaptive group
+        normalisation, AdaGN).
     """
 
     channels: int
@@ -108,8 +114,9 @@ class ResBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, emb: jax.Array) -> jax.Array:
         h = Conv3x3(self.channels)(nn.silu(GroupNorm()(x)))
-        h = h + nn.Dense(self.channels)(nn.silu(emb))
-        h = Conv3x3(self.channels)(nn.silu(GroupNorm()(h)))
+        scale, shift = jnp.split(nn.Dense(2 * self.channels)(nn.silu(emb)), 2)
+        h = GroupNorm()(h) * (1.0 + scale) + shift
+        h = Conv3x3(self.channels)(nn.silu(h))
         skip = x if x.shape[-1] == self.channels else nn.Dense(self.channels, use_bias=False)(x)
         return skip + h
 
