@@ -109,7 +109,7 @@ def kth_neighbour_distance(points: Data, k: int) -> jax.Array:
     return kth_smallest(pairwise_distances(points, points), k)
 
 
-JACOBI_MAX_DIM = 16  # frechet_distance: Jacobi eigenvalues up to this d, Newton-Schulz above
+JACOBI_MAX_DIM = 16  # frechet_distance: Jacobi eigenvalues up to this d, LAPACK eigh above
 
 
 def frechet_distance(mu1: jax.Array, cov1: jax.Array, mu2: jax.Array, cov2: jax.Array) -> jax.Array:
