@@ -98,7 +98,11 @@ def main() -> None:
                         continue  # (the mean of a law with -inf paths is not estimable; see the median panel)
                     rows.append((label, gen, metric, law[metric][gen], x.mean(), x.std(ddof=1) / np.sqrt(len(x))))
     axes[0].set_yscale("log")
-    axes[0].set_title("mean of tr Σ_g / tr Σ (solid; law ⋯) and median of\n(det Σ_g / det Σ)^(1/d) (dashed; law exp(E log det / d) -·-)", fontsize=9)
+    axes[0].set_title(
+        "mean of tr Σ_g / tr Σ (solid; law ⋯) and median of\n"
+        "(det Σ_g / det Σ)^(1/d) (dashed; law exp(E log det / d) -·-)",
+        fontsize=9,
+    )
     axes[1].set_title("‖μ_g − μ‖²: mean over seeds (law ⋯)")
     axes[2].set_title("log det Σ_g / det Σ: median over seeds\n(law of the mean ⋯; normal approximation)")
     for ax in axes:
