@@ -27,17 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import madloop  # noqa: E402
-
-
-def expected_laws(generations: int, lam: float, n_real: int, n_synth: int, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """The recursion above: (E tr Sigma_g / tr Sigma, E ||mu_g - mu||^2) for g = 0..generations (tr Sigma = d)."""
-    n = n_real + n_synth
-    t, m = [1.0], [d / n_real]
-    for _ in range(generations):
-        t_prev, m_prev = t[-1], m[-1]
-        t.append((n_real + n_synth * lam * t_prev) / n + n_real * n_synth / (n * (n - 1)) * m_prev / d)
-        m.append((n_synth / n) ** 2 * m_prev + (n_real * d + n_synth * lam * d * t_prev) / n**2)
-    return np.array(t), np.array(m)
+from madloop.theory import fresh_data_moments  # noqa: E402
 
 
 def main() -> None:
@@ -62,7 +52,7 @@ def main() -> None:
     for ax, lam in zip(axes, lams, strict=True):
         for i, (n_real, part) in enumerate(table[table["lam"] == lam].groupby("n_real")):
             by = part.groupby("generation")["trace_ratio"]
-            law, law_m = expected_laws(a.generations, lam, int(n_real), n_synth, d)
+            law, law_m = fresh_data_moments(a.generations, lam, int(n_real), n_synth, d)
             ax.plot(g, by.mean(), color=f"C{i}", label=f"n_real = {n_real}: mean")
             ax.plot(g, by.median(), color=f"C{i}", ls="--", lw=1)
             ax.plot(g, law, color="k", lw=0.8, ls=":")

@@ -25,14 +25,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy.special import digamma  # noqa: E402
 
 import madloop  # noqa: E402
-
-
-def expected_log_det_wishart(d: int, k: int) -> float:
-    """E log det W for W ~ Wishart_d(k, I) / k: sum_i psi((k - i + 1) / 2) + d log(2 / k)."""
-    return float(sum(digamma((k - i + 1) / 2) for i in range(1, d + 1)) + d * np.log(2 / k))
+from madloop.theory import expected_log_det_wishart  # noqa: E402
 
 
 def laws(g: np.ndarray, lam: float, n: int, d: int, estimator: str) -> dict[str, np.ndarray]:
