@@ -43,3 +43,30 @@ def fresh_data_moments(
         t.append((n_real + n_synth * lam * t_prev) / n + n_real * n_synth / (n * (n - 1)) * m_prev / d)
         m.append((n_synth / n) ** 2 * m_prev + (n_real * d + n_synth * lam * d * t_prev) / n**2)
     return np.array(t), np.array(m)
+
+
+def effective_sample_size(loop_error, n_grid, real_error) -> np.ndarray:
+    """The effective sample size n_e of a loop: the real-only sample size whose model is as good as the loop.
+
+    MAD (Alemohammad et al. 2023, eq. 4) defines n_e by equating a distance of the loop's fixed point to the
+    truth with the same distance of a model fitted to n_e real samples. Given the real-only error curve
+    ``real_error`` [k] at sample sizes ``n_grid`` [k] (increasing n, decreasing error: measured, e.g., by a
+    count sweep of ``regime.n_real`` with ``regime.n_synth=0``), this inverts it by linear interpolation of
+    log error against log n.
+
+    Args:
+        loop_error: the loop's long-run error(s), any shape, in the same distance.
+        n_grid: [k] real-only sample sizes, increasing.
+        real_error: [k] the real-only model's mean error at each size, decreasing.
+
+    Returns:
+        n_e with the shape of ``loop_error``: n_grid[0] where the loop is worse than the smallest real-only fit
+        (a lower bound), inf where it is better than the largest (beyond the grid).
+    """
+    n_grid, real_error = np.asarray(n_grid, float), np.asarray(real_error, float)
+    if np.any(np.diff(n_grid) <= 0) or np.any(np.diff(real_error) >= 0):
+        raise ValueError("n_grid must increase and real_error must decrease along it")
+    x = np.log(np.asarray(loop_error, float))
+    # np.interp needs increasing abscissae: interpolate log n against -log error
+    log_n = np.interp(-x, -np.log(real_error), np.log(n_grid), left=np.log(n_grid[0]), right=np.inf)
+    return np.exp(log_n)
