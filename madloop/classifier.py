@@ -179,7 +179,7 @@ def fit_classifier(
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(flax.serialization.to_bytes(params))
             tmp.replace(path)  # atomic: concurrent runs of a sweep never read a half-written file
-        logits = jax.jit(lambda p, x: jax.vmap(lambda xi: module.apply({"params": p}, xi)[1])(x))(params, held_x)
+        logits = jax.jit(Classifier(module, params, 0.0, key).apply)(params, held_x)[1]
         accuracy = float(np.mean(np.argmax(np.asarray(logits), axis=1) == np.asarray(heldout[1])))
         _MEMO[memo] = (params, accuracy)
     params, accuracy = _MEMO[memo]
