@@ -241,6 +241,46 @@ class SimsGuidance(GuidanceConfig):
     target: list[float] | None = None
 
 
+# ----------------------------------------------------------------------------------------------- curation
+
+
+@dataclass(frozen=True)
+class CurationConfig:
+    """Base of the curation options (``curation=``): what happens to generation g - 1's samples before they
+    enter generation g's training set."""
+
+
+@dataclass(frozen=True)
+class NoCuration(CurationConfig):
+    """Every synthetic sample enters the pool."""
+
+
+@dataclass(frozen=True)
+class KChoiceCuration(CurationConfig):
+    """K-choice curation (Ferbach et al. 2024, after the Bradley-Terry / Plackett-Luce choice model): each of the
+    ``regime.n_synth`` synthetic samples is chosen from ``k`` fresh model samples, sample j with probability
+    softmax(r(x_j) / temperature). Evaluation samples (the model's own distribution) are not curated.
+
+    Attributes:
+        k: candidates per kept sample (1 = no curation); the model draws k * n_synth samples per generation.
+        temperature: of the choice; -> 0 keeps the best of k, -> inf picks uniformly. Traced (vmappable with
+            ``sweep.curation.temperature``).
+        reward: ``mode``: minus the distance to the centre of component ``mode`` of a mixture truth;
+            ``point``: minus the distance to ``target``; ``class``: the log-probability of class ``label``
+            under the feature classifier of an image source (data=digits, mnist).
+        mode: the component of the truth (``reward=mode``).
+        target: a point with ``data``'s dimension (``reward=point``).
+        label: the class (``reward=class``).
+    """
+
+    k: int = 4
+    temperature: float = 1.0
+    reward: str = "mode"
+    mode: int = 0
+    target: list[float] | None = None
+    label: int = 0
+
+
 # ------------------------------------------------------------------------------------------------- regime
 
 POOLS = ("replace", "accumulate", "accumulate_subsample")
@@ -368,6 +408,13 @@ class SweepGuidance:
 
 
 @dataclass(frozen=True)
+class SweepCuration:
+    """Values of ``curation.temperature`` to vmap (null = the single value; needs ``curation=k_choice``)."""
+
+    temperature: list[float] | None = None
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """Float knobs swept inside one compiled program (e.g. ``sweep.bias.lam=[0.5,0.8,1.0]``).
 
@@ -379,6 +426,7 @@ class SweepConfig:
     bias: SweepBias = field(default_factory=SweepBias)
     regime: SweepRegime = field(default_factory=SweepRegime)
     guidance: SweepGuidance = field(default_factory=SweepGuidance)
+    curation: SweepCuration = field(default_factory=SweepCuration)
 
 
 @dataclass(frozen=True)
@@ -392,6 +440,7 @@ class Config:
     bias: BiasConfig = field(default_factory=BiasConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     guidance: Any = MISSING
+    curation: Any = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
     plots: bool = True
 
@@ -411,6 +460,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
     "model": {"gaussian": GaussianModel, "gmm": GMMModel, "kde": KDEModel, "diffusion": DiffusionModel},
     "guidance": {"none": NoGuidance, "sims": SimsGuidance},
+    "curation": {"none": NoCuration, "k_choice": KChoiceCuration},
     "regime": {
         "fully_synthetic": FullySynthetic,
         "synthetic_augmentation": SyntheticAugmentation,
@@ -695,12 +745,44 @@ def _validate_guidance(g: GuidanceConfig, m: ModelConfig, d: DataConfig) -> None
             raise ConfigError("guidance.target", t, f"must be {k} finite weights > 0, one per mode of the truth")
 
 
+def _validate_curation(c: CurationConfig, d: DataConfig) -> None:
+    if not isinstance(c, KChoiceCuration):
+        return
+    _int_at_least("curation.k", c.k, 1, " (candidates per kept sample)")
+    _positive("curation.temperature", c.temperature, " (-> 0 keeps the best of k)")
+    _choice("curation.reward", c.reward, ("mode", "point", "class"))
+    from madloop.data import make_source
+
+    source = make_source(d)
+    if c.reward == "mode":
+        mix = source.mixture
+        if mix is None or mix.weights.shape[0] < 2:
+            raise ConfigError("curation.reward", "mode", "needs a mixture truth with >= 2 modes (ring8, grid25, ...)")
+        k = mix.weights.shape[0]
+        if not isinstance(c.mode, int) or isinstance(c.mode, bool) or not 0 <= c.mode < k:
+            raise ConfigError("curation.mode", c.mode, f"must be an integer in [0, {k - 1}] (a component of the truth)")
+    elif c.reward == "point":
+        t = None if c.target is None else list(c.target)
+        if (
+            t is None
+            or len(t) != source.dim
+            or any(not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) for v in t)
+        ):
+            raise ConfigError("curation.target", t, f"must be {source.dim} finite numbers (a point of the data space)")
+    else:
+        if source.classifier is None:
+            raise ConfigError("curation.reward", "class", "needs an image source with a classifier (digits, mnist)")
+        if not isinstance(c.label, int) or isinstance(c.label, bool) or not 0 <= c.label < source.classes:
+            raise ConfigError("curation.label", c.label, f"must be an integer in [0, {source.classes - 1}] (a class)")
+
+
 def _validate_sweep(cfg: Config) -> None:
     sw = cfg.sweep
     checks = (
         ("sweep.bias.lam", sw.bias.lam, lambda v: v > 0, "values > 0"),
         ("sweep.regime.real_weight", sw.regime.real_weight, lambda v: v > 0, "values > 0"),
         ("sweep.guidance.omega", sw.guidance.omega, lambda v: v >= 0, "values >= 0"),
+        ("sweep.curation.temperature", sw.curation.temperature, lambda v: v > 0, "values > 0"),
     )
     for key, values, ok, what in checks:
         if values is None:
@@ -713,6 +795,8 @@ def _validate_sweep(cfg: Config) -> None:
                 raise ConfigError(key, vals, f"must be a list of finite numbers, {what}")
     if sw.guidance.omega is not None and not isinstance(cfg.guidance, SimsGuidance):
         raise ConfigError("sweep.guidance.omega", list(sw.guidance.omega), "needs guidance=sims")
+    if sw.curation.temperature is not None and not isinstance(cfg.curation, KChoiceCuration):
+        raise ConfigError("sweep.curation.temperature", list(sw.curation.temperature), "needs curation=k_choice")
     low_synth = 1 if isinstance(cfg.regime, FullySynthetic) else 0
     for key, values, low in (("n_real", sw.regime.n_real, 1), ("n_synth", sw.regime.n_synth, low_synth)):
         if values is None:
@@ -752,7 +836,7 @@ def validate(cfg: Config) -> Config:
     Raises:
         ConfigError: naming the first invalid field, its value and what is allowed.
     """
-    for group in ("data", "model", "regime", "guidance"):
+    for group in ("data", "model", "regime", "guidance", "curation"):
         node = getattr(cfg, group)
         if type(node) not in SCHEMAS[group].values():
             raise ConfigError(group, node, "allowed: " + ", ".join(SCHEMAS[group]))
@@ -770,6 +854,7 @@ def validate(cfg: Config) -> Config:
         )
         _validate_model(cfg.model, smallest)
     _validate_guidance(cfg.guidance, cfg.model, cfg.data)
+    _validate_curation(cfg.curation, cfg.data)
     _validate_classes(cfg.model, cfg.data)
     _validate_finite_data(cfg)
     lp = cfg.loop

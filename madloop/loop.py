@@ -23,6 +23,7 @@ from madloop import config as C
 from madloop import metrics as M
 from madloop import regimes as R
 from madloop.checkpoint import Checkpointer
+from madloop.curation import make_curation
 from madloop.data import DataSource, make_source
 from madloop.guidance import Guided, make_guidance
 from madloop.models import make_model
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd  # imported where a table is built (0.45 s of start-up otherwise)
 
 # Roles of per-generation keys.
-REAL, SYNTH, FIT, SUBSAMPLE, EVAL, INIT = range(6)
+REAL, SYNTH, FIT, SUBSAMPLE, EVAL, INIT, CURATE = range(7)
 # Run-level streams derived from the base key key(loop.seed).
 _SEEDS, _HELDOUT, _PROJECTIONS = range(3)
 
@@ -52,6 +53,7 @@ def knobs_of(cfg: C.Config) -> Knobs:
         jnp.float32(omega),
         jnp.int32(r.n_real),
         jnp.int32(r.n_synth),
+        jnp.float32(getattr(cfg.curation, "temperature", 1.0)),
     )
 
 
@@ -66,6 +68,7 @@ def knob_grid(cfg: C.Config) -> tuple[Knobs, dict[str, np.ndarray]]:
         "omega": sw.guidance.omega,
         "n_real": sw.regime.n_real,
         "n_synth": sw.regime.n_synth,
+        "temperature": sw.curation.temperature,
     }
     axes = [
         np.asarray(v if v is not None else [getattr(base, k).item()], getattr(base, k).dtype) for k, v in lists.items()
@@ -116,6 +119,7 @@ def make_loop(cfg: C.Config) -> Loop:
     source = make_source(cfg.data)
     model = make_model(cfg.model, source.shape)
     guided = make_guidance(cfg.guidance, model, source)
+    curation = make_curation(cfg.curation, source)
     dim = source.dim
     # A class-conditional family trains on [x, label] rows: the real data carries the truth's labels in a last
     # column, which pools and regimes move along with the samples; metrics and snapshots see x only.
@@ -145,6 +149,8 @@ def make_loop(cfg: C.Config) -> Loop:
         if M.needs_samples(names):
             samples = draw(n_draw)
             metrics.update(M.sample_metrics(names, samples[: cfg.eval.n], ref, cfg.eval, source))
+            if "reward" in names:  # the model's expected reward under the curation's reward (uncurated samples)
+                metrics["reward"] = jnp.mean(curation.reward(samples[: cfg.eval.n]))
             new = jnp.where(jnp.any(hit), samples[: cfg.eval.snapshot_n], old)
         else:  # parameter metrics only: draw (the same samples) at snapshot generations alone
             new = jax.lax.cond(jnp.any(hit), lambda: draw(n_draw)[: cfg.eval.snapshot_n], lambda: old)
@@ -175,8 +181,10 @@ def make_loop(cfg: C.Config) -> Loop:
         return LoopState(params, real, pool, pool_w, snapshots), row
 
     def step(run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, g: jax.Array):
-        # 1. Generation g - 1 produces the synthetic samples (with sampling bias) that enter the pool.
-        synth = guided.sample(role_key(run_key, g, SYNTH), state.params, regime.n_synth, knobs)
+        # 1. Generation g - 1 produces the synthetic samples (with sampling bias) that enter the pool; a curation
+        # keeps one of every k (k = 1 without curation).
+        synth = guided.sample(role_key(run_key, g, SYNTH), state.params, curation.k * regime.n_synth, knobs)
+        synth = curation.select(role_key(run_key, g, CURATE), synth, knobs.temperature)
         x_real, w_real = R.real_part(regime, role_key(run_key, g, REAL), state.real, train_source)
         w_real = w_real * R.count_mask(w_real.shape[0], knobs.n_real)
         if by_stats:  # 2'-3'. The pool's statistics absorb the new samples; fit on real + pool statistics.
@@ -298,8 +306,8 @@ class Result(NamedTuple):
 
 
 def static_config(cfg: C.Config) -> C.Config:
-    """The config with its traced values (bias.lam, regime.real_weight, guidance.omega, loop.seed) and output
-    switches set to fixed values: configs that agree here run the same compiled programs."""
+    """The config with its traced values (bias.lam, regime.real_weight, guidance.omega, curation.temperature,
+    loop.seed) and output switches set to fixed values: configs that agree here run the same compiled programs."""
     fixed = dataclasses.replace(
         cfg,
         bias=dataclasses.replace(cfg.bias, lam=1.0),
@@ -309,6 +317,8 @@ def static_config(cfg: C.Config) -> C.Config:
     )
     if hasattr(cfg.guidance, "omega"):
         fixed = dataclasses.replace(fixed, guidance=dataclasses.replace(cfg.guidance, omega=0.0))
+    if hasattr(cfg.curation, "temperature"):
+        fixed = dataclasses.replace(fixed, curation=dataclasses.replace(cfg.curation, temperature=1.0))
     return fixed
 
 

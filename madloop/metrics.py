@@ -26,7 +26,16 @@ SAMPLE_METRICS = ("sw2", "mmd", "fd", *PRDC_METRICS)
 MODE_METRICS = ("modes", "hq")  # truth is a mixture of >= 2 components
 DENSITY_METRICS = ("nll",)  # model has a log-density
 CLASSIFIER_METRICS = ("class_entropy", "confidence")  # image source with a feature classifier (+ class_0...)
-ALL_METRICS = MOMENT_METRICS + GAUSSIAN_METRICS + SAMPLE_METRICS + MODE_METRICS + DENSITY_METRICS + CLASSIFIER_METRICS
+CURATION_METRICS = ("reward",)  # the curation's reward, averaged over the model's (uncurated) samples
+ALL_METRICS = (
+    MOMENT_METRICS
+    + GAUSSIAN_METRICS
+    + SAMPLE_METRICS
+    + MODE_METRICS
+    + DENSITY_METRICS
+    + CLASSIFIER_METRICS
+    + CURATION_METRICS
+)
 # On an image source, fd and precision / recall / density / coverage are computed in the classifier's feature
 # space ("FID with a digits classifier"); sw2 and mmd stay in pixel space.
 FEATURE_METRICS = ("fd", *PRDC_METRICS)
@@ -58,6 +67,8 @@ def available_metrics(cfg: C.Config) -> dict[str, str | None]:
             reason = "needs a model with a log-density"
         elif (name in CLASSIFIER_METRICS or name.startswith("class_")) and source.classifier is None:
             reason = "needs an image source with a feature classifier (data=digits, mnist)"
+        elif name in CURATION_METRICS and isinstance(cfg.curation, C.NoCuration):
+            reason = "needs curation=k_choice (the reward it curates by)"
         out[name] = reason
     return out
 
@@ -381,7 +392,7 @@ def params_metrics(
 
 def is_sample_metric(name: str) -> bool:
     """Whether a metric reads model samples."""
-    return name in SAMPLE_METRICS + MODE_METRICS or reads_classes(name)
+    return name in SAMPLE_METRICS + MODE_METRICS + CURATION_METRICS or reads_classes(name)
 
 
 def needs_samples(names: tuple[str, ...]) -> bool:

@@ -70,3 +70,120 @@ def effective_sample_size(loop_error, n_grid, real_error) -> np.ndarray:
     # np.interp needs increasing abscissae: interpolate log n against -log error
     log_n = np.interp(-x, -np.log(real_error), np.log(n_grid), left=np.log(n_grid[0]), right=np.inf)
     return np.exp(log_n)
+
+
+def _normal_quadrature(points: int = 4001, width: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes z and trapezoid weights w with sum_i w_i f(z_i) ~ E f(Z), Z ~ N(0, 1) (error far below 1e-9 for the
+    smooth, polynomially bounded integrands used here)."""
+    z = np.linspace(-width, width, points)
+    w = np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi) * (z[1] - z[0])
+    w[[0, -1]] *= 0.5
+    return z, w
+
+
+def best_of_k_normal_moments(k: int) -> tuple[float, float]:
+    """(mean, variance) of the maximum of k iid N(0, 1): k-choice curation at temperature -> 0 under a reward
+    increasing in x (e.g. k = 2: 1 / sqrt(pi) and 1 - 1 / pi).
+
+    The maximum has density k phi(z) Phi(z)^(k - 1); its moments are computed by quadrature.
+    """
+    from scipy.special import ndtr
+
+    z, w = _normal_quadrature()
+    dens = k * ndtr(z) ** (k - 1)
+    mean = float(np.sum(w * dens * z))
+    return mean, float(np.sum(w * dens * z**2) - mean**2)
+
+
+def pair_choice_normal_moments(beta: float) -> tuple[float, float]:
+    """(mean, variance) of the sample kept by 2-choice curation of N(0, 1) samples under the reward beta z: of
+    X1, X2 ~ N(0, 1), X1 is kept with probability sigmoid(beta (X1 - X2)).
+
+    With D = X1 - X2 and S = X1 + X2 (independent N(0, 2)), the kept sample's mean is E[D sigmoid(beta D)] and,
+    by the symmetry sigmoid(u) + sigmoid(-u) = 1, its second moment is exactly 1 (docs/theory.md, law 8). beta -> inf
+    gives ``best_of_k_normal_moments(2)``; beta = 0 gives N(0, 1).
+    """
+    from scipy.special import expit
+
+    z, w = _normal_quadrature()
+    d = np.sqrt(2.0) * z
+    mean = float(np.sum(w * d * expit(beta * d)))
+    return mean, 1.0 - mean**2
+
+
+def curated_gaussian_path(
+    generations: int, k: int, temperature: float, real_share: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mu_g, sigma_g^2) for g = 0..generations of a 1-D Gaussian refitted (with infinitely many samples) to its own
+    k-choice-curated samples under the linear reward r(x) = x, from the truth N(0, 1) at generation 0 (Ferbach et
+    al. 2024's setting in one dimension), optionally mixed with real data.
+
+    Generation g's kept samples are mu + sigma Z with Z the kept sample of N(0, 1) under the reward (sigma / T) z:
+    mean c = mu_g + sigma_g m and variance sigma_g^2 v, where (m, v) are ``best_of_k_normal_moments(k)`` at
+    temperature 0 and ``pair_choice_normal_moments(sigma_g / T)`` for k = 2. A training set with a share a of
+    real samples (fresh or a fixed set: the same in this limit) is the mixture a N(0, 1) + (1 - a) curated:
+        mu_{g+1} = (1 - a) c,  sigma_{g+1}^2 = a + (1 - a) sigma_g^2 v + a (1 - a) c^2.
+    With a = 0 the mean drifts without bound and sigma_g^2 = v^g -> 0 at temperature 0 (an unbiased refit of n
+    samples has exactly this expectation); with a > 0 both settle at a fixed point (Ferbach et al., Thm. 2.4).
+
+    Args:
+        generations: G.
+        k: candidates per kept sample.
+        temperature: of the choice; 0 keeps the best of k (any k), > 0 needs k = 2.
+        real_share: the share a of real samples in every training set after generation 0, in [0, 1).
+    """
+    if temperature > 0 and k != 2:
+        raise ValueError(f"k={k}: the curated law at a temperature > 0 is implemented for k = 2 only")
+    if not 0 <= real_share < 1:
+        raise ValueError(f"real_share={real_share}: must lie in [0, 1)")
+    a = real_share
+    mu, var = [0.0], [1.0]
+    for _ in range(generations):
+        s = np.sqrt(var[-1])
+        m, v = best_of_k_normal_moments(k) if temperature == 0 else pair_choice_normal_moments(s / temperature)
+        c = mu[-1] + s * m
+        mu.append((1 - a) * c)
+        var.append(a + (1 - a) * var[-1] * v + a * (1 - a) * c**2)
+    return np.asarray(mu), np.asarray(var)
+
+
+def pool_moments(
+    generations: int, n_real: int, n_synth: int, d: int, pool: str, lam: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(E tr Sigma_g / tr Sigma, E ||mu_g - mu||^2 / tr Sigma) for g = 0..generations of the Gaussian fully
+    synthetic loop with the unbiased estimator and a ``replace`` or ``accumulate`` pool (exact).
+
+    Generation 0 fits n_r real samples; generation j >= 1 adds n = n_s samples of N(mu_{j-1}, lam Sigma_{j-1})
+    with mean a_j = mu_{j-1} + e_j, E[e_j e_j^T | past] = lam Sigma_{j-1} / n (docs/theory.md, law 9).
+    - replace: generation g fits only the newest n samples: t_g = lam t_{g-1}, M_g = M_{g-1} + lam t_{g-1} / n.
+    - accumulate: generation g fits all g n synthetic samples, so mu_g = mu_{g-1} + e_g / g and
+      M_g = M_{g-1} + lam t_{g-1} / (n g^2); the pooled scatter's within-generation part has expectation
+      (n - 1) lam sum_j t_{j-1} and its between-generation part n (sum_j E||a_j||^2 - g M_g), so
+      t_g = (n lam sum_j t_{j-1} + n sum_j M_{j-1} - n g M_g) / (g n - 1), j = 1..g,
+    where t_g = E tr Sigma_g / tr Sigma and M_g = E ||mu_g - mu||^2 / tr Sigma. At lam = 1 the accumulated mean's
+    error stays below (1 / n_r + (pi^2 / 6) / n) tr Sigma (Gerstgrasser et al. 2024's bounded error), where
+    replace's grows as (1 / n_r + g / n) tr Sigma.
+
+    Args:
+        generations: G.
+        n_real: n_r, generation 0's real samples.
+        n_synth: n, synthetic samples per generation.
+        d: dimension (unused by the normalised moments; kept for the call's readability).
+        pool: ``replace`` or ``accumulate``.
+        lam: sampling bias (the samples' covariance is lam Sigma_{g-1}).
+    """
+    del d
+    if pool not in ("replace", "accumulate"):
+        raise ValueError(f"pool={pool!r}: the law is implemented for replace and accumulate")
+    n = n_synth
+    t, m = [1.0], [1.0 / n_real]
+    for g in range(1, generations + 1):
+        if pool == "replace":
+            m.append(m[-1] + lam * t[-1] / n)
+            t.append(lam * t[-1])
+        else:
+            m.append(m[-1] + lam * t[g - 1] / (n * g**2))
+            within = n * lam * sum(t[:g])
+            between = n * sum(m[:g]) - n * g * m[g]
+            t.append((within + between) / (g * n - 1))
+    return np.asarray(t), np.asarray(m)

@@ -64,6 +64,7 @@ class Knobs(NamedTuple):
         omega: SIMS guidance strength (guidance.omega; 0 without guidance).
         n_real: int32 number of real samples used (<= regime.n_real).
         n_synth: int32 number of synthetic samples per generation used (<= regime.n_synth).
+        temperature: the curation's choice temperature (curation.temperature; 1 without curation).
     """
 
     lam: jax.Array
@@ -71,6 +72,7 @@ class Knobs(NamedTuple):
     omega: jax.Array
     n_real: jax.Array
     n_synth: jax.Array
+    temperature: jax.Array
 
 
 class LoopState(NamedTuple):

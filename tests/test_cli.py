@@ -15,7 +15,7 @@ from madloop import config as C
 from madloop.run import main
 
 CONF = files("madloop.conf")
-GROUPS = ("data", "model", "regime", "loop", "bias", "eval", "guidance")
+GROUPS = ("data", "model", "regime", "loop", "bias", "eval", "guidance", "curation")
 
 
 def options(group: str) -> list[str]:
@@ -65,6 +65,16 @@ BAD = [
     (["data=mnist"], "data.path=null: required: a local folder with the MNIST files (expected train-images-idx3"),
     (["data=mnist", "data.path=/no/such/dir"], "data.path=/no/such/dir: no MNIST files there (expected train-"),
     (["data=mnist", "data.size=29"], "data.size=29: must be an integer in [1, 28]"),
+    (["curation=best"], "curation=best: unknown option; allowed: k_choice, none"),
+    (["curation=k_choice", "curation.k=0"], "curation.k=0: must be an integer >= 1"),
+    (["curation=k_choice", "curation.temperature=0"], "curation.temperature=0.0: must be a finite number > 0"),
+    (["curation=k_choice", "curation.reward=likes"], "curation.reward=likes: allowed: mode, point, class"),
+    (["curation=k_choice", "curation.mode=8"], "curation.mode=8: must be an integer in [0, 7]"),
+    (["curation=k_choice", "data=moons"], "curation.reward=mode: needs a mixture truth with >= 2 modes"),
+    (["curation=k_choice", "curation.reward=point"], "curation.target=null: must be 2 finite numbers"),
+    (["curation=k_choice", "curation.reward=class"], "curation.reward=class: needs an image source"),
+    (["sweep.curation.temperature=[1.0]"], "sweep.curation.temperature=[1.0]: needs curation=k_choice"),
+    (["eval.metrics=[reward]"], "eval.metrics=[reward]: 'reward' needs curation=k_choice"),
 ]
 
 
