@@ -146,3 +146,34 @@ def test_fresh_data_loop_follows_the_exact_recursion_hot_and_cold():
     t = cold.pivot(index="seed", columns="generation", values="trace_ratio").to_numpy()
     fixed, a = 2 / (2 + 100 * 0.2), 0.8 * 100 / 102
     assert_mean_law(t, fresh_data_moments(g, 0.8, 2, 100, 2)[0], wrong=fixed + (1 - fixed) * a ** np.arange(g + 1))
+
+
+@pytest.mark.parametrize("pool", ["replace", "accumulate"])
+def test_pools_follow_their_exact_laws_and_accumulate_bounds_the_mean_error(pool):
+    """Replace vs accumulate (Gerstgrasser et al. 2024) on the unbiased Gaussian, n = 10, lam in {1, 0.9} in one
+    program, against madloop.theory.pool_moments (docs/theory.md law 9). The accumulate law's between-generation
+    term is what keeps its covariance near the truth: dropping it (t_g = lam * mean of t_0..t_{g-1}) is rejected,
+    and so is replace's law for an accumulating pool."""
+    from madloop.theory import pool_moments
+
+    g, n = 20, 10
+    table = madloop.run_table(
+        ["data=gaussian", "model=gaussian", "model.estimator=unbiased", f"regime.pool={pool}"]
+        + [f"regime.n_real={n}", f"regime.n_synth={n}", f"loop.generations={g}", "loop.seeds=3000"]
+        + ["sweep.bias.lam=[0.9,1.0]", "eval.metrics=[trace_ratio,mean_sqerr]"]
+    )
+    for lam, part in table.groupby("lam"):
+        t = part.pivot(index="seed", columns="generation", values="trace_ratio").to_numpy()
+        m = part.pivot(index="seed", columns="generation", values="mean_sqerr").to_numpy() / 2  # / tr Sigma
+        law_t, law_m = pool_moments(g, n, n, 2, pool, float(lam))
+        other_t, other_m = pool_moments(g, n, n, 2, "accumulate" if pool == "replace" else "replace", float(lam))
+        assert_mean_law(m, law_m, wrong=other_m)
+        if pool == "replace" or lam == 1.0:
+            assert_mean_law(t, law_t)
+        else:  # lam < 1: accumulate's covariance against the law without the between-generation term
+            naive = [1.0]
+            for j in range(1, g + 1):
+                naive.append(float(lam) * np.mean(naive[:j]))
+            assert_mean_law(t, law_t, wrong=np.asarray(naive))
+    if pool == "accumulate":  # bounded: below 1/n_r + (pi^2/6)/n at lam = 1 (replace reaches 1/n_r + g/n)
+        assert pool_moments(g, n, n, 2, pool)[1][-1] < 1 / n + np.pi**2 / 6 / n
