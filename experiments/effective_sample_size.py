@@ -8,6 +8,9 @@ Usage: python experiments/effective_sample_size.py [--seeds 200] [--out docs/eff
 2. Loops: ``experiment=effective_sample_size`` (lam x n_synth in one program) for each n_real; the long-run error
    is the mean W2 over generations 50..100 and seeds.
 3. n_e = ``madloop.theory.effective_sample_size``: the real-only n with the same mean W2.
+4. The initial model is forgotten: generation 0 fitted on n_initial in {3, 20, 2000} real samples
+   (``regime.n_initial``), n_real = 20, n_synth = 100, lam = 0.9; the squared mean error and the trace ratio
+   against the exact recursion (``madloop.theory.fresh_data_moments``) from each start.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from madloop.theory import effective_sample_size  # noqa: E402
 
 N_GRID = [3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
 N_REAL = [10, 20, 50]
+N_INITIAL = [3, 20, 2000]
 
 
 def main() -> None:
@@ -41,12 +45,12 @@ def main() -> None:
         + [f"sweep.regime.n_real=[{grid}]"]
     )
     real_error = real.groupby("n_real")["w2"].mean().reindex(N_GRID).to_numpy()
-    fig, axes = plt.subplots(1, len(N_REAL) + 1, figsize=(4.2 * (len(N_REAL) + 1), 3.6))
+    fig, axes = plt.subplots(1, len(N_REAL) + 3, figsize=(4.2 * (len(N_REAL) + 3), 3.6))
     axes[0].loglog(N_GRID, real_error, "o-", color="k")
     axes[0].set_xlabel("real samples n")
     axes[0].set_title("real-only fit: mean W2 to the truth", fontsize=10)
     print("real-only W2: " + ", ".join(f"n={n}: {e:.3f}" for n, e in zip(N_GRID, real_error, strict=True)))
-    for ax, n_real in zip(axes[1:], N_REAL, strict=True):
+    for ax, n_real in zip(axes[1 : len(N_REAL) + 1], N_REAL, strict=True):
         overrides = ["experiment=effective_sample_size", f"loop.seeds={a.seeds}", f"regime.n_real={n_real}"]
         loop = madloop.run_table(overrides)
         long_run = loop[loop.generation >= 50].groupby(["lam", "n_synth"])["w2"].mean().unstack(0)
@@ -62,6 +66,7 @@ def main() -> None:
         ax.set_xlabel("synthetic samples per generation n_synth (0 at 0.5)")
         ax.set_title(f"n_real = {n_real}: n_e / n_real", fontsize=10)
         ax.legend(fontsize=7)
+    draw_initial(axes[-2:], a.seeds)
     seconds = time.perf_counter() - t0
     fig.suptitle(
         f"effective sample size of the Gaussian fresh data loop (d = 2, unbiased fits, {a.seeds} seeds, "
@@ -71,6 +76,41 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(a.out, dpi=110)
     print(f"{seconds:.1f} s (compilation included); figure: {a.out}")
+
+
+def draw_initial(axes, seeds: int, generations: int = 60) -> None:
+    """Panels 5-6: the loop from three generation-0 sample sizes, with the exact recursion from each start."""
+    from madloop.theory import fresh_data_moments
+
+    for i, n0 in enumerate(N_INITIAL):
+        table = madloop.run_table(
+            ["experiment=effective_sample_size", "sweep.bias.lam=null", "sweep.regime.n_synth=null", "bias.lam=0.9"]
+            + ["regime.n_synth=100", f"regime.n_initial={n0}", f"loop.generations={generations}"]
+            + [f"loop.seeds={seeds}", "eval.metrics=[trace_ratio,mean_sqerr]"]
+        )
+        law_t, law_m = fresh_data_moments(generations, 0.9, 20, 100, 2, n_initial=n0)
+        laws = (law_m, law_t)  # in the panels' order
+        stats = table.groupby("generation")[["mean_sqerr", "trace_ratio"]]
+        mean, se = stats.mean(), stats.std() / np.sqrt(seeds)
+        for ax, col, law in zip(axes, ("mean_sqerr", "trace_ratio"), laws, strict=True):
+            ax.errorbar(mean.index, mean[col], yerr=1.96 * se[col], fmt="o", ms=2.5, color=f"C{i}", label=f"n_0 = {n0}")
+            ax.plot(np.arange(generations + 1), law, color="k", lw=0.8)
+        z = max(
+            float((abs(mean[c] - law) / se[c]).max())
+            for c, law in zip(("mean_sqerr", "trace_ratio"), laws, strict=True)
+        )
+        print(
+            f"n_initial={n0}: E||mu - mu*||^2 {mean['mean_sqerr'].iloc[0]:.4f} -> {mean['mean_sqerr'].iloc[-1]:.4f} "
+            f"(law {law_m[-1]:.4f}), trace ratio -> {mean['trace_ratio'].iloc[-1]:.4f} (law {law_t[-1]:.4f}); "
+            f"largest gap {z:.1f} SE"
+        )
+    axes[0].set_yscale("log")
+    axes[0].plot([], [], color="k", lw=0.8, label="exact recursion")
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("forgetting generation 0: E‖μ_g − μ‖²", fontsize=10)
+    axes[1].set_title("n_real = 20, n_synth = 100, λ = 0.9: E tr Σ_g / tr Σ", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("generation")
 
 
 if __name__ == "__main__":

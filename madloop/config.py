@@ -297,6 +297,9 @@ class RegimeConfig:
         subsample: size of the uniform subsample of the accumulated pool (``accumulate_subsample``);
             None means ``n_synth``.
         real_weight: frequency weight of each real sample relative to a synthetic one (1 = plain pooling).
+        n_initial: real samples generation 0 is fitted on, when it differs from ``n_real`` (null = n_real): e.g.
+            MAD's test that the fresh data loop forgets its initial model. The real part of later generations
+            keeps ``n_real`` samples (synthetic augmentation's fixed set is the first ``n_real`` of generation 0's).
     """
 
     pool: str = "replace"
@@ -304,6 +307,7 @@ class RegimeConfig:
     n_synth: int = 256
     subsample: int | None = None
     real_weight: float = 1.0
+    n_initial: int | None = None
 
 
 @dataclass(frozen=True)
@@ -621,11 +625,16 @@ def _validate_model(m: ModelConfig, r: RegimeConfig) -> None:
     # 1's synthetic part (n_synth samples, or fewer when a subsample is smaller).
     first_synth = min(r.n_synth, subsample_size(r)) if r.pool == "accumulate_subsample" else r.n_synth
     smallest = min(r.n_real, first_synth) if isinstance(r, FullySynthetic) else r.n_real
+    smallest = min(smallest, initial_size(r))
     if isinstance(m, GaussianModel):
         _choice("model.estimator", m.estimator, ("mle", "unbiased"))
         if smallest < 2:
             raise ConfigError(
-                "regime.n_real" if r.n_real < 2 else "regime.n_synth", smallest, "must be >= 2 to fit a covariance"
+                "regime.n_initial"
+                if r.n_initial is not None and r.n_initial < 2
+                else ("regime.n_real" if r.n_real < 2 else "regime.n_synth"),
+                smallest,
+                "must be >= 2 to fit a covariance",
             )
     elif isinstance(m, GMMModel):
         _int_at_least("model.components", m.components, 1)
@@ -706,6 +715,10 @@ def _validate_finite_data(cfg: Config) -> None:
     size = source.size
     if size is not None and cfg.regime.n_real > size:
         raise ConfigError("regime.n_real", cfg.regime.n_real, f"must be <= the {size} training images of this data set")
+    if size is not None and initial_size(cfg.regime) > size:
+        raise ConfigError(
+            "regime.n_initial", cfg.regime.n_initial, f"must be <= the {size} training images of this data set"
+        )
     if getattr(cfg.model, "network", "mlp") != "unet":
         return
     if source.shape is None:
@@ -828,6 +841,13 @@ def _validate_regime(r: RegimeConfig) -> None:
         if r.pool != "accumulate_subsample":
             raise ConfigError("regime.subsample", r.subsample, "only applies to regime.pool=accumulate_subsample")
     _positive("regime.real_weight", r.real_weight)
+    if r.n_initial is not None:
+        _int_at_least("regime.n_initial", r.n_initial, 1, " (null = regime.n_real)")
+
+
+def initial_size(r: RegimeConfig) -> int:
+    """The number of real samples generation 0 is fitted on: ``regime.n_initial``, or ``regime.n_real``."""
+    return r.n_real if r.n_initial is None else r.n_initial
 
 
 def validate(cfg: Config) -> Config:

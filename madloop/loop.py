@@ -167,14 +167,20 @@ def make_loop(cfg: C.Config) -> Loop:
         return guided.fit(role_key(run_key, g, FIT), params, x, w, warm)
 
     def start(run_key: Key, knobs: Knobs, ref: M.Reference) -> tuple[LoopState, Row]:
-        real = train_source.sample(role_key(run_key, 0, REAL), regime.n_real)
+        if regime.n_initial is None:
+            real = train_source.sample(role_key(run_key, 0, REAL), regime.n_real)
+            # Generation 0: the real set (its first knobs.n_real samples) padded to the training-set size T.
+            x, w = R.pad(real, R.count_mask(regime.n_real, knobs.n_real), t_slots)
+        else:  # generation 0 fits n_initial real samples; later generations keep the first n_real of them
+            n0 = regime.n_initial
+            first = train_source.sample(role_key(run_key, 0, REAL), max(n0, regime.n_real))
+            real = first[: regime.n_real]
+            x, w = R.pad(first[:n0], jnp.ones((n0,), first.dtype), max(n0, t_slots))
         d = real.shape[1]
         if by_stats:
             pool, pool_w = model.stats(jnp.zeros((0, d), real.dtype), jnp.zeros((0,), real.dtype)), jnp.zeros((0,))
         else:
             pool, pool_w = R.empty_pool(regime, g_total, d)
-        # Generation 0: the real set (its first knobs.n_real samples) padded to the fixed training-set size T.
-        x, w = R.pad(real, R.count_mask(regime.n_real, knobs.n_real), t_slots)
         params = fit(run_key, 0, None, x, w, warm=False)
         snapshots = jnp.zeros((snap_gens.shape[0], cfg.eval.snapshot_n, dim), real.dtype)
         row, snapshots = evaluate(run_key, 0, params, knobs, ref, snapshots)

@@ -17,7 +17,7 @@ def expected_log_det_wishart(d: int, k: int) -> float:
 
 
 def fresh_data_moments(
-    generations: int, lam: float, n_real: int, n_synth: int, d: int
+    generations: int, lam: float, n_real: int, n_synth: int, d: int, n_initial: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(E tr Sigma_g / tr Sigma, E ||mu_g - mu||^2) for g = 0..generations of the Gaussian fresh data loop.
 
@@ -32,12 +32,14 @@ def fresh_data_moments(
 
     Args:
         generations: G; lam: the sampling bias; n_real, n_synth: n_r, n_s; d: the dimension (truth N(mu, I_d)).
+        n_initial: generation 0's real samples when they differ from n_r (``regime.n_initial``): m_0 = d / n_0.
+            The recursion is a contraction (factor n_s / N on the mean), so every n_0 reaches the same limit.
 
     Returns:
         Two arrays [G + 1]: the expected trace ratio and the expected squared error of the mean.
     """
     n = n_real + n_synth
-    t, m = [1.0], [d / n_real]
+    t, m = [1.0], [d / (n_initial or n_real)]
     for _ in range(generations):
         t_prev, m_prev = t[-1], m[-1]
         t.append((n_real + n_synth * lam * t_prev) / n + n_real * n_synth / (n * (n - 1)) * m_prev / d)

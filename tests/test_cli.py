@@ -65,6 +65,8 @@ BAD = [
     (["data=mnist"], "data.path=null: required: a local folder with the MNIST files (expected train-images-idx3"),
     (["data=mnist", "data.path=/no/such/dir"], "data.path=/no/such/dir: no MNIST files there (expected train-"),
     (["data=mnist", "data.size=29"], "data.size=29: must be an integer in [1, 28]"),
+    (["regime.n_initial=0"], "regime.n_initial=0: must be an integer >= 1 (null = regime.n_real)"),
+    (["model=gaussian", "regime.n_initial=1"], "regime.n_initial=1: must be >= 2 to fit a covariance"),
     (["curation=best"], "curation=best: unknown option; allowed: k_choice, none"),
     (["curation=k_choice", "curation.k=0"], "curation.k=0: must be an integer >= 1"),
     (["curation=k_choice", "curation.temperature=0"], "curation.temperature=0.0: must be a finite number > 0"),
