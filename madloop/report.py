@@ -21,7 +21,8 @@ import pandas as pd  # noqa: E402
 from scipy.special import stdtrit  # noqa: E402  (Student t quantiles; scipy.stats costs 1.2 s to import)
 
 ID_COLUMNS = ("seed", "generation", "finite")
-KNOB_COLUMNS = ("lam", "real_weight", "omega", "n_real", "n_synth")  # swept knobs (sweep.*), one column each when swept
+# Swept knobs (sweep.*), one column each when swept: the fields of madloop.types.Knobs (tested).
+KNOB_COLUMNS = ("lam", "real_weight", "omega", "n_real", "n_synth", "temperature")
 MAX_LINES = 10  # lines per metric panel (one colour each); larger grids show evenly spaced grid points
 
 

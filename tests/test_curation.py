@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import madloop
-from madloop import theory
+from madloop import report, theory
 from madloop.curation import k_choice
 
 
@@ -55,6 +55,7 @@ def test_curated_gaussian_loop_follows_the_best_of_two_law_and_the_pair_choice_l
             "eval.metrics=[trace_ratio,mean_sqerr,reward]",
         ]
     )
+    assert report.knob_columns(table) == ["temperature"] and "temperature" not in report.metric_columns(table)
     table["mu"] = np.sqrt(table["mean_sqerr"])
     laws = {}
     for temperature, part in table.groupby("temperature"):

@@ -99,3 +99,11 @@ def test_report_on_an_empty_folder_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         report.main([str(tmp_path)])
     assert exit_info.value.code == 2 and "no metrics.csv" in capsys.readouterr().err
+
+
+def test_the_report_knows_every_swept_knob_column():
+    # A swept knob's column must not be read as a metric (it would be drawn and aggregated as one): the report's
+    # list is the engine's Knobs fields, which name the columns of knob_grid.
+    from madloop.types import Knobs
+
+    assert report.KNOB_COLUMNS == Knobs._fields
