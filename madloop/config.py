@@ -298,8 +298,10 @@ class RegimeConfig:
             None means ``n_synth``.
         real_weight: frequency weight of each real sample relative to a synthetic one (1 = plain pooling).
         n_initial: real samples generation 0 is fitted on, when it differs from ``n_real`` (null = n_real): e.g.
-            MAD's test that the fresh data loop forgets its initial model. The real part of later generations
-            keeps ``n_real`` samples (synthetic augmentation's fixed set is the first ``n_real`` of generation 0's).
+            MAD's test that the fresh data loop forgets its initial model. The real set (``n_real`` samples, the
+            fixed set of synthetic augmentation) is the same for every n_initial (common random numbers);
+            generation 0 fits its first n_initial samples, or all of it plus n_initial - n_real further draws.
+            A ``sweep.regime.n_real`` count then masks only later generations' real part.
     """
 
     pool: str = "replace"
@@ -624,8 +626,10 @@ def _validate_model(m: ModelConfig, r: RegimeConfig) -> None:
     # The smallest training set: generation 0's n_real real samples, and for the fully synthetic loop generation
     # 1's synthetic part (n_synth samples, or fewer when a subsample is smaller).
     first_synth = min(r.n_synth, subsample_size(r)) if r.pool == "accumulate_subsample" else r.n_synth
-    smallest = min(r.n_real, first_synth) if isinstance(r, FullySynthetic) else r.n_real
-    smallest = min(smallest, initial_size(r))
+    if isinstance(r, FullySynthetic):  # n_real is never trained on after generation 0 when n_initial is set
+        smallest = min(initial_size(r), first_synth)
+    else:
+        smallest = min(r.n_real, initial_size(r))
     if isinstance(m, GaussianModel):
         _choice("model.estimator", m.estimator, ("mle", "unbiased"))
         if smallest < 2:
@@ -758,11 +762,15 @@ def _validate_guidance(g: GuidanceConfig, m: ModelConfig, d: DataConfig) -> None
             raise ConfigError("guidance.target", t, f"must be {k} finite weights > 0, one per mode of the truth")
 
 
-def _validate_curation(c: CurationConfig, d: DataConfig) -> None:
+def _validate_curation(c: CurationConfig, d: DataConfig, r: RegimeConfig) -> None:
     if not isinstance(c, KChoiceCuration):
         return
     _int_at_least("curation.k", c.k, 1, " (candidates per kept sample)")
     _positive("curation.temperature", c.temperature, " (-> 0 keeps the best of k)")
+    if c.temperature < 1e-30:
+        raise ConfigError("curation.temperature", c.temperature, "must be >= 1e-30 (float32 resolution)")
+    if r.n_synth < 1:
+        raise ConfigError("curation", "k_choice", "needs regime.n_synth >= 1 (synthetic samples to curate)")
     _choice("curation.reward", c.reward, ("mode", "point", "class"))
     from madloop.data import make_source
 
@@ -795,7 +803,7 @@ def _validate_sweep(cfg: Config) -> None:
         ("sweep.bias.lam", sw.bias.lam, lambda v: v > 0, "values > 0"),
         ("sweep.regime.real_weight", sw.regime.real_weight, lambda v: v > 0, "values > 0"),
         ("sweep.guidance.omega", sw.guidance.omega, lambda v: v >= 0, "values >= 0"),
-        ("sweep.curation.temperature", sw.curation.temperature, lambda v: v > 0, "values > 0"),
+        ("sweep.curation.temperature", sw.curation.temperature, lambda v: v >= 1e-30, "values >= 1e-30"),
     )
     for key, values, ok, what in checks:
         if values is None:
@@ -874,7 +882,13 @@ def validate(cfg: Config) -> Config:
         )
         _validate_model(cfg.model, smallest)
     _validate_guidance(cfg.guidance, cfg.model, cfg.data)
-    _validate_curation(cfg.curation, cfg.data)
+    _validate_curation(cfg.curation, cfg.data, cfg.regime)
+    if sw.n_real is not None and cfg.regime.n_initial is not None and isinstance(cfg.regime, FullySynthetic):
+        raise ConfigError(
+            "sweep.regime.n_real",
+            list(sw.n_real),
+            "has no effect with regime.n_initial in the fully synthetic loop (generation 0 fits n_initial samples)",
+        )
     _validate_classes(cfg.model, cfg.data)
     _validate_finite_data(cfg)
     lp = cfg.loop

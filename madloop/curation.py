@@ -48,15 +48,17 @@ def k_choice(key: Key, x: Data, rewards: jax.Array, k: int, temperature: jax.Arr
         x: [k n, d'] candidates, in n groups of k consecutive rows.
         rewards: [k n] their rewards.
         k: group size (static).
-        temperature: > 0; small values keep the group's best row (ties: the first).
+        temperature: > 0; small values keep the group's best row (exact ties: one of them at random).
 
     Returns:
         [n, d'] the chosen rows.
     """
     n = x.shape[0] // k
-    logits = rewards.reshape(n, k) / temperature
+    r = rewards.reshape(n, k)
+    # The same softmax with the group's best at 0: large rewards over a small temperature keep float32 resolution.
+    logits = (r - jnp.max(r, axis=1, keepdims=True)) / temperature
     choice = jax.random.categorical(key, logits, axis=1)  # [n]
-    return jnp.take_along_axis(x.reshape(n, k, -1), choice[:, None, None], axis=1)[:, 0]
+    return jnp.take_along_axis(x.reshape(n, k, x.shape[1]), choice[:, None, None], axis=1)[:, 0]
 
 
 def distance_reward(centre: jax.Array) -> Callable[[Data], jax.Array]:

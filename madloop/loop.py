@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd  # imported where a table is built (0.45 s of start-up otherwise)
 
 # Roles of per-generation keys.
-REAL, SYNTH, FIT, SUBSAMPLE, EVAL, INIT, CURATE = range(7)
+REAL, SYNTH, FIT, SUBSAMPLE, EVAL, INIT, CURATE, INITIAL = range(8)
 # Run-level streams derived from the base key key(loop.seed).
 _SEEDS, _HELDOUT, _PROJECTIONS = range(3)
 
@@ -136,6 +136,8 @@ def make_loop(cfg: C.Config) -> Loop:
     # generation 0's training set is the real set alone.
     by_stats = stats_pool(cfg, model)
     t_slots = regime.n_real if by_stats else R.train_size(regime, g_total)
+    # Generation 0 and later generations share the training-set size (a KDE's parameters are its rows).
+    t_slots = max(t_slots, C.initial_size(regime))
 
     def evaluate(run_key, g, params, knobs, ref, snapshots):
         metrics = M.params_metrics(names, guided.base(params), model, source, ref)
@@ -171,11 +173,18 @@ def make_loop(cfg: C.Config) -> Loop:
             real = train_source.sample(role_key(run_key, 0, REAL), regime.n_real)
             # Generation 0: the real set (its first knobs.n_real samples) padded to the training-set size T.
             x, w = R.pad(real, R.count_mask(regime.n_real, knobs.n_real), t_slots)
-        else:  # generation 0 fits n_initial real samples; later generations keep the first n_real of them
+        else:  # generation 0 fits n_initial real samples: the real set cut, or extended by further draws
             n0 = regime.n_initial
-            first = train_source.sample(role_key(run_key, 0, REAL), max(n0, regime.n_real))
-            real = first[: regime.n_real]
-            x, w = R.pad(first[:n0], jnp.ones((n0,), first.dtype), max(n0, t_slots))
+            if n0 > regime.n_real and source.size is not None:  # a finite data set: one draw without replacement
+                first = train_source.sample(role_key(run_key, 0, REAL), n0)
+                real = first[: regime.n_real]
+            else:  # the same real set as without n_initial (common random numbers), plus independent extra draws
+                real = train_source.sample(role_key(run_key, 0, REAL), regime.n_real)
+                first = real
+                if n0 > regime.n_real:
+                    extra = train_source.sample(role_key(run_key, 0, INITIAL), n0 - regime.n_real)
+                    first = jnp.concatenate([real, extra])
+            x, w = R.pad(first[:n0], jnp.ones((n0,), first.dtype), t_slots)
         d = real.shape[1]
         if by_stats:
             pool, pool_w = model.stats(jnp.zeros((0, d), real.dtype), jnp.zeros((0,), real.dtype)), jnp.zeros((0,))
@@ -535,7 +544,8 @@ _CACHE_SIZE = 16
 
 def simulation(cfg: C.Config) -> Simulation:
     """The Simulation for a config, reusing the compiled programs of any earlier config that differs only in
-    traced values (bias.lam, regime.real_weight, guidance.omega, loop.seed): no recompilation.
+    traced values (bias.lam, regime.real_weight, guidance.omega, curation.temperature, loop.seed): no
+    recompilation.
 
     The programs of the 16 most recently used static configs are kept (a notebook sweeping configs does not
     grow without bound).

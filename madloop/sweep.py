@@ -40,7 +40,8 @@ def omega_sweep(
     cfg = compose(["guidance=sims", *overrides, "guidance.omega=0"])
     sim = simulation(cfg)
     loop, run_keys, ref = sim.loop, sim.keys()[0], sim.reference()
-    names = tuple(n for n in loop.names if M.is_sample_metric(n))
+    # Sample metrics of the guided samples (a curation's reward is a loop metric: no curation acts here).
+    names = tuple(n for n in loop.names if M.is_sample_metric(n) and n not in M.CURATION_METRICS)
 
     def one_seed(run_key, omegas):
         knobs = knobs_of(cfg)

@@ -125,8 +125,9 @@ def curated_gaussian_path(
     temperature 0 and ``pair_choice_normal_moments(sigma_g / T)`` for k = 2. A training set with a share a of
     real samples (fresh or a fixed set: the same in this limit) is the mixture a N(0, 1) + (1 - a) curated:
         mu_{g+1} = (1 - a) c,  sigma_{g+1}^2 = a + (1 - a) sigma_g^2 v + a (1 - a) c^2.
-    With a = 0 the mean drifts without bound and sigma_g^2 = v^g -> 0 at temperature 0 (an unbiased refit of n
-    samples has exactly this expectation); with a > 0 both settle at a fixed point (Ferbach et al., Thm. 2.4).
+    With a = 0, sigma_g^2 = v^g -> 0 at temperature 0 (an unbiased refit of n samples has exactly this
+    expectation) and the mean climbs to a finite limit, m / (1 - sqrt(v)) (3.24 for k = 2); with a > 0 both
+    settle at a fixed point (Ferbach et al., Thm. 2.4).
 
     Args:
         generations: G.

@@ -215,3 +215,20 @@ def test_an_accumulate_pool_kept_as_statistics_fits_what_the_sample_pool_fits(re
     assert samples.state.pool.shape[1:] == (12 * 24, 2)
     for name in stats.names:
         np.testing.assert_allclose(stats.metrics[name], samples.metrics[name], rtol=2e-4, atol=1e-6)
+
+
+def test_initial_sample_size_keeps_the_real_set_and_fits_a_kde_loop():
+    # regime.n_initial changes generation 0's fit, not the real set (common random numbers): synthetic
+    # augmentation's fixed set is the same with n_initial 5, 30 and null. A KDE, whose parameters are its
+    # training rows, runs with generation 0 larger than every later training set.
+    common = ["data=gaussian", "model=gaussian", "regime=synthetic_augmentation", "regime.n_real=12"]
+    common += ["regime.n_synth=8", "loop.generations=2", "loop.seeds=2", "eval.metrics=[trace_ratio]"]
+    runs = {n0: madloop.simulate([*common, f"regime.n_initial={n0}"]) for n0 in ("null", 5, 30)}
+    for n0 in (5, 30):
+        np.testing.assert_array_equal(np.asarray(runs[n0].state.real), np.asarray(runs["null"].state.real))
+        assert not np.array_equal(runs[n0].metrics["trace_ratio"][:, 0], runs["null"].metrics["trace_ratio"][:, 0])
+    kde = madloop.run_table(
+        ["model=kde", "regime=fresh_data", "regime.n_real=20", "regime.n_synth=10", "regime.n_initial=100"]
+        + ["loop.generations=2", "loop.seeds=2", "eval.metrics=[nll]"]
+    )
+    assert kde["finite"].eq(1).all() and np.isfinite(kde["nll"]).all()
