@@ -131,8 +131,9 @@ def frechet_distance(mu1: jax.Array, cov1: jax.Array, mu2: jax.Array, cov2: jax.
     References:
         Dowson & Landau 1982; Heusel et al. 2017 (FID), eq. 6.
     """
-    # (cov1^1/2 cov2 cov1^1/2) and L1^T cov2 L1 (cov1 = L1 L1^T) are similar to cov1 cov2: same eigenvalues.
-    l1 = linalg.cholesky(cov1)
+    # (cov1^1/2 cov2 cov1^1/2) and L1^T cov2 L1 (cov1 = L1 L1^T, any square root) are similar to cov1 cov2:
+    # the same eigenvalues.
+    l1 = linalg.sqrt_factor(cov1)
     inner = l1.T @ cov2 @ l1
     if cov1.shape[-1] <= JACOBI_MAX_DIM:
         eig = linalg.eigvalsh(inner)
@@ -149,12 +150,12 @@ def frechet_distance(mu1: jax.Array, cov1: jax.Array, mu2: jax.Array, cov2: jax.
 def gaussian_kl(mu_p: jax.Array, cov_p: jax.Array, mu_q: jax.Array, cov_q: jax.Array) -> jax.Array:
     """KL(N(mu_p, cov_p) || N(mu_q, cov_q)) = 1/2 [tr(Sq^-1 Sp) + dmu^T Sq^-1 dmu - d + ln det Sq - ln det Sp]."""
     d = mu_p.shape[0]
-    chol_q = linalg.cholesky(cov_q)
-    half = lambda m: linalg.solve_lower(chol_q, m)  # L^-1 m, so tr(Sq^-1 Sp) = ||L^-1 Lp||_F^2
+    chol_q = linalg.pivoted_cholesky(cov_q)
+    half = lambda m: linalg.whiten(chol_q, m)  # L^-1 P^T m, so tr(Sq^-1 Sp) = ||L^-1 P^T Fp||_F^2 (Sp = Fp Fp^T)
     dmu = mu_q - mu_p
-    logdet_q = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol_q)))
+    logdet_q = 2.0 * linalg.half_logdet(chol_q)
     logdet_p = linalg.logdet(cov_p)
-    trace = jnp.sum(half(linalg.cholesky(cov_p)) ** 2)
+    trace = jnp.sum(half(linalg.sqrt_factor(cov_p)) ** 2)
     maha = jnp.sum(half(dmu[:, None]) ** 2)
     return 0.5 * (trace + maha - d + logdet_q - logdet_p)
 
@@ -232,9 +233,9 @@ def mode_stats(samples: Data, source: DataSource, share: float) -> dict[str, jax
     from scipy.special import gammaincinv  # here: importing scipy.stats at start-up cost 1.2 s
 
     r2 = 2.0 * float(gammaincinv(d / 2.0, 1.0 - np.exp(-4.5)))  # the chi2(d) quantile of 1 - exp(-4.5)
-    chol = linalg.cholesky(mix.covs)  # [K, d, d]
+    chol = linalg.pivoted_cholesky(mix.covs)  # [K, d, d]
     diff = samples[None, :, :] - mix.means[:, None, :]  # [K, n, d]
-    z = linalg.solve_lower(chol, jnp.swapaxes(diff, 1, 2))  # [K, d, n]
+    z = linalg.whiten(chol, jnp.swapaxes(diff, 1, 2))  # [K, d, n]
     within = jnp.sum(z**2, axis=1) <= r2  # [K, n]
     return {
         "modes": jnp.sum(jnp.mean(within, axis=1) >= share).astype(jnp.float32),

@@ -25,17 +25,16 @@ class Mixture(NamedTuple):
     covs: jax.Array
 
 
-def gaussian_log_prob(x: Data, mean: jax.Array, chol: jax.Array) -> jax.Array:
-    """log N(x; mean, L L^T) for x [n, d], mean [d], Cholesky factor chol [d, d] -> [n]."""
+def gaussian_log_prob(x: Data, mean: jax.Array, chol: linalg.PivotedCholesky) -> jax.Array:
+    """log N(x; mean, cov) for x [n, d], mean [d] and cov's pivoted Cholesky factorisation chol ([d, d]) -> [n]."""
     d = mean.shape[-1]
-    z = linalg.solve_lower(chol, (x - mean).T)  # [d, n]
-    half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return -0.5 * jnp.sum(z**2, axis=0) - half_logdet - 0.5 * d * jnp.log(2 * jnp.pi)
+    z = linalg.whiten(chol, (x - mean).T)  # [d, n]
+    return -0.5 * jnp.sum(z**2, axis=0) - linalg.half_logdet(chol) - 0.5 * d * jnp.log(2 * jnp.pi)
 
 
 def component_log_prob(mix: Mixture, x: Data) -> jax.Array:
     """log pi_k + log N(x_i; mu_k, Sigma_k) for x [n, d] -> [n, K]."""
-    chol = linalg.cholesky(mix.covs)
+    chol = linalg.pivoted_cholesky(mix.covs)
     per_comp = jax.vmap(gaussian_log_prob, in_axes=(None, 0, 0), out_axes=1)(x, mix.means, chol)
     return jnp.log(mix.weights) + per_comp
 
@@ -49,7 +48,7 @@ def sample_mixture(key: Key, mix: Mixture, n: int, lam: jax.Array | float = 1.0)
     """Draws n samples [n, d] from the mixture with every covariance scaled by the sampling bias lam.
 
     References:
-        Alemohammad et al. 2023 (MAD), Sec. 3: sampling bias lambda scales each component's covariance.
+        Alemohammad et al. 2023 (MAD), Sec. 2.3: a Gaussian samples from N(mu, lambda Sigma); here, each component.
     """
     return sample_mixture_labeled(key, mix, n, lam)[0]
 
@@ -58,7 +57,7 @@ def sample_mixture_labeled(key: Key, mix: Mixture, n: int, lam: jax.Array | floa
     """``sample_mixture`` (the same draws for the same key) and each sample's component [n] (int32)."""
     k_comp, k_noise = jax.random.split(key)
     comp = jax.random.categorical(k_comp, jnp.log(mix.weights), shape=(n,))
-    chol = linalg.cholesky(mix.covs)  # [K, d, d]
+    chol = linalg.sqrt_factor(mix.covs)  # [K, d, d]
     z = rng.normal(k_noise, (n, mix.means.shape[1]), mix.means.dtype)
     return mix.means[comp] + jnp.sqrt(lam) * jnp.einsum("nij,nj->ni", chol[comp], z), comp.astype(jnp.int32)
 

@@ -8,6 +8,7 @@ import pytest
 import scipy.stats
 
 from madloop import config as C
+from madloop import linalg
 from madloop.mixture import Mixture, mixture_log_prob, sample_mixture
 from madloop.models import make_model
 from madloop.models.gmm import em_step, kmeans_pp_centers
@@ -116,7 +117,8 @@ def test_sampling_bias_scales_the_sampled_covariance(family, lam):
     draws = model.sample(jax.random.key(5), params, 200_000, lam)
     mean, cov = model.moments(params)
     if isinstance(family, C.KDEModel):
-        kernel = params.chol @ params.chol.T
+        factor = linalg.factor_matrix(params.kernel)
+        kernel = factor @ factor.T
         cov = cov - kernel + lam * kernel
     else:
         cov = lam * cov

@@ -17,11 +17,12 @@ from madloop.types import Data, GenerativeModel, Key, Weights
 
 
 class KDEParams(NamedTuple):
-    """Attributes: points [N, d]; weights [N] (sum to 1, 0 = unused slot); chol [d, d] kernel Cholesky."""
+    """Attributes: points [N, d]; weights [N] (sum to 1, 0 = unused slot); kernel: the kernel covariance H's
+    pivoted Cholesky factorisation ([d, d] and [d])."""
 
     points: jax.Array
     weights: jax.Array
-    chol: jax.Array
+    kernel: linalg.PivotedCholesky
 
 
 def bandwidth_factor(bandwidth: str | float, n_eff: jax.Array, d: int) -> jax.Array:
@@ -41,7 +42,8 @@ def bandwidth_factor(bandwidth: str | float, n_eff: jax.Array, d: int) -> jax.Ar
 def _init(key: Key, x: Data, w: Weights) -> KDEParams:
     del key
     d = x.shape[1]
-    return KDEParams(x, w / jnp.sum(w), jnp.eye(d, dtype=x.dtype))
+    identity = linalg.PivotedCholesky(jnp.eye(d, dtype=x.dtype), jnp.arange(d, dtype=jnp.int32))
+    return KDEParams(x, w / jnp.sum(w), identity)
 
 
 def _fit(cfg: KDEModel, key: Key, params: KDEParams, x: Data, w: Weights, warm: bool) -> KDEParams:
@@ -50,7 +52,8 @@ def _fit(cfg: KDEModel, key: Key, params: KDEParams, x: Data, w: Weights, warm: 
     n_eff = jnp.sum(w)
     _, cov = weighted_moments(x, w, unbiased=True)
     factor = bandwidth_factor(cfg.bandwidth, n_eff, x.shape[1])
-    return KDEParams(x, w / n_eff, factor * linalg.cholesky(cov))
+    chol = linalg.pivoted_cholesky(cov)
+    return KDEParams(x, w / n_eff, chol._replace(lower=factor * chol.lower))
 
 
 def _sample(key: Key, params: KDEParams, n: int, lam: jax.Array | float) -> Data:
@@ -62,19 +65,20 @@ def _sample(key: Key, params: KDEParams, n: int, lam: jax.Array | float) -> Data
     u = jax.random.uniform(k_idx, (n,), dtype=cdf.dtype) * cdf[-1]
     idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
     z = rng.normal(k_noise, (n, params.points.shape[1]), params.points.dtype)
-    return params.points[idx] + z @ (jnp.sqrt(lam) * params.chol).T
+    return params.points[idx] + z @ (jnp.sqrt(lam) * linalg.factor_matrix(params.kernel)).T
 
 
 def _log_prob(params: KDEParams, x: Data) -> jax.Array:
     # log sum_j w_j N(x; p_j, H) = logsumexp_j [log w_j + log N(x - p_j; 0, H)]
-    per_point = jax.vmap(lambda p: gaussian_log_prob(x, p, params.chol), out_axes=1)(params.points)  # [n, N]
+    per_point = jax.vmap(lambda p: gaussian_log_prob(x, p, params.kernel), out_axes=1)(params.points)  # [n, N]
     return jax.nn.logsumexp(per_point + jnp.log(params.weights), axis=1)
 
 
 def _moments(params: KDEParams) -> tuple[jax.Array, jax.Array]:
     mean = params.weights @ params.points
     xc = params.points - mean
-    return mean, (params.weights[:, None] * xc).T @ xc + params.chol @ params.chol.T
+    kernel = linalg.factor_matrix(params.kernel)
+    return mean, (params.weights[:, None] * xc).T @ xc + kernel @ kernel.T
 
 
 @make_model.register
