@@ -1,5 +1,5 @@
-"""MAD's effective sample size n_e (Alemohammad et al. 2023, eq. 4) in the Gaussian fresh data loop, as a function
-of the synthetic sample size n_synth, for several sampling biases lam and real sample sizes n_real.
+"""MAD's effective sample size n_e (Alemohammad et al. 2023, Sec. 5.3, eq. 4) in the Gaussian fresh data loop, as a
+function of the synthetic sample size n_synth, for several sampling biases lam and real sample sizes n_real.
 
 Usage: python experiments/effective_sample_size.py [--seeds 200] [--out docs/effective_sample_size.png]
 

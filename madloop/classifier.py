@@ -8,7 +8,8 @@ labels and every setting, so each run of a sweep scores with the same classifier
 
 References:
     Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium" (FID).
-    Alemohammad et al. 2023, "Self-Consuming Generative Models Go MAD", Sec. 4 (FID with a LeNet on MNIST).
+    Alemohammad et al. 2023, "Self-Consuming Generative Models Go MAD", Sec. 3.2, footnote 3 (FID with LeNet
+    features for MNIST).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 References:
     Alemohammad, Humayun, Agarwal, Collomosse & Baraniuk 2024, "Self-Improving Diffusion Models with Synthetic
-    Data" (SIMS), Sec. 3 (negative guidance, eq. 4) and Sec. 5 (distribution control).
+    Data" (SIMS; arXiv:2408.16333): negative guidance with an auxiliary model, and distribution control.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def fresh_data_moments(
 def effective_sample_size(loop_error, n_grid, real_error) -> np.ndarray:
     """The effective sample size n_e of a loop: the real-only sample size whose model is as good as the loop.
 
-    MAD (Alemohammad et al. 2023, eq. 4) defines n_e by equating a distance of the loop's fixed point to the
+    MAD (Alemohammad et al. 2023, Sec. 5.3, eq. 4) defines n_e by equating a distance of the loop's fixed point to the
     truth with the same distance of a model fitted to n_e real samples. Given the real-only error curve
     ``real_error`` [k] at sample sizes ``n_grid`` [k] (increasing n, decreasing error: measured, e.g., by a
     count sweep of ``regime.n_real`` with ``regime.n_synth=0``), this inverts it by linear interpolation of

@@ -81,7 +81,7 @@ def guided(base: Prediction, aux: Prediction, omega: jax.Array) -> Prediction:
     the score, so this is the score (1 + omega) s_base - omega s_aux). omega = 0 returns ``base`` bit for bit.
 
     References:
-        Alemohammad et al. 2024, "Self-Improving Diffusion Models with Synthetic Data", eq. 4.
+        Alemohammad et al. 2024, "Self-Improving Diffusion Models with Synthetic Data" (SIMS; arXiv:2408.16333).
     """
     return jax.tree.map(lambda b, a: (1 + omega) * b - omega * a, base, aux)
 
@@ -314,7 +314,7 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None) 
         """Samples [n, d] (unconditional) or [n, d + 1] with labels drawn from the training frequencies.
 
         bias=temperature: lam is the sampler's noise variance; bias=cfg: guidance weight w = 1 / lam - 1 and
-        unit temperature (MAD paper, Sec. 4: lambda = 1 / (1 + w)).
+        unit temperature (MAD, Alemohammad et al. 2023, Sec. 2.3: lambda = 1 / (1 + w)).
         """
         d = math.prod(shape) if cfg.network == "unet" else _out_dim(params)
         if not classes:
