@@ -347,6 +347,10 @@ class LoopConfig:
         stats_pool: keep an ``accumulate`` pool as the model family's sufficient statistics where the family
             has them (gaussian) and no guidance is used: the same fits up to float rounding, in O(n) time per
             generation and O(1) memory instead of O(G n). false keeps every sample.
+        precision: ``float32`` (default) or ``float64``: JAX's x64 mode for this run only (data, parameters,
+            samples and metrics in float64). float32 follows the Gaussian laws of means and traces at every
+            horizon the docs use; the log-determinant of a collapsing covariance needs float64 after a few tens
+            of generations at d >= 10 (docs/theory.md, "float32 and float64").
     """
 
     generations: int = 20
@@ -356,6 +360,7 @@ class LoopConfig:
     chunk: int = 0
     checkpoint: bool = False
     stats_pool: bool = True
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -898,6 +903,8 @@ def validate(cfg: Config) -> Config:
     if lp.seed >= 2**32:
         raise ConfigError("loop.seed", lp.seed, "must be an integer < 2**32 (a 32-bit key seed)")
     _int_at_least("loop.chunk", lp.chunk, 0)
+    if lp.precision not in ("float32", "float64"):
+        raise ConfigError("loop.precision", lp.precision, "must be float32 or float64")
     _positive("bias.lam", cfg.bias.lam, " (1 = unbiased, < 1 colder, > 1 hotter)")
     ev = cfg.eval
     _int_at_least("eval.k", ev.k, 1)

@@ -27,6 +27,7 @@ from madloop.curation import make_curation
 from madloop.data import DataSource, make_source
 from madloop.guidance import Guided, make_guidance
 from madloop.models import make_model
+from madloop.precision import float_dtype, precision
 from madloop.types import GenerativeModel, Key, Knobs, LoopState
 
 if TYPE_CHECKING:
@@ -44,16 +45,17 @@ def role_key(run_key: Key, generation: jax.Array | int, role: int) -> Key:
 
 
 def knobs_of(cfg: C.Config) -> Knobs:
-    """The config's knobs as scalars: floats as float32, counts as int32."""
+    """The config's knobs as scalars: floats in the run's precision (``float_dtype``), counts as int32."""
     omega = getattr(cfg.guidance, "omega", 0.0)
     r = cfg.regime
+    f = float_dtype()
     return Knobs(
-        jnp.float32(cfg.bias.lam),
-        jnp.float32(r.real_weight),
-        jnp.float32(omega),
+        jnp.asarray(cfg.bias.lam, f),
+        jnp.asarray(r.real_weight, f),
+        jnp.asarray(omega, f),
         jnp.int32(r.n_real),
         jnp.int32(r.n_synth),
-        jnp.float32(getattr(cfg.curation, "temperature", 1.0)),
+        jnp.asarray(getattr(cfg.curation, "temperature", 1.0), f),
     )
 
 
@@ -158,10 +160,10 @@ def make_loop(cfg: C.Config) -> Loop:
             new = jax.lax.cond(jnp.any(hit), lambda: draw(n_draw)[: cfg.eval.snapshot_n], lambda: old)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
         # Columns in the order eval.metrics names them; NaN wherever the parameters are not finite.
-        metrics = {k: jnp.where(finite, jnp.asarray(metrics[k], jnp.float32), jnp.nan) for k in names}
+        metrics = {k: jnp.where(finite, jnp.asarray(metrics[k], float_dtype()), jnp.nan) for k in names}
         # Keep this generation's samples if it is a snapshot generation (one slot update, no full select).
         snapshots = jax.lax.dynamic_update_index_in_dim(snapshots, new, slot, 0)
-        return Row(metrics, finite.astype(jnp.float32)), snapshots
+        return Row(metrics, finite.astype(float_dtype())), snapshots
 
     def fit(run_key, g, params, x, w, warm: bool):
         if not warm:
@@ -342,6 +344,10 @@ class Programs:
     (so a Hydra sweep over bias.lam in one process compiles once)."""
 
     def __init__(self, cfg: C.Config):
+        with precision(cfg.loop.precision):  # the source's truth and the evaluator's constants
+            self._build(cfg)
+
+    def _build(self, cfg: C.Config) -> None:
         self.loop = make_loop(cfg)
         runs_axis = (0, 0, None)
         self.start = jax.jit(jax.vmap(self.loop.start, in_axes=runs_axis))
@@ -373,6 +379,17 @@ class Programs:
         return self.chunks[length]
 
 
+def _in_precision(method: Callable) -> Callable:
+    """Runs a Simulation method in its config's ``loop.precision`` (JAX's x64 mode for float64, for this call)."""
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with precision(self.cfg.loop.precision):
+            return method(self, *args, **kwargs)
+
+    return wrapped
+
+
 class Simulation:
     """A compiled experiment: jit(vmap(...)) over runs (knob grid x seeds), built once per config; calling it
     again reuses it. The run axis is sharded over all local devices (one code path for 1 CPU or 8 GPUs).
@@ -395,6 +412,7 @@ class Simulation:
         """The compiled scan over ``length`` generations (one program per distinct length)."""
         return self.programs.chunk_fn(length)
 
+    @_in_precision
     def runs(self) -> tuple[Key, Knobs, np.ndarray, dict[str, np.ndarray]]:
         """The batch of runs, knob-major: (run keys [B], knobs [B], seed index [B], swept columns {name: [B]}).
 
@@ -407,10 +425,12 @@ class Simulation:
         seed = np.tile(np.arange(s), k)
         return keys, knobs, seed, {name: np.repeat(v, s) for name, v in columns.items()}
 
+    @_in_precision
     def keys(self) -> tuple[Key, Key, Key]:
         """(run keys [S], held-out key, projection key), all derived from key(loop.seed)."""
         return _run_keys(jnp.uint32(self.cfg.loop.seed), self.cfg.loop.seeds, 1)
 
+    @_in_precision
     def reference(self) -> M.Reference:
         """The held-out real set (shared by all seeds) and its statistics; computed once per ``loop.seed`` and
         kept with the compiled programs (it took 0.18 s of a 0.23 s call of a small Gaussian run)."""
@@ -421,11 +441,13 @@ class Simulation:
             self.programs.references[seed] = ref
         return self.programs.references[seed]
 
+    @_in_precision
     def abstract_rows(self, b: int) -> Row:
         """Shapes of the table rows of ``b`` runs: metrics {name: [b, G + 1]} and finite [b, G + 1]."""
-        shape = jax.ShapeDtypeStruct((b, self.cfg.loop.generations + 1), jnp.float32)
+        shape = jax.ShapeDtypeStruct((b, self.cfg.loop.generations + 1), float_dtype())
         return Row({k: shape for k in self.loop.names}, shape)
 
+    @_in_precision
     def __call__(
         self,
         progress: Callable[[int, int, float], None] | None = None,
@@ -466,7 +488,7 @@ class Simulation:
                 restored = ckpt.restore((state_shape, self.abstract_rows(b)))
             if restored is None:
                 state, row0 = self._start(run_keys, knobs, ref)
-                rows = jax.tree.map(lambda s: np.full(s.shape, np.nan, np.float32), self.abstract_rows(b))
+                rows = jax.tree.map(lambda s: np.full(s.shape, np.nan, s.dtype), self.abstract_rows(b))
                 _put_rows(rows, row0, 0, b)
                 done = 0
                 if ckpt is not None:

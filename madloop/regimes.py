@@ -46,12 +46,12 @@ def pad(x: Data, w: Weights, size: int) -> tuple[Data, Weights]:
 def empty_pool(regime: C.RegimeConfig, generations: int, dim: int) -> tuple[Data, Weights]:
     """A pool buffer [P, d] of zeros with weights [P] of zeros."""
     p = pool_capacity(regime, generations)
-    return jnp.zeros((p, dim), jnp.float32), jnp.zeros((p,), jnp.float32)
+    return jnp.zeros((p, dim)), jnp.zeros((p,))  # the run's precision (float64 under loop.precision=float64)
 
 
 def count_mask(size: int, count: jax.Array | int) -> Weights:
     """Weights [size]: 1 for the first ``count`` slots, 0 after (a count knob as a mask over a static maximum)."""
-    return (jnp.arange(size) < count).astype(jnp.float32)
+    return (jnp.arange(size) < count).astype(jnp.zeros(()).dtype)
 
 
 def add_to_pool(

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from madloop.types import Key
 
 
-def normal(key: Key, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:
-    """Standard normal draws [*shape], equal to ``jax.random.normal(key, shape, dtype)`` value for value."""
+def normal(key: Key, shape: tuple[int, ...], dtype: jnp.dtype | None = None) -> jax.Array:
+    """Standard normal draws [*shape], equal to ``jax.random.normal(key, shape, dtype)`` value for value
+    (dtype None: the run's precision, float32 unless x64 is on)."""
     return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)

@@ -13,6 +13,7 @@ import numpy as np
 from madloop import config as C
 from madloop import rng
 from madloop.mixture import Mixture, mixture_moments, sample_mixture, sample_mixture_labeled
+from madloop.precision import float_dtype
 from madloop.types import Data, Key
 
 
@@ -76,9 +77,9 @@ def _sample_truth_labeled(mix: Mixture, key: Key, n: int) -> tuple[Data, jax.Arr
 def _isotropic(means: np.ndarray, std: float) -> Mixture:
     k, d = means.shape
     return Mixture(
-        jnp.full((k,), 1.0 / k, jnp.float32),
-        jnp.asarray(means, jnp.float32),
-        jnp.asarray(np.broadcast_to(std**2 * np.eye(d), (k, d, d)), jnp.float32),
+        jnp.full((k,), 1.0 / k, float_dtype()),
+        jnp.asarray(means, float_dtype()),
+        jnp.asarray(np.broadcast_to(std**2 * np.eye(d), (k, d, d)), float_dtype()),
     )
 
 
@@ -94,7 +95,7 @@ def _(cfg: C.GaussianData) -> DataSource:
     mean = np.zeros(d) if cfg.mean is None else np.asarray(cfg.mean, float)
     cov = cfg.scale * np.eye(d) if cfg.cov is None else np.asarray(cfg.cov, float)
     mix = Mixture(
-        jnp.ones((1,), jnp.float32), jnp.asarray(mean[None], jnp.float32), jnp.asarray(cov[None], jnp.float32)
+        jnp.ones((1,), float_dtype()), jnp.asarray(mean[None], float_dtype()), jnp.asarray(cov[None], float_dtype())
     )
     return _mixture_source(mix)
 
