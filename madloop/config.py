@@ -886,16 +886,6 @@ def validate(cfg: Config) -> Config:
             n_synth=min(sw.n_synth or [cfg.regime.n_synth]),
         )
         _validate_model(cfg.model, smallest)
-    _validate_guidance(cfg.guidance, cfg.model, cfg.data)
-    _validate_curation(cfg.curation, cfg.data, cfg.regime)
-    if sw.n_real is not None and cfg.regime.n_initial is not None and isinstance(cfg.regime, FullySynthetic):
-        raise ConfigError(
-            "sweep.regime.n_real",
-            list(sw.n_real),
-            "has no effect with regime.n_initial in the fully synthetic loop (generation 0 fits n_initial samples)",
-        )
-    _validate_classes(cfg.model, cfg.data)
-    _validate_finite_data(cfg)
     lp = cfg.loop
     _int_at_least("loop.generations", lp.generations, 1)
     _int_at_least("loop.seeds", lp.seeds, 1)
@@ -914,12 +904,27 @@ def validate(cfg: Config) -> Config:
     _int_at_least("eval.snapshot_n", ev.snapshot_n, 1)
     if not 0 < ev.mode_share <= 1:
         raise ConfigError("eval.mode_share", ev.mode_share, "must lie in (0, 1]")
+    from madloop.memory import check_memory  # before the data source is built: it may hold a d x d truth
+
+    check_memory(cfg)
+    _validate_guidance(cfg.guidance, cfg.model, cfg.data)
+    _validate_curation(cfg.curation, cfg.data, cfg.regime)
+    if sw.n_real is not None and cfg.regime.n_initial is not None and isinstance(cfg.regime, FullySynthetic):
+        raise ConfigError(
+            "sweep.regime.n_real",
+            list(sw.n_real),
+            "has no effect with regime.n_initial in the fully synthetic loop (generation 0 fits n_initial samples)",
+        )
+    _validate_classes(cfg.model, cfg.data)
+    _validate_finite_data(cfg)
     if ev.metrics is not None:
         from madloop.metrics import available_metrics
 
         avail = available_metrics(cfg)
         if len(ev.metrics) == 0:
             raise ConfigError("eval.metrics", [], "name at least one metric (or null for all that apply)")
+        if not all(isinstance(name, str) for name in ev.metrics):
+            raise ConfigError("eval.metrics", list(ev.metrics), "must be a list of metric names")
         for name in ev.metrics:
             if name not in avail:
                 raise ConfigError(
