@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import madloop  # noqa: E402  (before any JAX work: it sets XLA's CPU defaults, see madloop/_xla.py)
-from benchmarks import references  # noqa: E402
+from benchmarks import agreement, references  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results.json"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -119,26 +119,62 @@ def madloop_process_seconds(overrides: list[str], cache: str | None) -> float:
     return time.perf_counter() - t0
 
 
+def sizes(a: argparse.Namespace) -> dict:
+    """The sizes of the measured sections: ``full`` (the docs' table), ``device`` (a GPU machine in about five
+    minutes) or ``quick`` (checks the runner)."""
+    return SIZES["quick" if a.quick else a.size]
+
+
+SIZES = {
+    # gaussian: (seeds, generations, n); script_seeds: seeds the published-script loop is timed on, per pool;
+    # processes: one-seed processes timed; gmm: (seeds, generations); diffusion: (seeds, generations, quick steps)
+    "full": {"gaussian": (1000, 1000, 100), "script_seeds": {"replace": 20, "accumulate": 4}, "processes": 5,
+             "gmm": (16, 200), "diffusion": (8, 5, False)},
+    "device": {"gaussian": (1000, 1000, 100), "script_seeds": {"replace": 10, "accumulate": 2}, "processes": 2,
+               "gmm": (16, 200), "diffusion": (8, 5, False)},
+    "quick": {"gaussian": (64, 100, 100), "script_seeds": {"replace": 4, "accumulate": 4}, "processes": 2,
+              "gmm": (4, 20), "diffusion": (2, 2, True)},
+}  # fmt: skip
+
+
+def timed(fn, repeats: int) -> tuple[list[float], object]:
+    """Wall seconds of ``repeats`` calls of fn() and the last call's result."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return times, out
+
+
 def section_gaussian(a: argparse.Namespace) -> list[dict]:
-    seeds, gens, n = (64, 100, 100) if a.quick else (1000, 1000, 100)
+    size = sizes(a)
+    seeds, gens, n = size["gaussian"]
+    checked = sorted({gens // 4, gens // 2, 3 * gens // 4, gens} - {0})  # generations the agreement checks
     rows = []
     for dim in (2, 10):
         for pool in ("replace", "accumulate"):
-            # accumulate: madloop keeps the pool as Chan-merged statistics (loop.stats_pool), O(n) per
-            # generation; the reference refits on every sample so far, O(g n), as published code does
+            # accumulate: madloop keeps the pool as Chan-merged statistics (loop.stats_pool), O(n) per generation,
+            # and so does the competent reference; the published-script reference refits on every sample so far,
+            # O(g n): a different algorithm, whose time is shown but never divided into a speed-up
             overrides = gaussian_overrides(dim, pool, n, gens, seeds)
             ml = timed_madloop(overrides, a.repeats)
             with tempfile.TemporaryDirectory() as cache:
                 process_cold = madloop_process_seconds(overrides, None)
                 madloop_process_seconds(overrides, cache)  # fills the cache
                 process_warm = madloop_process_seconds(overrides, cache)
-            ref_seeds = 4 if a.quick else (20 if pool == "replace" else 4)
+            # competent: float64 numpy vectorised over seeds, same algorithm, every seed (no compile to account for)
+            vec_times, vec = timed(
+                lambda dim=dim, pool=pool: references.gaussian_loop_vectorised(10_000, seeds, dim, n, gens, pool),
+                a.ref_repeats,
+            )
+            # published-script style: timed on a few seeds and scaled (its cost is linear in seeds by construction)
+            script_seeds = size["script_seeds"][pool]
             t0 = time.perf_counter()
-            ref = np.stack([references.gaussian_loop(s, dim, n, gens, pool) for s in range(ref_seeds)])
-            in_process = (time.perf_counter() - t0) * seeds / ref_seeds
-            procs = per_process_seconds(dim, pool, n, gens, 2 if a.quick else 5)
-            per_process = statistics.median(procs) * seeds
-            ours = np.log(ml["result"].metrics["trace_ratio"][:, -1])
+            script = np.stack([references.gaussian_loop(s, dim, n, gens, pool) for s in range(script_seeds)])
+            in_process = (time.perf_counter() - t0) * seeds / script_seeds
+            procs = per_process_seconds(dim, pool, n, gens, size["processes"])
+            ours = np.log(ml["result"].metrics["trace_ratio"])
             rows.append(
                 {
                     "case": f"d={dim}, {pool}",
@@ -146,24 +182,29 @@ def section_gaussian(a: argparse.Namespace) -> list[dict]:
                     "generations": gens,
                     "madloop_first": ml["first"],
                     "madloop_steady": ml["steady"],
+                    "madloop_steady_all": ml["steady_all"],
                     "madloop_compile": ml["compile"],
                     "madloop_process": process_cold,
                     "madloop_process_cached": process_warm,
+                    "numpy_vectorised": statistics.median(vec_times),
+                    "numpy_vectorised_all": vec_times,
                     "numpy_in_process": in_process,
-                    "numpy_in_process_seeds_timed": ref_seeds,
-                    "numpy_per_process": per_process,
+                    "numpy_in_process_seeds_timed": script_seeds,
+                    "numpy_per_process": statistics.median(procs) * seeds,
                     "numpy_per_process_timed": procs,
-                    "final_log_trace_madloop": [float(ours.mean()), float(ours.std(ddof=1) / np.sqrt(len(ours)))],
-                    "final_log_trace_numpy": [float(np.log(ref[:, -1]).mean()), float(np.log(ref[:, -1]).std())],
+                    "same_algorithm_as_script": pool == "replace",
+                    "checked_generations": checked,
+                    # agreement of the log trace ratio at each checked generation; the worst is shown
+                    "agree_vectorised": [agreement.compare(ours[:, g], np.log(vec[:, g])) for g in checked],
+                    "agree_script": [agreement.compare(ours[:, g], np.log(script[:, g])) for g in checked],
                 }
             )
             print_rows("gaussian", rows[-1:])
     return rows
 
 
-def section_gmm(a: argparse.Namespace) -> list[dict]:
-    seeds, gens, n, init_iters, iters = (4, 20, 128, 400, 10) if a.quick else (16, 200, 128, 400, 10)
-    overrides = [
+def gmm_overrides(seeds: int, gens: int, n: int, init_iters: int, iters: int) -> list[str]:
+    return [
         "data=ring8",
         "model=gmm",
         "model.components=8",
@@ -180,14 +221,26 @@ def section_gmm(a: argparse.Namespace) -> list[dict]:
         "eval.n=1000",
         "plots=false",
     ]
-    ml = timed_madloop(overrides, a.repeats)
+
+
+def section_gmm(a: argparse.Namespace) -> list[dict]:
+    seeds, gens = sizes(a)["gmm"]
+    n, init_iters, iters = 128, 400, 10
+    ml = timed_madloop(gmm_overrides(seeds, gens, n, init_iters, iters), a.repeats)
     heldout = references.ring8(np.random.default_rng(12345), 1000)
-    failures: list[int] = []
-    t0 = time.perf_counter()
-    ref = np.stack(
-        [references.gmm_loop(s, n, gens, init_iters, iters, heldout, failures=failures) for s in range(seeds)]
-    )
-    times = [time.perf_counter() - t0]
+    refs = {}
+    for style, competent in (("competent", True), ("script", False)):
+        failures: list[int] = []
+        times, ref = timed(
+            lambda competent=competent, failures=failures: np.stack(
+                [
+                    references.gmm_loop(s, n, gens, init_iters, iters, heldout, failures=failures, competent=competent)
+                    for s in range(seeds)
+                ]
+            ),
+            1,  # one run each: scikit-learn takes about a minute per run on 2 cores
+        )
+        refs[style] = (times, len(failures), ref)
     nll = ml["result"].metrics["nll"]
     row = {
         "case": f"ring8 K=8, n={n}, {init_iters}+{iters} EM",
@@ -195,12 +248,20 @@ def section_gmm(a: argparse.Namespace) -> list[dict]:
         "generations": gens,
         "madloop_first": ml["first"],
         "madloop_steady": ml["steady"],
+        "madloop_steady_all": ml["steady_all"],
         "madloop_compile": ml["compile"],
-        "sklearn": statistics.median(times),
-        "sklearn_failed_fits": len(failures),
-        "final_nll_madloop": [float(np.median(nll[:, -1])), float(np.median(nll[:, 0]))],
-        "final_nll_sklearn": [float(np.median(ref[:, -1])), float(np.median(ref[:, 0]))],
+        "median_nll_madloop": [float(np.median(nll[:, 0])), float(np.median(nll[:, -1]))],
     }
+    for style, (times, failed, ref) in refs.items():
+        row[f"sklearn_{style}"] = statistics.median(times)
+        row[f"sklearn_{style}_all"] = times
+        row[f"sklearn_{style}_failed_fits"] = failed
+        row[f"median_nll_sklearn_{style}"] = [float(np.median(ref[:, 0])), float(np.median(ref[:, -1]))]
+        # the NLL reaches 1e5 on collapsed seeds: compare sign(x) log(1 + |x|), at generation 0 and the last
+        row[f"agree_{style}"] = [
+            agreement.compare(agreement.symlog(nll[:, g]), agreement.symlog(ref[:, g])) for g in (0, gens)
+        ]
+    row["agree_script_gates"] = False  # the published-script loop reuses its draws every generation: another loop
     print_rows("gmm", [row])
     return [row]
 
@@ -208,16 +269,18 @@ def section_gmm(a: argparse.Namespace) -> list[dict]:
 def section_diffusion(a: argparse.Namespace) -> list[dict]:
     from benchmarks import diffusion_loop
 
-    rows = []
-    sizes = [(2, 2)] if a.quick else [(8, 5)]
-    for seeds, gens in sizes:
-        args = diffusion_loop.parser().parse_args([f"--seeds={seeds}", f"--generations={gens}", "--repeats=1"])
-        if a.quick:
-            args.train_steps, args.finetune_steps, args.n = 200, 50, 128
-        r = diffusion_loop.measure(args)
-        rows.append({"case": f"{seeds} seeds x {gens + 1} generations", **r})
-        print_rows("diffusion", rows[-1:])
-    return rows
+    seeds, gens, quick = sizes(a)["diffusion"]
+    args = diffusion_loop.parser().parse_args([f"--seeds={seeds}", f"--generations={gens}", f"--repeats={a.repeats}"])
+    if quick:
+        args.train_steps, args.finetune_steps, args.n = 200, 50, 128
+    r = diffusion_loop.measure(args, eager_repeats=a.ref_repeats)
+    row = {"case": f"{seeds} seeds x {gens + 1} generations", **r}
+    ours = np.asarray(r["sw2_madloop"])[:, -1]
+    for side in ("torch", "torch_batched", "torch_compiled"):
+        if f"sw2_{side}" in r:
+            row[f"agree_{side}"] = agreement.compare(ours, np.asarray(r[f"sw2_{side}"])[:, -1])
+    print_rows("diffusion", [row])
+    return [row]
 
 
 def section_hardware(a: argparse.Namespace) -> list[dict]:
@@ -306,6 +369,25 @@ def header(cells: list[str]) -> list[str]:
     return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
 
 
+def runs(times: list[float]) -> str:
+    """How a timing was taken, stated: '1 run' or 'median of k'."""
+    return "1 run" if len(times) == 1 else f"median of {len(times)}"
+
+
+def disagreements(results: dict, sections: list[str]) -> list[str]:
+    """One line per gating agreement check beyond agreement.Z_MAX in the given sections' rows."""
+    out = []
+    for name in sections:
+        for r in results.get(name, {}).get("rows", []):
+            for key, value in r.items():
+                if not key.startswith("agree_") or key.endswith("_gates") or r.get(f"{key}_gates", True) is False:
+                    continue
+                for c in value if isinstance(value, list) else [value]:
+                    if not c["agree"]:
+                        out.append(f"DISAGREE [{name}] {r['case']}, {key}: {agreement.cell(c)}")
+    return out
+
+
 def fmt(x: float) -> str:
     return f"{x:.3g}" if x < 100 else f"{x:.0f}"
 
@@ -317,63 +399,118 @@ def markdown(results: dict) -> str:
         rows = entry["rows"]
         out.append(f"### {name} ({entry['date']}; {entry['machine']}; {entry['note']})\n")
         if name == "gaussian":
+            out.append(
+                "madloop: first call (compile included) and the median of the steady calls listed; competent "
+                "reference: float64 numpy vectorised over seeds, the same algorithm (accumulate: the same "
+                "sufficient statistics), every seed, nothing to compile; published-script reference: a Python loop "
+                "per seed, timed on a few seeds and scaled. Agreement: mean log trace ratio ± SE, madloop / "
+                "reference, at the worst of the checked generations.\n"
+            )
             out.extend(
                 header(
                     [
                         "case",
-                        "madloop compile incl. (s)",
-                        "steady (s)",
-                        "compile (s)",
-                        "numpy loop (s)",
-                        "one process per seed (s)",
-                        "ratio in-process, compile incl.",
-                        "ratio in-process, steady",
-                        "madloop as one process: cold / cached compile (s)",
-                        "ratio per-process: cold / cached",
+                        "madloop compile incl. / steady (s)",
+                        "competent numpy (s)",
+                        "ratio vs competent: compile incl. / steady",
+                        "published-script numpy loop (s)",
+                        "ratio vs published script: compile incl. / steady",
+                        "madloop one process, cold / cached compile (s)",
+                        "one process per seed (s); ratio",
+                        "agreement with competent (generation)",
+                        "agreement with published script (generation)",
                     ]
                 )
             )
             for r in rows:
+                same = r["same_algorithm_as_script"]
+                script_ratio = (
+                    f"{r['numpy_in_process'] / r['madloop_first']:.1f}x / "
+                    f"{r['numpy_in_process'] / r['madloop_steady']:.1f}x"
+                    if same
+                    else "not a speed-up: the script refits on every pooled sample (O(g n)), another algorithm"
+                )
+                proc_ratio = (
+                    f"{r['numpy_per_process'] / r['madloop_process']:.0f}x cold / "
+                    f"{r['numpy_per_process'] / r['madloop_process_cached']:.0f}x cached"
+                    if same
+                    else "n/a (another algorithm)"
+                )
+                vec, scr = (agreement.worst(r[k]) for k in ("agree_vectorised", "agree_script"))
+                gv = r["checked_generations"][r["agree_vectorised"].index(vec)]
+                gs = r["checked_generations"][r["agree_script"].index(scr)]
                 out.append(
-                    f"| {r['case']}, {r['seeds']} seeds x {r['generations']} gen. | {fmt(r['madloop_first'])} | "
-                    f"{fmt(r['madloop_steady'])} | {fmt(r['madloop_compile'])} | {fmt(r['numpy_in_process'])} "
-                    f"(timed on {r['numpy_in_process_seeds_timed']} seeds) | {fmt(r['numpy_per_process'])} "
-                    f"(median of {len(r['numpy_per_process_timed'])} processes) | "
-                    f"{r['numpy_in_process'] / r['madloop_first']:.1f}x | "
-                    f"{r['numpy_in_process'] / r['madloop_steady']:.1f}x | "
-                    f"{fmt(r['madloop_process'])} / {fmt(r['madloop_process_cached'])} | "
-                    f"{r['numpy_per_process'] / r['madloop_process']:.0f}x / "
-                    f"{r['numpy_per_process'] / r['madloop_process_cached']:.0f}x |"
+                    f"| {r['case']}, {r['seeds']} seeds x {r['generations']} gen. | {fmt(r['madloop_first'])} / "
+                    f"{fmt(r['madloop_steady'])} ({runs(r['madloop_steady_all'])}) | {fmt(r['numpy_vectorised'])} "
+                    f"({runs(r['numpy_vectorised_all'])}) | {r['numpy_vectorised'] / r['madloop_first']:.1f}x / "
+                    f"{r['numpy_vectorised'] / r['madloop_steady']:.1f}x | {fmt(r['numpy_in_process'])} (1 run on "
+                    f"{r['numpy_in_process_seeds_timed']} seeds, scaled) | {script_ratio} | "
+                    f"{fmt(r['madloop_process'])} / {fmt(r['madloop_process_cached'])} (1 run each) | "
+                    f"{fmt(r['numpy_per_process'])} (median of {len(r['numpy_per_process_timed'])} processes, "
+                    f"scaled); {proc_ratio} | {agreement.cell(vec)} (g = {gv}) | {agreement.cell(scr)} (g = {gs}) |"
                 )
         elif name == "gmm":
-            cells = ["case", "madloop compile incl. (s)", "steady (s)", "sklearn (s)", "ratio, compile incl."]
-            cells += ["ratio, steady", "median held-out NLL, gen. 0 -> last: madloop / sklearn", "sklearn failed fits"]
+            out.append(
+                "Competent scikit-learn loop: one advancing RandomState, and the model deep-copied before each fit "
+                "and restored when the fit raises. Published-script loop: an integer random_state (GaussianMixture."
+                "sample then redraws the same noise every generation) and a caught error that continues from the "
+                "half-overwritten model; its agreement is shown but does not gate the run (it is another loop). "
+                "Agreement: mean ± SE of sign(NLL) log(1 + |NLL|) over seeds, madloop / reference.\n"
+            )
+            cells = ["case", "madloop compile incl. / steady (s)", "sklearn competent (s)"]
+            cells += ["ratio vs competent: compile incl. / steady", "sklearn published script (s)"]
+            cells += ["ratio vs published script: compile incl. / steady", "failed fits: competent / script"]
+            cells += ["median held-out NLL, gen. 0 -> last: madloop / competent / script"]
+            cells += ["agreement with competent, gen. 0", "agreement with competent, last gen."]
+            cells += ["agreement with published script, last gen. (not gating)"]
             out.extend(header(cells))
             for r in rows:
-                ml, sk = r["final_nll_madloop"], r["final_nll_sklearn"]
+                ml, co, sc = r["median_nll_madloop"], r["median_nll_sklearn_competent"], r["median_nll_sklearn_script"]
+                first, steady = r["madloop_first"], r["madloop_steady"]
                 out.append(
-                    f"| {r['case']}, {r['seeds']} seeds x {r['generations']} gen. | {fmt(r['madloop_first'])} | "
-                    f"{fmt(r['madloop_steady'])} | {fmt(r['sklearn'])} | {r['sklearn'] / r['madloop_first']:.1f}x | "
-                    f"{r['sklearn'] / r['madloop_steady']:.0f}x | {ml[1]:.2f} -> {ml[0]:.3g} / {sk[1]:.2f} -> "
-                    f"{sk[0]:.3g} | {r.get('sklearn_failed_fits', 0)} |"
+                    f"| {r['case']}, {r['seeds']} seeds x {r['generations']} gen. | {fmt(first)} / {fmt(steady)} "
+                    f"({runs(r['madloop_steady_all'])}) | {fmt(r['sklearn_competent'])} "
+                    f"({runs(r['sklearn_competent_all'])}) | {r['sklearn_competent'] / first:.1f}x / "
+                    f"{r['sklearn_competent'] / steady:.0f}x | {fmt(r['sklearn_script'])} "
+                    f"({runs(r['sklearn_script_all'])}) | {r['sklearn_script'] / first:.1f}x / "
+                    f"{r['sklearn_script'] / steady:.0f}x | {r['sklearn_competent_failed_fits']} / "
+                    f"{r['sklearn_script_failed_fits']} | {ml[0]:.2f} -> {ml[1]:.3g} / {co[0]:.2f} -> {co[1]:.3g} / "
+                    f"{sc[0]:.2f} -> {sc[1]:.3g} | {agreement.cell(r['agree_competent'][0])} | "
+                    f"{agreement.cell(r['agree_competent'][1])} | {agreement.cell(r['agree_script'][1])} |"
                 )
         elif name == "diffusion":
-            out.extend(
-                header(
-                    [
-                        "case",
-                        "madloop compile incl. (s)",
-                        "steady (s)",
-                        "PyTorch eager (s)",
-                        "ratio, compile incl.",
-                        "ratio, steady",
-                    ]
-                )
+            out.append(
+                "madloop and torch.compile: first call (compilation included) and the median of the steady calls "
+                "listed; eager references: the median of the calls listed. PyTorch per seed: a Python loop over "
+                "seeds (published-script style); batched: every seed's weights stacked, batched matmuls, per-seed "
+                "clipping (competent). Agreement: mean sliced W2 at the last generation ± SE over seeds.\n"
             )
+            cells = ["case", "madloop compile incl. / steady (s)", "PyTorch per seed, eager (s)", "ratio"]
+            cells += ["PyTorch batched, eager (s)", "ratio", "PyTorch batched, torch.compile: first / steady (s)"]
+            cells += ["ratio", "agreement: per seed", "agreement: batched", "agreement: compiled"]
+            out.extend(header(cells))
             for r in rows:
+                first, steady = r["madloop_first"], r["madloop_steady"]
+
+                def ratio(ref: float, first: float = first, steady: float = steady) -> str:
+                    return f"{ref / first:.1f}x / {ref / steady:.1f}x"
+
+                if r.get("torch_compile_error"):
+                    comp = f"torch.compile failed on this machine: {r['torch_compile_error']}"
+                    comp_ratio = "n/a"
+                else:
+                    comp = (
+                        f"{fmt(r['torch_compiled_first'])} / {fmt(r['torch_compiled'])} "
+                        f"({runs(r['torch_compiled_all'])})"
+                    )
+                    comp_ratio = f"{r['torch_compiled_first'] / first:.1f}x / {r['torch_compiled'] / steady:.1f}x"
+                last = {k: r.get(f"agree_{k}") for k in ("torch", "torch_batched", "torch_compiled")}
                 out.append(
-                    f"| {r['case']} | {fmt(r['madloop_first'])} | {fmt(r['madloop_steady'])} | {fmt(r['torch'])} | "
-                    f"{r['torch'] / r['madloop_first']:.1f}x | {r['torch'] / r['madloop_steady']:.1f}x |"
+                    f"| {r['case']} | {fmt(first)} / {fmt(steady)} ({runs(r['madloop_steady_all'])}) | "
+                    f"{fmt(r['torch'])} ({runs(r['torch_all'])}) | {ratio(r['torch'])} | {fmt(r['torch_batched'])} "
+                    f"({runs(r['torch_batched_all'])}) | {ratio(r['torch_batched'])} | {comp} | {comp_ratio} | "
+                    f"{agreement.cell(last['torch'])} | {agreement.cell(last['torch_batched'])} | "
+                    f"{agreement.cell(last['torch_compiled'])} |"
                 )
         elif name == "hardware":
             out.append(f"float32 matmul peak: {rows[0]['peak_gflops']:.1f} GFLOP/s\n")
@@ -428,32 +565,51 @@ def scaling_figure(rows: list[dict], path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
-    p.add_argument("--repeats", type=int, default=3, help="steady-state repetitions (median reported)")
+    p.add_argument("--repeats", type=int, default=3, help="madloop's steady calls after the first (median reported)")
+    p.add_argument(
+        "--ref-repeats", type=int, default=3, help="calls of the competent numpy and eager PyTorch references (median)"
+    )
+    p.add_argument("--size", choices=["full", "device"], default="full", help="device: a GPU machine in ~5 minutes")
     p.add_argument("--quick", action="store_true", help="small sizes (checks the runner; not for the docs)")
     p.add_argument("--no-write", action="store_true", help="print only; keep results.json and the docs as they are")
     p.add_argument("--render", action="store_true", help="measure nothing: rewrite the docs table from results.json")
+    p.add_argument("--out", type=Path, help="write results.json and benchmarks.md here instead of into the repo")
+    p.add_argument("--note", default="", help="a remark stored with each measured section (e.g. a shared machine)")
     a = p.parse_args()
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() and not a.quick else {}
-    for name in [] if a.render else a.sections:
+    results_path = a.out / "results.json" if a.out else RESULTS
+    results = json.loads(results_path.read_text()) if results_path.exists() and not a.quick else {}
+    write = not (a.no_write or a.quick) or a.out is not None
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+    measured = [] if a.render else a.sections
+    for name in measured:
         rows = SECTIONS[name](a)
-        note = f"median of {a.repeats} steady runs" + (", QUICK sizes" if a.quick else "")
+        note = f"madloop: median of {a.repeats} steady calls; references: see each column"
+        note += (", QUICK sizes" if a.quick else f", size {a.size}") + (f"; {a.note}" if a.note else "")
         results[name] = {"date": str(date.today()), "machine": machine(), "note": note, "rows": rows}
-        if not (a.no_write or a.quick):  # each section is kept as soon as it is measured
-            RESULTS.write_text(json.dumps(results, indent=1, default=float))
+        if write:  # each section is kept as soon as it is measured
+            results_path.write_text(json.dumps(results, indent=1, default=float))
     table = markdown({k: results[k] for k in SECTIONS if k in results})
     print(table)
-    if a.no_write or a.quick:
-        return
-    doc = DOC.read_text()
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in doc:
-        doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
-    else:
-        doc = doc.replace("\n", f"\n\n## The runner's table (`python benchmarks/run.py`)\n\n{block}\n", 1)
-    DOC.write_text(doc)
-    if "scaling" in results:
-        scaling_figure(results["scaling"]["rows"], FIGURE)
-    print(f"wrote {RESULTS.relative_to(ROOT)}, {DOC.relative_to(ROOT)} and {FIGURE.relative_to(ROOT)}")
+    bad = disagreements(results, measured)
+    if write and a.out:
+        (a.out / "benchmarks.md").write_text(table + "\n")
+        print(f"wrote {a.out / 'results.json'} and {a.out / 'benchmarks.md'}")
+    elif write:
+        doc = DOC.read_text()
+        block = f"{BEGIN}\n{table}\n{END}"
+        if BEGIN in doc:
+            doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
+        else:
+            doc = doc.replace("\n", f"\n\n## The runner's table (`python benchmarks/run.py`)\n\n{block}\n", 1)
+        DOC.write_text(doc)
+        if "scaling" in results and "scaling" in measured:
+            scaling_figure(results["scaling"]["rows"], FIGURE)
+        print(f"wrote {RESULTS.relative_to(ROOT)} and {DOC.relative_to(ROOT)}")
+    if bad:
+        print("\n" + "\n".join(["!" * 100, *bad, "!" * 100]), file=sys.stderr)
+        print(f"{len(bad)} agreement check(s) beyond {agreement.Z_MAX} SE: madloop and a reference disagree")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

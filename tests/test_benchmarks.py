@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import madloop
-from benchmarks import references
+from benchmarks import agreement, references, run
 
 
 def agree(a: np.ndarray, b: np.ndarray, z: float = 4.5) -> tuple[bool, float]:
@@ -53,3 +53,136 @@ def test_sklearn_gmm_reference_matches_madloop():
     truth = np.log(8) + np.log(2 * np.pi * 0.05**2) + 1
     for side in (ref, ours):
         assert truth - 0.05 < np.median(side[:, 0]) < truth + 0.5
+
+
+def gaussian_table(pool: str, seeds: int, dim: int, n: int, g: int) -> np.ndarray:
+    """madloop's trace ratios [seeds, g + 1] for the Gaussian fully synthetic MLE loop."""
+    table = madloop.run_table(
+        ["data=gaussian", f"data.dim={dim}", "model=gaussian", "regime=fully_synthetic", f"regime.pool={pool}"]
+        + [f"regime.n_real={n}", f"regime.n_synth={n}", f"loop.generations={g}", f"loop.seeds={seeds}"]
+        + ["eval=closed_form", "eval.metrics=[trace_ratio]", "plots=false"]
+    )
+    return table.pivot(index="seed", columns="generation", values="trace_ratio").to_numpy()
+
+
+def unbiased_vectorised(seeds: int, dim: int, n: int, g: int) -> np.ndarray:
+    """A deliberately wrong reference: the vectorised replace loop with the unbiased covariance (divide by n - 1)
+    where the benchmark's loop uses the MLE, the slip a reference script most plausibly makes."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((seeds, n, dim))
+    out = np.empty((seeds, g + 1))
+    for gen in range(g + 1):
+        _, mean, scatter = references.stats(x)
+        cov = scatter / (n - 1)
+        out[:, gen] = np.trace(cov, axis1=1, axis2=2) / dim
+        x = mean[:, None, :] + rng.standard_normal((seeds, n, dim)) @ np.linalg.cholesky(cov).transpose(0, 2, 1)
+    return out
+
+
+@pytest.mark.parametrize("pool", ["replace", "accumulate"])
+@pytest.mark.parametrize("dim", [2, 10])
+def test_vectorised_reference_agrees_with_madloop_and_the_check_flags_a_wrong_one(pool, dim):
+    seeds, n, g = 400, 12, 8
+    ours = np.log(gaussian_table(pool, seeds, dim, n, g))
+    ref = np.log(references.gaussian_loop_vectorised(3, seeds, dim, n, g, pool))
+    for gen in (1, g):
+        c = agreement.compare(ours[:, gen], ref[:, gen])
+        assert c["agree"], (pool, dim, gen, c)
+    if pool == "replace":
+        # power: a reference with the unbiased covariance is g log(n / (n - 1)) = 0.70 higher at generation 8;
+        # the runner's check flags it and the runner would exit non-zero
+        wrong = agreement.compare(ours[:, g], np.log(unbiased_vectorised(seeds, dim, n, g)[:, g]))
+        assert not wrong["agree"], wrong
+        results = {"gaussian": {"rows": [{"case": "test", "agree_vectorised": [wrong]}]}}
+        lines = run.disagreements(results, ["gaussian"])
+        assert len(lines) == 1 and lines[0].startswith("DISAGREE [gaussian] test")
+
+
+def test_vectorised_square_roots_agree():
+    """Cholesky and eigh square roots give the same law (eigh is the fallback for non-PD covariances)."""
+    seeds, dim, n, g = 400, 10, 12, 6
+    a = np.log(references.gaussian_loop_vectorised(1, seeds, dim, n, g, "replace", sqrt="cholesky")[:, g])
+    b = np.log(references.gaussian_loop_vectorised(2, seeds, dim, n, g, "replace", sqrt="eigh")[:, g])
+    assert agreement.compare(a, b)["agree"]
+
+
+def test_merged_statistics_equal_a_full_refit():
+    """The competent accumulate reference keeps the pool as merged statistics; they equal refitting on every
+    pooled sample (float64 rounding), so it runs the same algorithm as madloop's loop.stats_pool, O(n) per step."""
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(3.0, 0.1, (5, m, 3)) for m in (7, 1, 12)]
+    merged = references.stats(parts[0])
+    for part in parts[1:]:
+        merged = references.merge_stats(merged, references.stats(part))
+    full = references.stats(np.concatenate(parts, axis=1))
+    assert merged[0] == full[0] == 20
+    np.testing.assert_allclose(merged[1], full[1], rtol=1e-12)
+    np.testing.assert_allclose(merged[2], full[2], rtol=1e-10)
+
+
+def test_sklearn_reference_restores_the_model_when_a_fit_raises():
+    """scikit-learn overwrites the parameters before raising; the competent reference puts the old model back."""
+    import warnings
+
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    degenerate = np.zeros((50, 2))
+    degenerate[:25, 0] = 1.0  # two points, repeated: every component's covariance is singular (reg_covar = 0)
+    for restore in (True, False):
+        gm = GaussianMixture(2, reg_covar=0.0, warm_start=True, max_iter=5, tol=0.0, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm.fit(rng.standard_normal((50, 2)))
+            before = gm.means_.copy()
+            kept, failed = references.refit_or_keep(gm, degenerate, restore=restore)
+        assert failed
+        if restore:
+            np.testing.assert_array_equal(kept.means_, before)
+        else:  # the published-script style carries on from the half-written model
+            assert not np.allclose(kept.means_, before)
+
+
+def test_sklearn_competent_reference_draws_fresh_samples_each_generation():
+    """An integer random_state makes GaussianMixture.sample repeat its draws; the competent loop's stream advances,
+    so its held-out NLL path differs from the published-script loop's after generation 0 (same generation 0)."""
+    heldout = references.ring8(np.random.default_rng(1), 200)
+    comp = references.gmm_loop(0, 64, 3, 50, 5, heldout, competent=True)
+    script = references.gmm_loop(0, 64, 3, 50, 5, heldout, competent=False)
+    assert comp[0] == script[0]
+    assert not np.allclose(comp[1:], script[1:])
+
+
+def test_batched_torch_step_equals_adamw_per_seed():
+    """The batched PyTorch reference's training step is torch.optim.AdamW with clip_grad_norm_(1) per seed."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import diffusion_loop
+
+    a = diffusion_loop.parser().parse_args(["--width=8", "--depth=2", "--time-features=4", "--batch=6"])
+    ref = diffusion_loop.BatchedTorch(a)
+    g = torch.Generator().manual_seed(0)
+    shapes = [(6, 8), (1, 8), (8, 8), (1, 8), (8, 2), (1, 2)]
+    params = [torch.randn(3, *s, generator=g).requires_grad_() for s in shapes]
+    x0, eps = torch.randn(3, 6, 2, generator=g), torch.randn(3, 6, 2, generator=g)
+    t = torch.rand(3, 6, generator=g)
+    start = [p.detach().clone() for p in params]
+    m, v, ema = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params], [p.clone() for p in start]
+    for step in (1, 2):  # two steps: the second uses AdamW's moments
+        for p in params:
+            p.grad = None
+        (ref.loss_fn(params, x0, t, eps) * (10.0 if step == 1 else 1.0)).backward()  # step 1 clips (large grad)
+        scalars = [torch.tensor(c) for c in (0.01, 1 - 0.9**step, 1 - 0.999**step, 0.5)]
+        ref.update(params, [p.grad for p in params], m, v, ema, *scalars)
+    for s in range(3):
+        mine = [p[s].detach().clone().requires_grad_() for p in start]
+        opt = torch.optim.AdamW(mine, lr=0.01, weight_decay=0.0)
+        for step in (1, 2):
+            opt.zero_grad()
+            loss = ref.loss_fn([p[None] for p in mine], x0[s : s + 1], t[s : s + 1], eps[s : s + 1])
+            (loss * (10.0 if step == 1 else 1.0)).backward()
+            norm = torch.nn.utils.clip_grad_norm_(mine, 1.0)
+            if step == 1:
+                assert norm > 1.0  # the clipping branch is exercised
+            opt.step()
+        for p, q in zip(params, mine, strict=True):
+            torch.testing.assert_close(p[s].detach(), q.detach(), rtol=1e-5, atol=1e-6)
