@@ -24,7 +24,15 @@ def job_overrides(argv: Sequence[str]) -> tuple[list[list[str]], str] | None:
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    args, _ = get_args_parser().parse_known_args(list(argv))
+    parser = get_args_parser()
+
+    def refuse(message: str) -> None:  # argparse would print its usage (several lines) and exit 2
+        raise C.ConfigError("command line", " ".join(argv), message)
+
+    parser.error = refuse
+    args, unknown = parser.parse_known_args(list(argv))
+    if unknown:
+        refuse(f"unrecognised argument {unknown[0]}; overrides are key=value (see --help)")
     if args.help or args.hydra_help or args.info or args.cfg or args.shell_completion:
         return None
     if args.config_path or args.config_dir:
@@ -46,12 +54,36 @@ def prevalidate(argv: Sequence[str]) -> None:
 
     try:
         jobs = job_overrides(argv)
+    except C.ConfigError:
+        raise
     except Exception as exc:  # an unparsable override
         raise api.one_line_error(exc, list(argv)) from exc
     if jobs is None:
         return
     for overrides in jobs[0]:
         api.compose(overrides)
+    hydra_part = [o for o in argv if not o.startswith("-") and o.lstrip("+~").startswith("hydra")]
+    if hydra_part:  # Hydra's own settings (hydra.run.dir=..., hydra/launcher=...), with the first job's config
+        check_hydra_overrides(jobs[0][0], hydra_part)
+
+
+def check_hydra_overrides(overrides: Sequence[str], hydra_part: Sequence[str]) -> None:
+    """Composes Hydra's own config with the ``hydra...`` overrides.
+
+    Raises:
+        ConfigError: for an unknown key, option or value of Hydra's config (which Hydra would report with exit 1).
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from madloop import api
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=api.CONFIG_MODULE, version_base="1.3"):
+        try:
+            compose(api.CONFIG_NAME, overrides=[*overrides, *hydra_part], return_hydra_config=True)
+        except Exception as exc:
+            raise api.one_line_error(exc, list(hydra_part)) from exc
 
 
 def _write_outputs(cfg: C.Config, result, out: Path) -> None:
