@@ -1,11 +1,18 @@
 """Small dense linear algebra in plain XLA ops (no LAPACK custom calls), for the d x d matrices of the loop.
 
-Why not jnp.linalg: on CPU, batched cholesky / triangular_solve / eigh lower to LAPACK custom calls that split
-their batch over XLA's intra-op thread pool and wait for the pieces. When two such calls run concurrently in one
-program, each can hold a pool thread while waiting for work queued behind the other: with 2 threads the default
-experiment deadlocked (jaxlib 0.10.2; both workers blocked in jax::ParallelBatchMap of a triangular solve, found
-with gdb). The matrices here are d x d with small static d, so loops unrolled over d are also faster than the
-per-matrix LAPACK calls (a batch of 1000 2 x 2 Cholesky factors: 0.04 ms against 0.19 ms).
+Why not jnp.linalg:
+- Correctness. Sampling from a collapsing covariance needs a square root that is exact for every PSD matrix,
+  singular and slightly indefinite float32 ones included. ``jnp.linalg.cholesky`` has no pivoting and returns NaN
+  on them; an ``eigh`` square root is exact but several times slower than the pivoted Cholesky here
+  (``python benchmarks/sqrt_factor.py``; figures in docs/benchmarks.md). So ``pivoted_cholesky`` (LAPACK
+  ?pstrf's algorithm) is written here.
+- A deadlock. On CPU, batched cholesky / triangular_solve / eigh lower to LAPACK custom calls that split their
+  batch over XLA's intra-op thread pool and wait for the pieces; with 2 threads the default experiment deadlocked
+  when two such calls ran concurrently (jaxlib 0.10.2; both workers blocked in jax::ParallelBatchMap of a
+  triangular solve, found with gdb). Re-checked for issue 15 with a program of two concurrent batched
+  cholesky + triangular solve + eigh calls in a 200-step scan over 1000 runs, 30 calls on 2 cores: no hang, so
+  the trigger is narrower than "any two calls"; ``tests/test_loop.py`` keeps the compiled loop free of LAPACK
+  custom calls until the default experiment itself has been shown safe with them.
 """
 
 from __future__ import annotations
@@ -48,14 +55,15 @@ def _pivoted_columns(a: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     Exact to a small multiple of eps ||a|| for every PSD input, whatever its conditioning: rank-deficient,
     near-singular and slightly indefinite matrices (the float32 covariances of a collapsing loop) included.
-    Each step takes the largest remaining diagonal entry of the Schur complement as the pivot p, stores the
-    column l = S[:, p] / sqrt(S_pp) and subtracts l l^T; once the largest remaining pivot is at or below
-    ``pivot_tolerance`` the remaining columns are 0 (the rank is reached). Pivoting bounds every entry of l by
-    sqrt(S_pp), which is what makes the factorisation stable for semi-definite matrices; the unpivoted
-    algorithm divides rounding noise by a tiny pivot (on a slightly indefinite 10 x 10 float32 covariance of
-    the d = 10 loop, tr(L L^T) / tr(a) was 93).
+    Step k takes as pivot p the largest remaining diagonal entry of the Schur complement, forms its column
+    S[:, p] = a[:, p] - F[:, :k] F[p, :k]^T (left-looking: only the Schur diagonal is kept) and stores
+    F[:, k] = S[:, p] / sqrt(S_pp); once the largest remaining pivot is at or below ``pivot_tolerance`` the
+    remaining columns are 0 (the rank is reached). Pivoting bounds every entry of F[:, k] by sqrt(S_pp), which is
+    what makes the factorisation stable for semi-definite matrices; the unpivoted algorithm divides rounding
+    noise by a tiny pivot (on a slightly indefinite 10 x 10 float32 covariance of the d = 10 loop,
+    tr(L L^T) / tr(a) was 93).
 
-    The input is symmetrised first: (a + a^T) / 2.
+    The input is symmetrised first: (a + a^T) / 2. F is built as F^T (rows: one contiguous row written per step).
 
     References:
         Higham 1990, "Analysis of the Cholesky decomposition of a semi-definite matrix" (stability with
@@ -68,30 +76,32 @@ def _pivoted_columns(a: jax.Array) -> tuple[jax.Array, jax.Array]:
     batch = a.shape[:-2]
 
     def step(k, state):
-        schur, cols, perm, chosen = state
-        diag = jnp.diagonal(schur, axis1=-2, axis2=-1)  # [..., d]
+        diag, rows, perm, chosen = state  # diag [..., d]: the Schur diagonal; rows [..., d, d]: F^T
         p = jnp.argmax(jnp.where(chosen, -jnp.inf, diag), axis=-1).astype(jnp.int32)  # [...]
-        onehot = idx == p[..., None]  # [..., d]
-        pivot = jnp.sum(jnp.where(onehot, diag, 0.0), axis=-1)
+        pivot = jnp.take_along_axis(diag, p[..., None], axis=-1)[..., 0]
+        f_p = jnp.take_along_axis(rows, p[..., None, None], axis=-1)[..., 0]  # F[p, :] (0 from column k on)
+        column = jnp.take_along_axis(a, p[..., None, None], axis=-1)[..., 0] - jnp.einsum("...ki,...k->...i", rows, f_p)
         ok = pivot > tol
-        column = jnp.sum(jnp.where(onehot[..., None, :], schur, 0.0), axis=-1)  # S[:, p]
         inv = jnp.where(ok, jax.lax.rsqrt(jnp.where(ok, pivot, 1.0)), 0.0)
         # Chosen coordinates are exactly 0 in later columns: the factor is triangular in pivot order.
         col = jnp.where(chosen | ~ok[..., None], 0.0, column * inv[..., None])
-        schur = schur - col[..., :, None] * col[..., None, :]
-        cols = cols + col[..., :, None] * (idx == k)
-        perm = perm + jnp.where(idx == k, p[..., None], 0)
-        return schur, cols, perm, chosen | onehot
+        rows = rows.at[..., k, :].set(col)
+        return diag - col**2, rows, perm.at[..., k].set(p), chosen | (idx == p[..., None])
 
-    init = (a, jnp.zeros_like(a), jnp.zeros((*batch, d), jnp.int32), jnp.zeros((*batch, d), bool))
+    init = (
+        jnp.diagonal(a, axis1=-2, axis2=-1),
+        jnp.zeros_like(a),
+        jnp.zeros((*batch, d), jnp.int32),
+        jnp.zeros((*batch, d), bool),
+    )
     if d <= UNROLL_MAX_DIM:
         state = init
         for k in range(d):
             state = step(k, state)
     else:
         state = jax.lax.fori_loop(0, d, step, init)
-    _, cols, perm, _ = state
-    return cols, perm
+    _, rows, perm, _ = state
+    return jnp.swapaxes(rows, -1, -2), perm
 
 
 def pivoted_cholesky(a: jax.Array) -> PivotedCholesky:
