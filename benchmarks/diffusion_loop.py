@@ -32,11 +32,18 @@ import numpy as np
 
 
 def torch_loop(a: argparse.Namespace, seed: int) -> list[float]:
-    """One seed of the loop in PyTorch eager; returns the sw2 per generation."""
+    """One seed of the loop in PyTorch eager (on ``a.torch_device``); returns the sw2 per generation."""
+    import torch
+
+    with torch.device(a.torch_device):
+        return _torch_loop(a, seed)
+
+
+def _torch_loop(a: argparse.Namespace, seed: int) -> list[float]:
     import torch
     from torch import nn
 
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(device=a.torch_device).manual_seed(seed)
     torch.manual_seed(seed)
     half = a.time_features // 2
     freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32) / half)
@@ -132,7 +139,7 @@ class BatchedTorch:
 
         self.a, self.torch, self.compile_error = a, torch, None
         half = a.time_features // 2
-        freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32) / half)
+        freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32) / half).to(a.torch_device)
 
         def embed(t):  # t [S, B] -> [S, B, time_features]
             ang = 1000.0 * t[..., None] * freqs
@@ -178,9 +185,13 @@ class BatchedTorch:
                 self.compile_error = f"{type(e).__name__}: {e}"
 
     def __call__(self, seeds: int, seed: int = 0) -> np.ndarray:
-        """Runs the loop for ``seeds`` seeds; returns the sw2 per seed and generation [seeds, G + 1]."""
+        """Runs the loop for ``seeds`` seeds on ``a.torch_device``; returns the sw2 [seeds, G + 1]."""
+        with self.torch.device(self.a.torch_device):
+            return self._run(seeds, seed)
+
+    def _run(self, seeds: int, seed: int) -> np.ndarray:
         torch, a = self.torch, self.a
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator(device=a.torch_device).manual_seed(seed)
         S = seeds
         params, width_in = [], 2 + a.time_features
         for width_out in [a.width] * a.depth + [2]:  # nn.Linear's default init: U(-1/sqrt(in), 1/sqrt(in))
@@ -240,7 +251,7 @@ class BatchedTorch:
 
         def sw2(x: torch.Tensor) -> np.ndarray:
             proj = torch.sort(x @ dirs.transpose(1, 2), dim=1).values
-            return ((proj - ref) ** 2).mean(dim=(1, 2)).sqrt().numpy()
+            return ((proj - ref) ** 2).mean(dim=(1, 2)).sqrt().cpu().numpy()
 
         data = ring(a.n)
         out = []
@@ -296,6 +307,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=0.995)
     p.add_argument("--projections", type=int, default=128)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--torch-device", default="cpu", help="where the PyTorch references run: cpu or cuda")
     return p
 
 

@@ -130,8 +130,8 @@ SIZES = {
     # processes: one-seed processes timed; gmm: (seeds, generations); diffusion: (seeds, generations, quick steps)
     "full": {"gaussian": (1000, 1000, 100), "script_seeds": {"replace": 20, "accumulate": 4}, "processes": 5,
              "gmm": (16, 200), "diffusion": (8, 5, False)},
-    "device": {"gaussian": (1000, 1000, 100), "script_seeds": {"replace": 10, "accumulate": 2}, "processes": 2,
-               "gmm": (16, 200), "diffusion": (8, 5, False)},
+    "device": {"gaussian": (500, 1000, 100), "script_seeds": {"replace": 10, "accumulate": 2}, "processes": 0,
+               "gmm": (8, 200), "diffusion": (4, 2, False)},
     "quick": {"gaussian": (64, 100, 100), "script_seeds": {"replace": 4, "accumulate": 4}, "processes": 2,
               "gmm": (4, 20), "diffusion": (2, 2, True)},
 }  # fmt: skip
@@ -159,10 +159,12 @@ def section_gaussian(a: argparse.Namespace) -> list[dict]:
             # O(g n): a different algorithm, whose time is shown but never divided into a speed-up
             overrides = gaussian_overrides(dim, pool, n, gens, seeds)
             ml = timed_madloop(overrides, a.repeats)
-            with tempfile.TemporaryDirectory() as cache:
-                process_cold = madloop_process_seconds(overrides, None)
-                madloop_process_seconds(overrides, cache)  # fills the cache
-                process_warm = madloop_process_seconds(overrides, cache)
+            process_cold = process_warm = None  # size "device" skips the one-process timings (5 minutes in all)
+            if size["processes"] and not a.no_processes:
+                with tempfile.TemporaryDirectory() as cache:
+                    process_cold = madloop_process_seconds(overrides, None)
+                    madloop_process_seconds(overrides, cache)  # fills the cache
+                    process_warm = madloop_process_seconds(overrides, cache)
             # competent: float64 numpy vectorised over seeds, same algorithm, every seed (no compile to account for)
             vec_times, vec = timed(
                 lambda dim=dim, pool=pool: references.gaussian_loop_vectorised(10_000, seeds, dim, n, gens, pool),
@@ -173,7 +175,7 @@ def section_gaussian(a: argparse.Namespace) -> list[dict]:
             t0 = time.perf_counter()
             script = np.stack([references.gaussian_loop(s, dim, n, gens, pool) for s in range(script_seeds)])
             in_process = (time.perf_counter() - t0) * seeds / script_seeds
-            procs = per_process_seconds(dim, pool, n, gens, size["processes"])
+            procs = per_process_seconds(dim, pool, n, gens, 0 if a.no_processes else size["processes"])
             ours = np.log(ml["result"].metrics["trace_ratio"])
             rows.append(
                 {
@@ -190,7 +192,7 @@ def section_gaussian(a: argparse.Namespace) -> list[dict]:
                     "numpy_vectorised_all": vec_times,
                     "numpy_in_process": in_process,
                     "numpy_in_process_seeds_timed": script_seeds,
-                    "numpy_per_process": statistics.median(procs) * seeds,
+                    "numpy_per_process": statistics.median(procs) * seeds if procs else None,
                     "numpy_per_process_timed": procs,
                     "same_algorithm_as_script": pool == "replace",
                     "checked_generations": checked,
@@ -273,8 +275,11 @@ def section_diffusion(a: argparse.Namespace) -> list[dict]:
     args = diffusion_loop.parser().parse_args([f"--seeds={seeds}", f"--generations={gens}", f"--repeats={a.repeats}"])
     if quick:
         args.train_steps, args.finetune_steps, args.n = 200, 50, 128
+    import torch
+
+    args.torch_device = "cuda" if torch.cuda.is_available() else "cpu"  # the references use the GPU madloop uses
     r = diffusion_loop.measure(args, eager_repeats=a.ref_repeats)
-    row = {"case": f"{seeds} seeds x {gens + 1} generations", **r}
+    row = {"case": f"{seeds} seeds x {gens + 1} generations", "torch_device": args.torch_device, **r}
     ours = np.asarray(r["sw2_madloop"])[:, -1]
     for side in ("torch", "torch_batched", "torch_compiled"):
         if f"sw2_{side}" in r:
@@ -347,6 +352,15 @@ def section_compile(a: argparse.Namespace) -> list[dict]:
             print_rows("compile", rows[-1:])
     return rows
 
+
+NOTES = {  # how each section times, stated in its heading (each cell of the first three says its own counts)
+    "gaussian": "madloop: first call, then the median of {r} steady calls; references: counts in each cell",
+    "gmm": "madloop: first call, then the median of {r} steady calls; references: counts in each cell",
+    "diffusion": "madloop: first call, then the median of {r} steady calls; references: counts in each cell",
+    "hardware": "each row: one timed call after a warm-up call; the peak: median of 5 timed matmuls",
+    "scaling": "each point: the median of {r} steady calls after a first call",
+    "compile": "each row: one fresh process",
+}
 
 SECTIONS = {
     "gaussian": section_gaussian,
@@ -436,6 +450,14 @@ def markdown(results: dict) -> str:
                     if same
                     else "n/a (another algorithm)"
                 )
+                if r["madloop_process"] is None:
+                    processes = "not measured | not measured"
+                else:
+                    processes = (
+                        f"{fmt(r['madloop_process'])} / {fmt(r['madloop_process_cached'])} (1 run each) | "
+                        f"{fmt(r['numpy_per_process'])} (median of {len(r['numpy_per_process_timed'])} processes, "
+                        f"scaled); {proc_ratio}"
+                    )
                 vec, scr = (agreement.worst(r[k]) for k in ("agree_vectorised", "agree_script"))
                 gv = r["checked_generations"][r["agree_vectorised"].index(vec)]
                 gs = r["checked_generations"][r["agree_script"].index(scr)]
@@ -445,9 +467,7 @@ def markdown(results: dict) -> str:
                     f"({runs(r['numpy_vectorised_all'])}) | {r['numpy_vectorised'] / r['madloop_first']:.1f}x / "
                     f"{r['numpy_vectorised'] / r['madloop_steady']:.1f}x | {fmt(r['numpy_in_process'])} (1 run on "
                     f"{r['numpy_in_process_seeds_timed']} seeds, scaled) | {script_ratio} | "
-                    f"{fmt(r['madloop_process'])} / {fmt(r['madloop_process_cached'])} (1 run each) | "
-                    f"{fmt(r['numpy_per_process'])} (median of {len(r['numpy_per_process_timed'])} processes, "
-                    f"scaled); {proc_ratio} | {agreement.cell(vec)} (g = {gv}) | {agreement.cell(scr)} (g = {gs}) |"
+                    f"{processes} | {agreement.cell(vec)} (g = {gv}) | {agreement.cell(scr)} (g = {gs}) |"
                 )
         elif name == "gmm":
             out.append(
@@ -495,6 +515,15 @@ def markdown(results: dict) -> str:
                 def ratio(ref: float, first: float = first, steady: float = steady) -> str:
                     return f"{ref / first:.1f}x / {ref / steady:.1f}x"
 
+                if "torch_batched" not in r:  # a row measured before the competent references existed
+                    r = {**r, "madloop_steady_all": [steady], "torch_all": [r["torch"]]}
+                    out.append(
+                        f"| {r['case']} | {fmt(first)} / {fmt(steady)} (1 run) | {fmt(r['torch'])} (1 run) | "
+                        f"{ratio(r['torch'])} | not measured | | not measured | | mean sw2 per generation, madloop "
+                        f"{[round(x, 3) for x in r['sw2_madloop']]}, PyTorch {[round(x, 3) for x in r['sw2_torch']]} "
+                        "(no SE stored) | | |"
+                    )
+                    continue
                 if r.get("torch_compile_error"):
                     comp = f"torch.compile failed on this machine: {r['torch_compile_error']}"
                     comp_ratio = "n/a"
@@ -569,8 +598,13 @@ def main() -> None:
     p.add_argument(
         "--ref-repeats", type=int, default=3, help="calls of the competent numpy and eager PyTorch references (median)"
     )
-    p.add_argument("--size", choices=["full", "device"], default="full", help="device: a GPU machine in ~5 minutes")
+    p.add_argument(
+        "--size", choices=list(SIZES), default="full", help="device: a GPU machine in ~5 minutes; quick: as --quick"
+    )
     p.add_argument("--quick", action="store_true", help="small sizes (checks the runner; not for the docs)")
+    p.add_argument(
+        "--no-processes", action="store_true", help="skip the one-process-per-seed timings (gaussian; slow on 2 cores)"
+    )
     p.add_argument("--no-write", action="store_true", help="print only; keep results.json and the docs as they are")
     p.add_argument("--render", action="store_true", help="measure nothing: rewrite the docs table from results.json")
     p.add_argument("--out", type=Path, help="write results.json and benchmarks.md here instead of into the repo")
@@ -584,7 +618,7 @@ def main() -> None:
     measured = [] if a.render else a.sections
     for name in measured:
         rows = SECTIONS[name](a)
-        note = f"madloop: median of {a.repeats} steady calls; references: see each column"
+        note = NOTES[name].format(r=a.repeats)
         note += (", QUICK sizes" if a.quick else f", size {a.size}") + (f"; {a.note}" if a.note else "")
         results[name] = {"date": str(date.today()), "machine": machine(), "note": note, "rows": rows}
         if write:  # each section is kept as soon as it is measured

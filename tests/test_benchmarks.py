@@ -186,3 +186,30 @@ def test_batched_torch_step_equals_adamw_per_seed():
             opt.step()
         for p, q in zip(params, mine, strict=True):
             torch.testing.assert_close(p[s].detach(), q.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_table_marks_disagreement_and_states_repeat_counts():
+    """The rendered table says DISAGREE beside a failed check and 'median of k' / '1 run' for each timing; the
+    published-script GMM loop (another loop: it reuses its draws) is shown but does not gate the exit status."""
+    bad = agreement.compare(np.arange(10.0), np.arange(10.0) + 10.0)  # z = 7.4
+    good = agreement.compare(np.arange(10.0), np.arange(10.0) + 0.1)
+    gmm = {
+        "case": "ring8",
+        "seeds": 4,
+        "generations": 2,
+        "madloop_first": 2.0,
+        "madloop_steady": 1.0,
+        "madloop_steady_all": [1.0, 1.1, 0.9],
+        "madloop_compile": 1.0,
+        "median_nll_madloop": [-0.8, 3.0],
+        "agree_script_gates": False,
+    }
+    for style, check in (("competent", good), ("script", bad)):
+        gmm |= {f"sklearn_{style}": 10.0, f"sklearn_{style}_all": [10.0], f"sklearn_{style}_failed_fits": 1}
+        gmm |= {f"median_nll_sklearn_{style}": [-0.7, 2.0], f"agree_{style}": [good, check]}
+    results = {"gmm": {"date": "d", "machine": "m", "note": "n", "rows": [gmm]}}
+    table = run.markdown(results)
+    assert "**DISAGREE**" in table and "median of 3" in table and "(1 run)" in table
+    assert run.disagreements(results, ["gmm"]) == []  # only the non-gating script check failed
+    gmm["agree_competent"] = [good, bad]
+    assert len(run.disagreements(results, ["gmm"])) == 1
