@@ -44,6 +44,9 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 else
     export PYTHONPATH="$PWD"
 fi
+# Not installed there: madloop imports from this tree, whose config tree (conf/) ships as madloop.conf only in an
+# install. Link it into place in this (device-side) copy when madloop.conf cannot be imported.
+$PY -c "import madloop.conf" 2>/dev/null || ln -sfn ../conf madloop/conf
 # JAX and PyTorch share the GPU in the diffusion section: JAX must not take 75% of its memory up front
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 
