@@ -354,9 +354,9 @@ def section_compile(a: argparse.Namespace) -> list[dict]:
 
 
 NOTES = {  # how each section times, stated in its heading (each cell of the first three says its own counts)
-    "gaussian": "madloop: first call, then the median of {r} steady calls; references: counts in each cell",
-    "gmm": "madloop: first call, then the median of {r} steady calls; references: counts in each cell",
-    "diffusion": "madloop: first call, then the median of {r} steady calls; references: counts in each cell",
+    "gaussian": "madloop: first call, then the median of {r} steady call(s); references: counts in each cell",
+    "gmm": "madloop: first call, then the median of {r} steady call(s); references: counts in each cell",
+    "diffusion": "madloop: first call, then the median of {r} steady call(s); references: counts in each cell",
     "hardware": "each row: one timed call after a warm-up call; the peak: median of 5 timed matmuls",
     "scaling": "each point: the median of {r} steady calls after a first call",
     "compile": "each row: one fresh process",
@@ -444,15 +444,15 @@ def markdown(results: dict) -> str:
                     if same
                     else "not a speed-up: the script refits on every pooled sample (O(g n)), another algorithm"
                 )
-                proc_ratio = (
-                    f"{r['numpy_per_process'] / r['madloop_process']:.0f}x cold / "
-                    f"{r['numpy_per_process'] / r['madloop_process_cached']:.0f}x cached"
-                    if same
-                    else "n/a (another algorithm)"
-                )
                 if r["madloop_process"] is None:
                     processes = "not measured | not measured"
                 else:
+                    proc_ratio = (
+                        f"{r['numpy_per_process'] / r['madloop_process']:.0f}x cold / "
+                        f"{r['numpy_per_process'] / r['madloop_process_cached']:.0f}x cached"
+                        if same
+                        else "n/a (another algorithm)"
+                    )
                     processes = (
                         f"{fmt(r['madloop_process'])} / {fmt(r['madloop_process_cached'])} (1 run each) | "
                         f"{fmt(r['numpy_per_process'])} (median of {len(r['numpy_per_process_timed'])} processes, "
