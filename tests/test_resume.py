@@ -1,19 +1,23 @@
-"""Resumable runs: a run killed with SIGKILL resumes from its last checkpoint with identical results; a failing
-job in a multirun does not cost the other jobs their results; a checkpoint of another config is refused."""
+"""Resumable runs: a run of every family killed with SIGKILL resumes from its last checkpoint with identical
+results and final state; a failing job in a multirun does not cost the other jobs their results; a checkpoint of
+another config is refused."""
 
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY, TINY_DIFFUSION, TINY_SIMS
 
 import madloop
+from madloop import checkpoint, report
 from madloop import config as C
-from madloop import report
 
 GENERATIONS = 40
 RUN = [
@@ -43,6 +47,30 @@ def saved_steps(folder: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit()) if folder.exists() else []
 
 
+def assert_resumes_bit_identical(run: list[str], folder: Path, killed_after: int, generations: int):
+    """Resumes the killed run in ``folder`` with the same command and checks its metrics.csv and final state
+    against an uninterrupted run of the same config, bit for bit; returns the uninterrupted run's Result."""
+    assert not (folder / "metrics.csv").exists()
+    resumed = madloop_run([*run, f"hydra.run.dir={folder}"], folder.parent)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from the checkpoint after generation {killed_after}" in resumed.stdout + resumed.stderr
+    # the uninterrupted run (in this process: same XLA flags, same programs, chunk = 1 without a checkpoint)
+    overrides = [o for o in run if not o.startswith("hydra")]
+    whole = madloop.simulate(overrides)
+    a, b = pd.read_csv(folder / "metrics.csv"), whole.table()
+    assert len(a) == len(b) == whole.finite.shape[0] * (generations + 1) and list(a.columns) == list(b.columns)
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())  # bit for bit, every run and generation
+    # the resumed run's final state (its final checkpoint, which a finished run returns) is the uninterrupted one
+    again = madloop.simulate(overrides, checkpoint=folder / "checkpoint")
+    assert whole.resumed is None and again.resumed == generations
+    np.testing.assert_array_equal(again.table().to_numpy(), b.to_numpy())
+    got, want = jax.tree_util.tree_flatten_with_path(again.state), jax.tree_util.tree_flatten_with_path(whole.state)
+    assert [path for path, _ in got[0]] == [path for path, _ in want[0]] and got[1] == want[1]
+    for (path, x), (_, y) in zip(got[0], want[0], strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
+    return whole
+
+
 def test_a_killed_run_resumes_with_identical_results(tmp_path):
     killed = tmp_path / "killed"
     proc = madloop_run([*RUN, f"hydra.run.dir={killed}"], tmp_path, wait=False)
@@ -51,29 +79,113 @@ def test_a_killed_run_resumes_with_identical_results(tmp_path):
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline, "no checkpoint after 240 s"
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # at any moment: possibly while the next step is being written
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     left = saved_steps(killed / "checkpoint")
     assert left and 3 <= left[-1] < GENERATIONS, left  # killed mid-way
-    assert not (killed / "metrics.csv").exists()
-
-    resumed = madloop_run([*RUN, f"hydra.run.dir={killed}"], tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed from the checkpoint after generation {left[-1]}" in resumed.stdout + resumed.stderr
-    # the uninterrupted run (in this process: same XLA flags, same programs)
+    assert_resumes_bit_identical(RUN, killed, left[-1], GENERATIONS)
+    # another config is refused, not mixed in
     overrides = [o for o in RUN if not o.startswith("hydra")]
-    whole = madloop.simulate(overrides, checkpoint=tmp_path / "whole")
-    a, b = pd.read_csv(killed / "metrics.csv"), whole.table()
-    assert len(a) == 2 * 4 * (GENERATIONS + 1) and list(a.columns) == list(b.columns)
-    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())  # bit for bit, every seed and generation
-
-    # a finished run returns from its final checkpoint; another config is refused, not mixed in
-    again = madloop.simulate(overrides, checkpoint=tmp_path / "whole")
-    assert whole.resumed is None and again.resumed == GENERATIONS
-    np.testing.assert_array_equal(again.table().to_numpy(), b.to_numpy())
     with pytest.raises(C.ConfigError, match="holds a checkpoint of a different config"):
-        madloop.simulate([*overrides, "loop.seeds=3"], checkpoint=tmp_path / "whole")
+        madloop.simulate([*overrides, "loop.seeds=3"], checkpoint=killed / "checkpoint")
+
+
+# A run that kills itself with SIGKILL right after saving the checkpoint of generation KILL_AFTER: as kill -9
+# from outside (no cleanup, no atexit), at a known generation, so a fast family cannot finish first.
+KILL_AFTER = 2
+KILLED_RUN = f"""
+import os, signal
+from madloop import checkpoint
+save = checkpoint.Checkpointer.save
+
+def save_then_die(self, generation, tree):
+    save(self, generation, tree)
+    if generation == {KILL_AFTER}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoint.Checkpointer.save = save_then_die
+from madloop.run import main
+main()
+"""
+FAMILY_GENERATIONS = 5
+# conftest's tiny sets and two runs (seeds, or a swept knob) per family, checkpointed every generation.
+SMALL = [*TINY, f"loop.generations={FAMILY_GENERATIONS}", "loop.chunk=1", "loop.checkpoint=true"]
+# Each family with a pool whose state grows or is carried (the state a resume must restore besides the params),
+# and one or two metrics that read the model (each metric adds compile time; the final states are compared whole).
+FAMILIES = {
+    # EM warm-started from the previous generation; the accumulated pool kept as sufficient statistics
+    "gmm": ["data=ring8", "model=gmm", "model.components=4", "model.init_iters=5", "model.iters=2"]
+    + ["regime=synthetic_augmentation", "regime.pool=accumulate", "eval.metrics=[nll,sw2]"],
+    # the parameters are the training rows; a subsample of the accumulated pool buffer
+    "kde": ["data=moons", "model=kde", "regime=synthetic_augmentation", "regime.pool=accumulate_subsample"]
+    + ["eval.metrics=[nll,sw2]"],
+    # warm start: the next fit continues from the restored weights, AdamW moments and EMA
+    "diffusion": [*TINY_DIFFUSION, "regime=fresh_data", "eval.metrics=[sw2]"],
+    # the base and the auxiliary model, both restored
+    "sims": [*TINY_DIFFUSION, *TINY_SIMS, "regime=fully_synthetic", "eval.metrics=[sw2]"],
+    "curation": ["data=ring8", "model=gmm", "model.components=4", "model.init_iters=5", "model.iters=2"]
+    + ["curation=k_choice", "curation.k=3", "sweep.curation.temperature=[0.1,1.0]", "regime=fully_synthetic"]
+    + ["eval.metrics=[sw2,reward]"],
+}
+
+
+def fresh_optimiser(state):
+    """A checkpoint that does not save the optimiser: AdamW's moments and step count restart at 0 (lr kept)."""
+
+    def reset(path, a):
+        return a if "hyperparams" in jax.tree_util.keystr(path) else np.zeros_like(a)
+
+    return state._replace(params=state.params._replace(opt=jax.tree_util.tree_map_with_path(reset, state.params.opt)))
+
+
+# The power check: a checkpoint that loses what each family carries besides the obvious parameters makes the
+# resumed run differ (each lambda maps the restored LoopState to what such a checkpoint would give back).
+FORGETFUL = {
+    "gmm": [lambda s: s._replace(pool=jax.tree.map(np.zeros_like, s.pool))],  # the pool's statistics
+    "kde": [lambda s: s._replace(pool_w=np.zeros_like(s.pool_w))],  # the accumulated pool
+    "diffusion": [fresh_optimiser, lambda s: s._replace(params=s.params._replace(ema=s.params.net))],  # EMA
+    "sims": [lambda s: s._replace(params=s.params._replace(aux=s.params.base))],  # the auxiliary model
+    # (curation keeps no state of its own) a checkpoint that gives the runs back in another order: runs of the
+    # swept temperature and of the seeds swapped
+    "curation": [lambda s: jax.tree.map(lambda a: a[::-1], s)],
+}
+SLOW = {"diffusion", "sims"}  # 50-60 s of CPU each (two CLI processes and this one compile the network)
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])
+def test_every_family_resumes_with_identical_results(family, tmp_path, monkeypatch):
+    run = [*SMALL, *FAMILIES[family]]
+    killed = tmp_path / "killed"
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, *run, f"hydra.run.dir={killed}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert saved_steps(killed / "checkpoint") == [KILL_AFTER]  # killed mid-way
+    shutil.copytree(killed / "checkpoint", tmp_path / "at_kill")
+    whole = assert_resumes_bit_identical(run, killed, KILL_AFTER, FAMILY_GENERATIONS)
+
+    overrides = [o for o in run if not o.startswith("hydra")]
+    restore = checkpoint.Checkpointer.restore
+    for i, forget in enumerate(FORGETFUL[family]):
+
+        def forgetful_restore(self, abstract, forget=forget):
+            (state, rows), generation = restore(self, abstract)
+            return (forget(state), rows), generation
+
+        monkeypatch.setattr(checkpoint.Checkpointer, "restore", forgetful_restore)
+        shutil.copytree(tmp_path / "at_kill", tmp_path / f"forgetful{i}")
+        broken = madloop.simulate(overrides, checkpoint=tmp_path / f"forgetful{i}")
+        assert broken.resumed == KILL_AFTER
+        table, want = broken.table(), whole.table()
+        before = (want["generation"] <= KILL_AFTER).to_numpy()  # rows restored from the checkpoint: the same
+        np.testing.assert_array_equal(table.to_numpy()[before], want.to_numpy()[before])
+        after = table.to_numpy()[~before], want.to_numpy()[~before]
+        assert not np.array_equal(*after, equal_nan=True), f"forgetful checkpoint {i} of {family} went unnoticed"
 
 
 FAIL_ONE_JOB = """
