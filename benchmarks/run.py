@@ -485,6 +485,16 @@ def markdown(results: dict) -> str:
             cells += ["agreement with published script, last gen. (not gating)"]
             out.extend(header(cells))
             for r in rows:
+                if "sklearn_competent" not in r:  # a row measured before the competent reference existed
+                    ml, sk = r["final_nll_madloop"], r["final_nll_sklearn"]
+                    out.append(
+                        f"| {r['case']}, {r['seeds']} seeds x {r['generations']} gen. | {fmt(r['madloop_first'])} / "
+                        f"{fmt(r['madloop_steady'])} | not measured | | {fmt(r['sklearn'])} (1 run) | "
+                        f"{r['sklearn'] / r['madloop_first']:.1f}x / {r['sklearn'] / r['madloop_steady']:.0f}x | "
+                        f"- / {r.get('sklearn_failed_fits', 0)} | {ml[1]:.2f} -> {ml[0]:.3g} / - / {sk[1]:.2f} -> "
+                        f"{sk[0]:.3g} | not measured | not measured | not measured |"
+                    )
+                    continue
                 ml, co, sc = r["median_nll_madloop"], r["median_nll_sklearn_competent"], r["median_nll_sklearn_script"]
                 first, steady = r["madloop_first"], r["madloop_steady"]
                 out.append(
