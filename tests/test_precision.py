@@ -76,3 +76,16 @@ def test_float64_follows_the_logdet_law_that_float32_cannot():
     assert follows_logdet_law(logdet["float64"][:, 20], 21 / (g + 1) * law)
     assert follows_logdet_law(logdet["float32"][:, 20], 21 / (g + 1) * law)  # early on float32 is fine too
     assert not follows_logdet_law(logdet["float32"][:, g], law)
+
+
+def test_runs_compute_matrix_products_at_full_precision():
+    """A run's programs are traced with jax_default_matmul_precision=highest (GPUs would otherwise use TF32 for
+    float32 products), and the process's setting is restored afterwards."""
+    from madloop.precision import precision
+
+    before = jax.config.jax_default_matmul_precision
+    with precision("float32"):
+        assert jax.config.jax_default_matmul_precision == "highest"
+        text = jax.jit(lambda a: a @ a).lower(jnp.ones((3, 3))).as_text()
+    assert "HIGHEST" in text
+    assert jax.config.jax_default_matmul_precision == before
