@@ -134,3 +134,115 @@ def describe(label: str, a, se_a, b, se_b=0.0) -> str:
     a, b = np.atleast_1d(a), np.atleast_1d(b)
     got, ref = np.round(a, 3).tolist(), np.round(b, 3).tolist()
     return f"{label}: madloop {got} vs reference {ref}, z {np.round(z, 1).tolist()}"
+
+
+def kde_trace_law(
+    n_real: int, n_synth: int, generations: int, d: int, fully_synthetic: bool, bandwidth_n: int | None = None
+) -> np.ndarray:
+    """E tr Sigma_g / tr Sigma of the KDE loop with Scott's bandwidth, g = 0..generations (experiments/stability.py
+    derives it): with N training samples, the kernel adds h^2 = N^(-2/(d+4)) times the unbiased covariance, so
+    E tr S_{g+1} = k [n_r tr C + (n_s - 1) tr S_g + n_r n_s / N (D_g + tr S_g / n_s)] / N, k = 1 + h^2 N / (N - 1),
+    D_{g+1} = (n_s / N)^2 (D_g + tr S_g / n_s), E tr C = (n_r - 1) / n_r tr Sigma; n_r = 0 after generation 0 in
+    the fully synthetic loop. ``bandwidth_n``: the sample size the bandwidth is computed from (default N, the
+    training set's; a power check passes n_r, a plausible bug)."""
+    c = (n_real - 1) / n_real
+    t = (1.0 + n_real ** (-2.0 / (d + 4)) * n_real / (n_real - 1)) * c
+    dev = 0.0
+    nr = 0 if fully_synthetic else n_real
+    big_n = nr + n_synth
+    k = 1.0 + (bandwidth_n or big_n) ** (-2.0 / (d + 4)) * big_n / (big_n - 1)
+    out = [t]
+    for _ in range(generations):
+        between = nr * n_synth / big_n * (dev + t / n_synth)
+        t, dev = k * (nr * c + (n_synth - 1) * t + between) / big_n, (n_synth / big_n) ** 2 * (dev + t / n_synth)
+        out.append(t)
+    return np.asarray(out)
+
+
+def ring8(rng: np.random.Generator, n: int, radius: float = 2.0, std: float = 0.05) -> np.ndarray:
+    """n samples [n, 2] of madloop's ``data=ring8`` (8 equal modes on a circle)."""
+    angles = 2 * np.pi * rng.integers(0, 8, n) / 8
+    return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1) + std * rng.standard_normal((n, 2))
+
+
+def sklearn_em_step(x: np.ndarray, weights: np.ndarray, means: np.ndarray, covs: np.ndarray, reg_covar: float):
+    """One EM iteration of scikit-learn's GaussianMixture (full covariances) from the given parameters, float64.
+
+    Returns:
+        (weights [K], means [K, d], covariances [K, d, d]).
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    gm = GaussianMixture(
+        len(weights),
+        reg_covar=reg_covar,
+        max_iter=1,
+        tol=0.0,
+        weights_init=np.asarray(weights, np.float64) / np.sum(weights, dtype=np.float64),
+        means_init=np.asarray(means, np.float64),
+        precisions_init=np.linalg.inv(np.asarray(covs, np.float64)),
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(np.asarray(x, np.float64))
+    return gm.weights_, gm.means_, gm.covariances_
+
+
+def sklearn_gmm_loop(
+    seed: int,
+    n: int,
+    generations: int,
+    init_iters: int,
+    iters: int,
+    heldout: np.ndarray,
+    components: int = 8,
+    reuse_draws: bool = False,
+    keep: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """One seed of the GMM fully synthetic loop on the ring of 8 with scikit-learn (k-means++ at generation 0,
+    warm start, tol = 0 so every EM iteration runs, as in madloop). A fit that raises puts back a copy of the
+    previous model (scikit-learn overwrites the parameters before raising). ``reuse_draws``: the published-script
+    fault of an integer random_state, which reuses the same draws every generation (a power check).
+
+    Returns:
+        [len(keep)] held-out negative log-likelihood per sample at the generations ``keep`` (default all).
+    """
+    import copy
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(seed)
+    state = seed if reuse_draws else np.random.RandomState(seed)
+    gm = GaussianMixture(
+        components, max_iter=init_iters, tol=0.0, reg_covar=1e-6, init_params="k-means++", warm_start=True
+    )
+    gm.set_params(random_state=state)
+    keep = tuple(range(generations + 1)) if keep is None else keep
+    nll = np.full(len(keep), np.nan)
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(ring8(rng, n))
+        if 0 in keep:
+            nll[keep.index(0)] = -gm.score(heldout)
+        gm.set_params(max_iter=iters)
+        for g in range(1, generations + 1):
+            x, _ = gm.sample(n)
+            previous = copy.deepcopy(gm)
+            try:
+                gm.fit(x)
+            except ValueError:  # a covariance that cannot be factored: keep the previous model
+                gm = previous
+            if g in keep:  # scoring 1000 held-out points is most of a generation's cost
+                nll[keep.index(g)] = -gm.score(heldout)
+    return nll
+
+
+def symlog(x: np.ndarray) -> np.ndarray:
+    """sign(x) log(1 + |x|): the held-out NLL reaches 1e5 on collapsed seeds."""
+    return np.sign(x) * np.log1p(np.abs(x))
