@@ -1,0 +1,58 @@
+"""Regenerates (or checks) the golden metrics tables: ``python -m tests.golden.make [--check] [names...]``.
+
+With ``--check`` nothing is written: each case is run and compared with its golden file, and the largest
+absolute and relative differences are printed (0 for a refactoring that leaves results unchanged).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from madloop.api import run_table
+from tests.golden.cases import CASES
+
+FOLDER = Path(__file__).parent
+
+
+def path(name: str) -> Path:
+    """The golden file of a case."""
+    return FOLDER / f"{name}.csv"
+
+
+def compare(name: str, table: pd.DataFrame) -> tuple[float, float]:
+    """(max |a - b|, max |a - b| / |b|) over the numeric columns of a case's table and its golden file."""
+    gold = pd.read_csv(path(name))
+    if list(gold.columns) != list(table.columns) or len(gold) != len(table):
+        raise AssertionError(f"{name}: columns or rows differ: {list(gold.columns)} vs {list(table.columns)}")
+    a, b = table.to_numpy(np.float64), gold.to_numpy(np.float64)
+    both_nan = np.isnan(a) & np.isnan(b)
+    diff = np.where(both_nan, 0.0, np.abs(a - b))
+    rel = diff / np.maximum(np.abs(b), 1e-30)
+    return float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))), float(np.nanmax(np.where(np.isnan(rel), np.inf, rel)))
+
+
+def main(argv: list[str]) -> None:
+    check = "--check" in argv
+    names = [a for a in argv if not a.startswith("--")] or list(CASES)
+    worst = 0.0
+    for name in names:
+        t0 = time.perf_counter()
+        table = run_table(CASES[name])
+        if check:
+            diff, rel = compare(name, table)
+            worst = max(worst, diff)
+            print(f"{name:45s} max abs diff {diff:.3g}  max rel diff {rel:.3g}  ({time.perf_counter() - t0:.1f} s)")
+        else:
+            table.to_csv(path(name), index=False, float_format="%.17g")
+            print(f"{name:45s} {len(table)} rows  ({time.perf_counter() - t0:.1f} s)")
+    if check:
+        print(f"largest absolute difference over {len(names)} cases: {worst:.3g}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
