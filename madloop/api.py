@@ -64,6 +64,28 @@ def one_line_error(exc: BaseException, overrides: Sequence[str]) -> C.ConfigErro
     return C.ConfigError(full_key or "config", value, last)
 
 
+def yaml_options() -> dict[str, set[str]]:
+    """{group: option names with a YAML file in the package's config folder}."""
+    from importlib.resources import files
+
+    folder = files(CONFIG_MODULE)
+    return {
+        group: {f.name.removesuffix(".yaml") for f in folder.joinpath(group).iterdir() if f.name.endswith(".yaml")}
+        for group in C.GROUPS
+    }
+
+
+def register() -> None:
+    """Loads the option modules and plug-ins and fills Hydra's config store (idempotent)."""
+    from madloop import plugins
+
+    plugins.load()
+    from madloop import knobs
+
+    knobs.register_sweep()  # after the plug-ins: they may add knobs
+    C.register_configs(yaml_options())
+
+
 def _default_option(group: str) -> str:
     from importlib.resources import files
 
@@ -76,11 +98,13 @@ def _fields_of(path: str, given: dict[str, str] | None = None) -> str:
     import dataclasses
 
     parts = [p for p in path.split(".") if p]
-    if parts and parts[0] in C.SCHEMAS:  # a group: the chosen option's schema
+    if parts and parts[0] in C.OPTIONS:  # a group: the chosen option's schema
         option = (given or {}).get(parts[0]) or _default_option(parts[0])
-        cls = C.SCHEMAS[parts[0]].get(option)
+        cls = C.schemas(parts[0]).get(option)
         return ", ".join(f.name for f in dataclasses.fields(cls)) if cls and len(parts) == 1 else ""
     node: object = C.Config
+    if parts and parts[0] == "sweep":
+        node, parts = C.NODES["sweep"], parts[1:]
     for part in parts:
         hints = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
         if part not in hints:
@@ -102,7 +126,7 @@ def compose(overrides: Sequence[str] = ()) -> C.Config:
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    C.register_configs()
+    register()
     overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
@@ -115,11 +139,13 @@ def compose(overrides: Sequence[str] = ()) -> C.Config:
 
 def to_config(node, overrides: Sequence[str] = ()) -> C.Config:
     """Converts a composed DictConfig once into the frozen Config and validates it."""
+    from madloop.parts import validate
+
     try:
         cfg = OmegaConf.to_object(node)
     except Exception as exc:
         raise one_line_error(exc, overrides) from exc
-    return C.validate(cfg)
+    return validate(cfg)
 
 
 def simulate(
@@ -127,11 +153,11 @@ def simulate(
     progress: Callable[[int, int, float], None] | None = None,
     checkpoint: str | Path | None = None,
 ):
-    """Runs an experiment from override strings and returns its ``Result`` (see ``madloop.loop.Result``).
+    """Runs an experiment from override strings and returns its ``Result`` (see ``madloop.engine.Result``).
 
-    ``checkpoint``: a folder to checkpoint into and resume from (see ``madloop.loop.Simulation.__call__``).
+    ``checkpoint``: a folder to checkpoint into and resume from (see ``madloop.engine.Simulation.__call__``).
     """
-    from madloop.loop import simulation
+    from madloop.engine import simulation
 
     result = simulation(compose(overrides))(progress, checkpoint)
     if (message := result.divergence()) is not None:

@@ -13,8 +13,8 @@ model's expected reward E_{p_g}[r(x)].
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -23,6 +23,37 @@ import jax.numpy as jnp
 from madloop import config as C
 from madloop.data import DataSource
 from madloop.types import Data, Key
+
+
+@dataclass(frozen=True)
+class NoCuration(C.CurationConfig):
+    """Every synthetic sample enters the pool."""
+
+
+@dataclass(frozen=True)
+class KChoiceCuration(C.CurationConfig):
+    """K-choice curation (Ferbach et al. 2024, after the Bradley-Terry / Plackett-Luce choice model): each of the
+    ``regime.n_synth`` synthetic samples is chosen from ``k`` fresh model samples, sample j with probability
+    softmax(r(x_j) / temperature). Evaluation samples (the model's own distribution) are not curated.
+
+    Attributes:
+        k: candidates per kept sample (1 = no curation); the model draws k * n_synth samples per generation.
+        temperature: of the choice; -> 0 keeps the best of k, -> inf picks uniformly. Traced (vmappable with
+            ``sweep.curation.temperature``).
+        reward: ``mode``: minus the distance to the centre of component ``mode`` of a mixture truth;
+            ``point``: minus the distance to ``target``; ``class``: the log-probability of class ``label``
+            under the feature classifier of an image source (data=digits, mnist).
+        mode: the component of the truth (``reward=mode``).
+        target: a point with ``data``'s dimension (``reward=point``).
+        label: the class (``reward=class``).
+    """
+
+    k: int = 4
+    temperature: float = 1.0
+    reward: str = "mode"
+    mode: int = 0
+    target: list[float] | None = None
+    label: int = 0
 
 
 class Curation(NamedTuple):
@@ -82,15 +113,14 @@ def class_reward(source: DataSource, label: int) -> Callable[[Data], jax.Array]:
     return reward
 
 
-@functools.singledispatch
 def make_curation(cfg: C.CurationConfig, source: DataSource) -> Curation:
-    """The curation rule of a validated ``curation`` config, for the data source's dimension."""
-    raise TypeError(f"unknown curation {type(cfg).__name__}")
+    """The curation rule of a validated ``curation`` config, for the data source (its registered ``build``)."""
+    return C.option_of("curation", cfg)[1].build(cfg, source)
 
 
-@make_curation.register
-def _(cfg: C.NoCuration, source: DataSource) -> Curation:
-    del source
+def no_curation(cfg: NoCuration, source: DataSource) -> Curation:
+    """Every synthetic sample enters the pool."""
+    del cfg, source
 
     def select(key: Key, x: Data, temperature: jax.Array) -> Data:
         del key, temperature
@@ -99,8 +129,8 @@ def _(cfg: C.NoCuration, source: DataSource) -> Curation:
     return Curation(1, select, None)
 
 
-@make_curation.register
-def _(cfg: C.KChoiceCuration, source: DataSource) -> Curation:
+def k_choice_curation(cfg: KChoiceCuration, source: DataSource) -> Curation:
+    """K-choice curation under the configured reward."""
     dim = source.dim
     if cfg.reward == "mode":
         reward = distance_reward(source.mixture.means[cfg.mode])
@@ -113,3 +143,43 @@ def _(cfg: C.KChoiceCuration, source: DataSource) -> Curation:
         return k_choice(key, x, reward(x[:, :dim]), cfg.k, temperature)
 
     return Curation(cfg.k, select, reward)
+
+
+def check_k_choice(c: KChoiceCuration) -> None:
+    """Field checks of ``curation=k_choice``."""
+    C.int_at_least("curation.k", c.k, 1, " (candidates per kept sample)")
+    C.positive("curation.temperature", c.temperature, " (-> 0 keeps the best of k)")
+    if c.temperature < 1e-30:
+        raise C.ConfigError("curation.temperature", c.temperature, "must be >= 1e-30 (float32 resolution)")
+    C.choice("curation.reward", c.reward, ("mode", "point", "class"))
+
+
+def fits_k_choice(c: KChoiceCuration, cfg: C.Config, parts) -> None:
+    """Synthetic samples to curate, and a reward the data source defines."""
+    if cfg.regime.n_synth < 1:
+        raise C.ConfigError("curation", "k_choice", "needs regime.n_synth >= 1 (synthetic samples to curate)")
+    source = parts.source
+    if c.reward == "mode":
+        mix = source.mixture
+        if mix is None or mix.weights.shape[0] < 2:
+            raise C.ConfigError("curation.reward", "mode", "needs a mixture truth with >= 2 modes (ring8, grid25, ...)")
+        k = mix.weights.shape[0]
+        if not C.is_int(c.mode) or not 0 <= c.mode < k:
+            raise C.ConfigError(
+                "curation.mode", c.mode, f"must be an integer in [0, {k - 1}] (a component of the truth)"
+            )
+    elif c.reward == "point":
+        t = None if c.target is None else list(c.target)
+        if t is None or len(t) != source.dim or not all(C.is_number(v) for v in t):
+            raise C.ConfigError(
+                "curation.target", t, f"must be {source.dim} finite numbers (a point of the data space)"
+            )
+    else:
+        if source.classifier is None:
+            raise C.ConfigError("curation.reward", "class", "needs an image source with a classifier (digits, mnist)")
+        if not C.is_int(c.label) or not 0 <= c.label < source.classes:
+            raise C.ConfigError("curation.label", c.label, f"must be an integer in [0, {source.classes - 1}] (a class)")
+
+
+C.register("curation", "none", NoCuration, build=no_curation)
+C.register("curation", "k_choice", KChoiceCuration, build=k_choice_curation, check=check_k_choice, fits=fits_k_choice)

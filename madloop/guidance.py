@@ -7,8 +7,8 @@ References:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -20,12 +20,44 @@ from madloop.mixture import Mixture, component_log_prob
 from madloop.types import Data, GenerativeModel, Key, Knobs, Params, Weights
 
 
+@dataclass(frozen=True)
+class NoGuidance(C.GuidanceConfig):
+    """Plain sampling from the fitted model."""
+
+
+@dataclass(frozen=True)
+class SimsGuidance(C.GuidanceConfig):
+    """SIMS negative guidance (Alemohammad et al. 2024) for diffusion models.
+
+    After each generation's base model is fitted, ``n_aux`` samples are drawn from it and a copy is fine-tuned
+    on them for ``aux_steps`` steps (the auxiliary model); sampling then uses
+    ``(1 + omega) s_base - omega s_aux``.
+
+    Attributes:
+        omega: guidance strength (>= 0; 0 is the base model exactly). Traced, so it can be vmapped.
+        n_aux: synthetic samples the auxiliary model is fine-tuned on.
+        aux_steps: fine-tuning steps of the auxiliary model.
+        control: ``none`` (fine-tune on all n_aux samples, as in the paper's self-improvement) or ``modes``
+            (distribution control: fine-tune on the samples weighted by share / target of their mode, so the
+            auxiliary model over-represents what the base over-represents and negative guidance moves the mode
+            proportions toward the target; see ``madloop.guidance.mode_ratio_weights``).
+        target: mode weights for ``control=modes``, one per component of the truth, all > 0 (normalised);
+            null = the truth's own weights.
+    """
+
+    omega: float = 1.0
+    n_aux: int = 1024
+    aux_steps: int = 300
+    control: str = "none"
+    target: list[float] | None = None
+
+
 class Guided(NamedTuple):
     """A model family with its sampling guidance: what the loop fits and samples.
 
     Attributes:
         init: ``init(key, x, w) -> params``.
-        fit: ``fit(key, params, x, w, warm) -> params`` (for SIMS: the base, then the auxiliary model).
+        fit: ``fit(key, params, x, w, warm, knobs) -> params`` (for SIMS: the base, then the auxiliary model).
         sample: ``sample(key, params, n, knobs) -> x`` [n, d]: the samples the loop uses (synthetic data and
             evaluation), with sampling bias ``knobs.lam`` and guidance ``knobs.omega``.
         base: ``base(params) -> params`` of the underlying family (for parameter metrics).
@@ -44,20 +76,15 @@ class SimsParams(NamedTuple):
     aux: Params
 
 
-@functools.singledispatch
 def make_guidance(cfg: C.GuidanceConfig, model: GenerativeModel, source: DataSource) -> Guided:
-    """The guided model for a guidance config."""
-    raise TypeError(f"no guidance for {type(cfg).__name__}")
+    """The guided model for a guidance config (its registered option's ``build``)."""
+    return C.option_of("guidance", cfg)[1].build(cfg, model, source)
 
 
-@make_guidance.register
-def _(cfg: C.NoGuidance, model: GenerativeModel, source: DataSource) -> Guided:
+def plain(cfg: NoGuidance, model: GenerativeModel, source: DataSource) -> Guided:
+    """Sampling from the fitted model itself."""
     del cfg, source
-
-    def sample(key: Key, params: Params, n: int, knobs: Knobs) -> Data:
-        return model.sample(key, params, n, knobs.lam)
-
-    return Guided(model.init, model.fit, sample, lambda params: params)
+    return Guided(model.init, model.fit, model.sample, lambda params: params)
 
 
 def mode_shares(x: Data, truth: Mixture) -> tuple[jax.Array, jax.Array]:
@@ -81,10 +108,12 @@ def mode_ratio_weights(x: Data, truth: Mixture, target: jax.Array) -> Weights:
     return (share / target)[mode]
 
 
-@make_guidance.register
-def _(cfg: C.SimsGuidance, model: GenerativeModel, source: DataSource) -> Guided:
-    if model.finetune is None or model.guided_sample is None:
-        raise TypeError("guidance=sims needs a family with finetune and guided_sample (model=diffusion)")
+def sims(cfg: SimsGuidance, model: GenerativeModel, source: DataSource) -> Guided:
+    """SIMS: each generation fits the base, then fine-tunes a copy on its own samples (the auxiliary model), and
+    samples with the extrapolated score (1 + omega) s_base - omega s_aux."""
+    if model.guidance is None:
+        raise TypeError("guidance=sims needs a family with the guidance capability (model=diffusion)")
+    finetune, guided_sample = model.guidance
     if cfg.control == "modes":
         truth = source.mixture
         target = truth.weights if cfg.target is None else jnp.asarray(cfg.target, jnp.float32)
@@ -94,20 +123,53 @@ def _(cfg: C.SimsGuidance, model: GenerativeModel, source: DataSource) -> Guided
         params = model.init(key, x, w)
         return SimsParams(params, params)
 
-    def fit(key: Key, params: SimsParams, x: Data, w: Weights, warm: bool) -> SimsParams:
+    def fit(key: Key, params: SimsParams, x: Data, w: Weights, warm: bool, knobs: Knobs) -> SimsParams:
         # The base is fitted with the same key as without guidance (common random numbers with guidance=none).
-        base = model.fit(key, params.base, x, w, warm)
+        base = model.fit(key, params.base, x, w, warm, knobs)
         k_draw, k_aux = jax.random.split(key)
         # The auxiliary model: the base fine-tuned on n_aux of its own (unbiased) samples.
-        x_aux = model.sample(k_draw, base, cfg.n_aux, jnp.float32(1.0))
+        x_aux = model.sample(k_draw, base, cfg.n_aux, {**knobs, "lam": jnp.float32(1.0)})
         if cfg.control == "modes":  # (a conditional family's samples carry a label column: mode by x alone)
             w_aux = mode_ratio_weights(x_aux[:, : truth.means.shape[1]], truth, target)
         else:
             w_aux = jnp.ones((cfg.n_aux,))
-        aux = model.finetune(k_aux, base, x_aux, w_aux, cfg.aux_steps)
+        aux = finetune(k_aux, base, x_aux, w_aux, cfg.aux_steps, knobs)
         return SimsParams(base, aux)
 
     def sample(key: Key, params: SimsParams, n: int, knobs: Knobs) -> Data:
-        return model.guided_sample(key, params.base, params.aux, n, knobs.lam, knobs.omega)
+        return guided_sample(key, params.base, params.aux, n, knobs)
 
     return Guided(init, fit, sample, lambda params: params.base)
+
+
+def check_sims(g: SimsGuidance) -> None:
+    """Field checks of ``guidance=sims``."""
+    C.non_negative("guidance.omega", g.omega, " (0 = the base model)")
+    C.int_at_least("guidance.n_aux", g.n_aux, 1)
+    C.int_at_least("guidance.aux_steps", g.aux_steps, 1)
+    C.choice("guidance.control", g.control, ("none", "modes"))
+    if g.control == "none" and g.target is not None:
+        raise C.ConfigError("guidance.target", list(g.target), "only applies to guidance.control=modes")
+
+
+def fits_sims(g: SimsGuidance, cfg: C.Config, parts) -> None:
+    """SIMS needs a family it can guide; distribution control needs a mixture truth (and a target per mode)."""
+    del cfg
+    if parts.model.guidance is None:
+        raise C.ConfigError("guidance", "sims", "needs model=diffusion (SIMS guides a diffusion sampler's score)")
+    if g.control == "none":
+        return
+    mix = parts.source.mixture
+    if mix is None or mix.weights.shape[0] < 2:
+        raise C.ConfigError(
+            "guidance.control", "modes", "needs a mixture truth with >= 2 modes (ring8, grid25, mixture)"
+        )
+    k = mix.weights.shape[0]
+    if g.target is not None:
+        t = list(g.target)
+        if len(t) != k or any(not C.is_number(v) or v <= 0 for v in t):
+            raise C.ConfigError("guidance.target", t, f"must be {k} finite weights > 0, one per mode of the truth")
+
+
+C.register("guidance", "none", NoGuidance, build=plain)
+C.register("guidance", "sims", SimsGuidance, build=sims, check=check_sims, fits=fits_sims)

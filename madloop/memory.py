@@ -14,6 +14,15 @@ import os
 from typing import Any, NamedTuple
 
 from madloop import config as C
+from madloop import knobs, pools, regimes
+from madloop.curation import KChoiceCuration
+from madloop.data.images import DigitsData, MnistData
+from madloop.data.toy import GaussianData, Grid25Data, MixtureData, Ring8Data
+from madloop.guidance import NoGuidance, SimsGuidance
+from madloop.models.diffusion import DiffusionModel
+from madloop.models.gaussian import GaussianModel
+from madloop.models.gmm import GMMModel
+from madloop.models.kde import KDEModel
 
 GIB = 1 << 30
 INT32_MAX = 2**31 - 1
@@ -44,30 +53,30 @@ class Buffer(NamedTuple):
 
 def data_dim(data: C.DataConfig) -> int:
     """d, the values per sample of a data source (an image source's pixels per image), from its config."""
-    if isinstance(data, C.DigitsData):
+    if isinstance(data, DigitsData):
         return 64
-    if isinstance(data, C.MnistData):
+    if isinstance(data, MnistData):
         return (data.size or 28) ** 2
-    return C.data_dim(data)
+    return getattr(data, "dim", 2)
 
 
 def _heldout_size(cfg: C.Config) -> int:
     """A lower bound on the held-out set's size: eval.n draws of a distribution, or an image set's held-out part
     (digits gives round(heldout x count) images of each of its 10 classes: at least heldout x 1797 - 5)."""
-    if isinstance(cfg.data, C.DigitsData):
+    if isinstance(cfg.data, DigitsData):
         return max(1, int(cfg.data.heldout * DIGITS_IMAGES) - 5)
-    if isinstance(cfg.data, C.MnistData):
+    if isinstance(cfg.data, MnistData):
         return cfg.data.heldout_n
     return cfg.eval.n
 
 
 def _truth_modes(data: C.DataConfig) -> int:
     """Components of a mixture truth (0 for other truths)."""
-    if isinstance(data, C.Ring8Data):
+    if isinstance(data, Ring8Data):
         return data.modes
-    if isinstance(data, C.Grid25Data):
+    if isinstance(data, Grid25Data):
         return data.side**2
-    if isinstance(data, C.MixtureData):
+    if isinstance(data, MixtureData):
         return data.components
     return 0
 
@@ -77,27 +86,22 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def grid_points(cfg: C.Config) -> int:
-    """K, the knob grid's size: the product of the lengths of the ``sweep.*`` lists (1 without a sweep)."""
-    sw = cfg.sweep
-    lists = (sw.bias.lam, sw.regime.real_weight, sw.regime.n_real, sw.regime.n_synth, sw.guidance.omega)
-    lists += (sw.curation.temperature,)
-    return math.prod(len(v) for v in lists if v is not None)
+grid_points = knobs.grid_points
 
 
-def _mlp_params(m: C.DiffusionModel, d: int) -> int:
+def _mlp_params(m: DiffusionModel, d: int) -> int:
     """Weights of the MLP denoiser: [x, emb(t), onehot(y)] -> depth x Dense(width) -> Dense(d)."""
     inputs = d + m.time_features + (m.classes + 1 if m.classes else 0)
     return (inputs + 1) * m.width + (m.depth - 1) * (m.width + 1) * m.width + (m.width + 1) * d
 
 
-def _unet_params(m: C.DiffusionModel) -> int:
+def _unet_params(m: DiffusionModel) -> int:
     """A lower bound on the U-Net's weights: the two 3 x 3 convolutions of every residual block, c -> c (the
     first one of a level's first block maps from fewer channels, counted as c -> c / 2 at least)."""
     return sum(m.blocks * 9 * c * c * 2 - 9 * c * (c - c // 2) for c in m.channels)
 
 
-def network_params(m: C.DiffusionModel, d: int) -> int:
+def network_params(m: DiffusionModel, d: int) -> int:
     """The denoiser's trainable weights (exact for the MLP, a lower bound for the U-Net)."""
     return _unet_params(m) if m.network == "unet" else _mlp_params(m, d)
 
@@ -108,8 +112,8 @@ def _stats_pool(cfg: C.Config) -> bool:
     return (
         cfg.loop.stats_pool
         and cfg.regime.pool == "accumulate"
-        and isinstance(cfg.model, C.GaussianModel)
-        and isinstance(cfg.guidance, C.NoGuidance)
+        and isinstance(cfg.model, GaussianModel)
+        and isinstance(cfg.guidance, NoGuidance)
     )
 
 
@@ -119,9 +123,9 @@ def _pool_capacity(r: C.RegimeConfig, generations: int) -> int:
 
 
 def _train_size(r: C.RegimeConfig, generations: int) -> int:
-    s = C.subsample_size(r) if r.pool == "accumulate_subsample" else _pool_capacity(r, generations)
-    t = max(r.n_real, s) if isinstance(r, C.FullySynthetic) else r.n_real + s
-    return max(t, C.initial_size(r))
+    s = pools.subsample_size(r) if r.pool == "accumulate_subsample" else _pool_capacity(r, generations)
+    t = max(r.n_real, s) if isinstance(r, regimes.FullySynthetic) else r.n_real + s
+    return max(t, regimes.initial_size(r))
 
 
 def _snapshot_count(generations: int, snapshots: int) -> int:
@@ -159,9 +163,9 @@ def buffers(cfg: C.Config) -> list[Buffer]:
 
     # The truth's covariance: building the data source (which validation does) holds it in float64 (numpy) and in
     # float32 (JAX); a mixture truth holds one float32 matrix per component.
-    if isinstance(cfg.data, C.GaussianData):
+    if isinstance(cfg.data, GaussianData):
         out.append(Buffer("the truth's covariance", f"{d} x {d} float64 + float32", d * d * 12, ("data.dim",)))
-    elif isinstance(cfg.data, C.MixtureData):  # the identity in float64, then one float32 copy per component
+    elif isinstance(cfg.data, MixtureData):  # the identity in float64, then one float32 copy per component
         kt = cfg.data.components
         shape = f"{d} x {d} float64 + {kt} components x {d} x {d} float32"
         out.append(Buffer("the truth's covariances", shape, d * d * (8 + 4 * kt), ("data.dim", "data.components")))
@@ -177,17 +181,17 @@ def buffers(cfg: C.Config) -> list[Buffer]:
                 "the accumulated pool", [(g * r.n_synth, "slots (generations x n_synth)"), (row, "values")], pool_fields
             )
     add("the real set", [(r.n_real, "samples"), (row, "values")], ("regime.n_real", "data.dim"))
-    if isinstance(m, C.GaussianModel):
+    if isinstance(m, GaussianModel):
         add("the model covariances", [(d, ""), (d, "")], ("data.dim",))
-    elif isinstance(m, C.GMMModel):
+    elif isinstance(m, GMMModel):
         add("the model covariances", [(m.components, "components"), (d, ""), (d, "")], ("data.dim", "model.components"))
-    elif isinstance(m, C.KDEModel):
+    elif isinstance(m, KDEModel):
         t = r.n_real if _stats_pool(cfg) else _train_size(r, g)
         add("the KDE's kernel centres", [(t, "points"), (d, "values")], ("regime.n_synth", "loop.generations"))
         add("the KDE's kernel factor", [(d, ""), (d, "")], ("data.dim",))
-    elif isinstance(m, C.DiffusionModel):
+    elif isinstance(m, DiffusionModel):
         # The weights, their EMA and AdamW's two moments; SIMS adds the auxiliary model's four copies.
-        copies = 8 if isinstance(cfg.guidance, C.SimsGuidance) else 4
+        copies = 8 if isinstance(cfg.guidance, SimsGuidance) else 4
         p = network_params(m, d)
         net_fields = ("model.channels",) if m.network == "unet" else ("model.width", "model.depth", "data.dim")
         add("the network (weights, EMA, optimiser moments)", [(copies, "copies"), (p, "weights")], net_fields)
@@ -221,9 +225,9 @@ def buffers(cfg: C.Config) -> list[Buffer]:
     kt = _truth_modes(cfg.data)
     if kt >= 2 and (names is None or "modes" in names or "hq" in names):
         add("the mode distances", [(kt, "modes"), (ev.n, "samples"), (d, "values")], ("eval.n",), main=False)
-    if isinstance(cfg.curation, C.KChoiceCuration) and (kc := _count(cfg.curation.k)):
+    if isinstance(cfg.curation, KChoiceCuration) and (kc := _count(cfg.curation.k)):
         add("the curation's candidates", [(kc * r.n_synth, "samples"), (row, "values")], ("curation.k",), False)
-    if isinstance(cfg.guidance, C.SimsGuidance) and (n_aux := _count(cfg.guidance.n_aux)):
+    if isinstance(cfg.guidance, SimsGuidance) and (n_aux := _count(cfg.guidance.n_aux)):
         add("SIMS's auxiliary samples", [(n_aux, "samples"), (row, "values")], ("guidance.n_aux",), main=False)
     return out
 

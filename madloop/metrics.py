@@ -46,13 +46,20 @@ def class_columns(classes: int) -> tuple[str, ...]:
     return tuple(f"class_{c}" for c in range(classes))
 
 
-def available_metrics(cfg: C.Config) -> dict[str, str | None]:
-    """Every metric name -> None when it applies to this config, else why not (for error messages)."""
-    from madloop.data import make_source
-    from madloop.models import make_model
+class Context(NamedTuple):
+    """What a metric may read besides the samples and parameters: the data source, the model family, the
+    curation and the eval config."""
 
-    source, model = make_source(cfg.data), make_model(cfg.model)
-    gaussian_pair = isinstance(cfg.model, C.GaussianModel) and source.gaussian
+    source: DataSource
+    model: GenerativeModel
+    curation: Any
+    eval: C.EvalConfig
+
+
+def available(ctx: Context) -> dict[str, str | None]:
+    """Every metric name -> None when it applies to this run, else why not (for error messages)."""
+    source, model = ctx.source, ctx.model
+    gaussian_pair = model.moments is not None and model.moments.gaussian and source.gaussian
     mixture_truth = source.mixture is not None and source.mixture.weights.shape[0] >= 2
     out: dict[str, str | None] = {}
     for name in ALL_METRICS + class_columns(source.classes if source.classifier is not None else 10):
@@ -63,21 +70,38 @@ def available_metrics(cfg: C.Config) -> dict[str, str | None]:
             reason = "needs model=gaussian and data=gaussian (closed form)"
         elif name in MODE_METRICS and not mixture_truth:
             reason = "needs a mixture truth with >= 2 modes (data=ring8, grid25, mixture)"
-        elif name in DENSITY_METRICS and model.log_prob is None:
+        elif name in DENSITY_METRICS and model.density is None:
             reason = "needs a model with a log-density"
         elif (name in CLASSIFIER_METRICS or name.startswith("class_")) and source.classifier is None:
             reason = "needs an image source with a feature classifier (data=digits, mnist)"
-        elif name in CURATION_METRICS and isinstance(cfg.curation, C.NoCuration):
+        elif name in CURATION_METRICS and ctx.curation.reward is None:
             reason = "needs curation=k_choice (the reward it curates by)"
         out[name] = reason
     return out
 
 
-def selected_metrics(cfg: C.Config) -> tuple[str, ...]:
+def check(ctx: Context) -> None:
+    """Checks ``eval.metrics`` against the metrics that apply."""
+    names = ctx.eval.metrics
+    if names is None:
+        return
+    avail = available(ctx)
+    if len(names) == 0:
+        raise C.ConfigError("eval.metrics", [], "name at least one metric (or null for all that apply)")
+    if not all(isinstance(name, str) for name in names):
+        raise C.ConfigError("eval.metrics", list(names), "must be a list of metric names")
+    for name in names:
+        if name not in avail:
+            raise C.ConfigError("eval.metrics", list(names), f"unknown metric {name!r}; known: " + ", ".join(avail))
+        if avail[name] is not None:
+            raise C.ConfigError("eval.metrics", list(names), f"{name!r} {avail[name]}")
+
+
+def select(ctx: Context) -> tuple[str, ...]:
     """The metrics a run computes: ``eval.metrics`` or every metric that applies."""
-    if cfg.eval.metrics is not None:
-        return tuple(cfg.eval.metrics)
-    return tuple(name for name, why in available_metrics(cfg).items() if why is None)
+    if ctx.eval.metrics is not None:
+        return tuple(ctx.eval.metrics)
+    return tuple(name for name, why in available(ctx).items() if why is None)
 
 
 # ------------------------------------------------------------------------------------------- building blocks
@@ -278,7 +302,7 @@ class Reference(NamedTuple):
     features: jax.Array | None = None
 
 
-def make_reference(
+def _make_reference(
     key: Key,
     heldout: Data,
     k: int,
@@ -375,7 +399,7 @@ def params_metrics(
     """Metrics that read the fitted parameters: moments vs the truth's, closed-form w2/kl, held-out nll."""
     out: dict[str, jax.Array] = {}
     if any(n in names for n in MOMENT_METRICS + GAUSSIAN_METRICS):
-        mean, cov = model.moments(params)
+        mean, cov = model.moments.moments(params)
         if "trace_ratio" in names:
             out["trace_ratio"] = jnp.trace(cov) / jnp.trace(source.cov)
         if "mean_sqerr" in names:
@@ -387,7 +411,7 @@ def params_metrics(
         if "kl" in names:  # KL(truth || model): the expected excess code length of the model on real data
             out["kl"] = gaussian_kl(source.mean, source.cov, mean, cov)
     if "nll" in names:
-        out["nll"] = -jnp.mean(model.log_prob(params, ref.heldout))
+        out["nll"] = -jnp.mean(model.density.log_prob(params, ref.heldout))
     return out
 
 
@@ -399,3 +423,28 @@ def is_sample_metric(name: str) -> bool:
 def needs_samples(names: tuple[str, ...]) -> bool:
     """Whether any selected metric reads model samples."""
     return any(is_sample_metric(n) for n in names)
+
+
+def needs_classifier(names: tuple[str, ...]) -> bool:
+    """Whether a selected metric reads the image classifier."""
+    return any(m in FEATURE_METRICS or reads_classes(m) for m in names)
+
+
+def make_reference(key: Key, heldout: Data, ctx: Context, names: tuple[str, ...]) -> Reference:
+    """The held-out statistics the metrics ``names`` read (one call per run)."""
+    source = ctx.source
+    classifier = source.classifier() if source.classifier is not None and needs_classifier(names) else None
+    return _make_reference(key, heldout, ctx.eval.k, ctx.eval.projections, names, classifier)
+
+
+def evaluate_params(names: tuple[str, ...], params, ctx: Context, ref: Reference) -> dict[str, jax.Array]:
+    """Metrics that read the fitted parameters (of the base family)."""
+    return params_metrics(names, params, ctx.model, ctx.source, ref)
+
+
+def evaluate_samples(names: tuple[str, ...], samples: Data, ctx: Context, ref: Reference) -> dict[str, jax.Array]:
+    """Metrics that read model samples [n, d]."""
+    out = sample_metrics(names, samples, ref, ctx.eval, ctx.source)
+    if "reward" in names:  # the model's expected reward under the curation's reward (uncurated samples)
+        out["reward"] = jnp.mean(ctx.curation.reward(samples))
+    return out

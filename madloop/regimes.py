@@ -1,145 +1,150 @@
-"""Generation g's training set: the regime's real part and the pool policy's synthetic part, at fixed shapes.
+"""The loop families (regimes): the real part of generation g's training set, and the training-set size.
 
-Layout of every training set (generation 0 included): ``[real slots | synthetic slots (S)]`` padded to a fixed
-size T with frequency weights, 0 marking an unused slot, so every generation has the same shapes and the loop
-scans. S = n_synth (replace), G * n_synth (accumulate) or the subsample size (accumulate_subsample). The real
-slots are n_real, except in the fully synthetic loop, which has none after generation 0: there T = max(n_real, S)
-and generation 0's real set is padded to T.
+Generation 0 is fitted on real data only. Later generations train on the regime's real part (none in the fully
+synthetic loop, the same real set in synthetic augmentation, fresh draws in the fresh data loop) and the pool's
+synthetic part (``madloop.pools``). Every training set has T slots: ``n_real + S``, or ``max(n_real, S)`` when later
+generations have no real slots (the fully synthetic loop, whose generation 0 is padded to T).
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 
 from madloop import config as C
+from madloop import pools
 from madloop.data import DataSource
-from madloop.types import Data, GenerativeModel, Key, Weights
+from madloop.types import Data, Key, Weights
 
 
-def pool_capacity(regime: C.RegimeConfig, generations: int) -> int:
-    """Slots P of the synthetic pool buffer: n_synth (replace) or generations * n_synth (accumulate*)."""
-    return regime.n_synth if regime.pool == "replace" else generations * regime.n_synth
+@dataclass(frozen=True)
+class FullySynthetic(C.RegimeConfig):
+    """Only generation 0 sees real data."""
 
 
-def synth_slots(regime: C.RegimeConfig, generations: int) -> int:
-    """Synthetic slots S of a training set."""
-    if regime.pool == "accumulate_subsample":
-        return C.subsample_size(regime)
-    return pool_capacity(regime, generations)
+@dataclass(frozen=True)
+class SyntheticAugmentation(C.RegimeConfig):
+    """Generation 0's real set is reused in every generation's training set."""
 
 
-def train_size(regime: C.RegimeConfig, generations: int) -> int:
-    """T, the fixed number of slots of every training set."""
-    s = synth_slots(regime, generations)
-    return max(regime.n_real, s) if isinstance(regime, C.FullySynthetic) else regime.n_real + s
+@dataclass(frozen=True)
+class FreshData(C.RegimeConfig):
+    """``n_real`` new real samples are drawn for every generation."""
 
 
-def pad(x: Data, w: Weights, size: int) -> tuple[Data, Weights]:
-    """Appends zero-weight rows so x [n, d], w [n] become [size, d], [size]."""
-    extra = size - x.shape[0]
-    return jnp.pad(x, ((0, extra), (0, 0))), jnp.pad(w, (0, extra))
+class Regime(NamedTuple):
+    """A regime as a pure function.
 
-
-def empty_pool(regime: C.RegimeConfig, generations: int, dim: int) -> tuple[Data, Weights]:
-    """A pool buffer [P, d] of zeros with weights [P] of zeros."""
-    p = pool_capacity(regime, generations)
-    return jnp.zeros((p, dim)), jnp.zeros((p,))  # the run's precision (float64 under loop.precision=float64)
-
-
-def count_mask(size: int, count: jax.Array | int) -> Weights:
-    """Weights [size]: 1 for the first ``count`` slots, 0 after (a count knob as a mask over a static maximum)."""
-    return (jnp.arange(size) < count).astype(jnp.zeros(()).dtype)
-
-
-def add_to_pool(
-    regime: C.RegimeConfig, pool: Data, pool_w: Weights, synth: Data, g: jax.Array, count: jax.Array | int
-) -> tuple[Data, Weights]:
-    """Puts generation g - 1's samples [n_synth, d] into the pool for generation g (g >= 1); only the first
-    ``count`` of them get weight (a swept ``n_synth``; ``count = n_synth`` otherwise).
-
-    replace: the pool becomes these samples. accumulate*: they fill slots [(g-1) n_synth, g n_synth).
+    Attributes:
+        real_slots: whether generations g >= 1 have real slots (all regimes but the fully synthetic loop).
+        real_part: ``real_part(key, real, source) -> (x [n_real, d], w [n_real])``: the real part of generation
+            g's training set (g >= 1) from generation 0's real set ``real`` [n_real, d] and the (training) source.
     """
-    synth_w = count_mask(regime.n_synth, count)
-    if regime.pool == "replace":
-        return synth, synth_w
-    start = (g - 1) * regime.n_synth
-    pool = jax.lax.dynamic_update_slice(pool, synth, (start, 0))
-    pool_w = jax.lax.dynamic_update_slice(pool_w, synth_w, (start,))
-    return pool, pool_w
+
+    real_slots: bool
+    real_part: Callable[[Key, Data, DataSource], tuple[Data, Weights]]
 
 
-def synthetic_part(
-    regime: C.RegimeConfig, key: Key, pool: Data, pool_w: Weights, count: jax.Array | int
-) -> tuple[Data, Weights]:
-    """The synthetic part [S, d], [S] of a training set.
-
-    accumulate_subsample draws S filled slots uniformly without replacement (Gumbel top-k over the filled
-    slots); while fewer than S slots are filled, the extra picks are empty slots and keep weight 0. When the
-    subsample size follows n_synth (``regime.subsample`` null), only the first ``count`` picks keep their weight
-    (the top-k picks are in random order, so they are a uniform subsample of size ``count``).
-
-    References:
-        Kazdan et al. 2024, "Collapse or Thrive?", accumulate-subsample.
-    """
-    if regime.pool != "accumulate_subsample":
-        return pool, pool_w
-    size = C.subsample_size(regime)
-    scores = jnp.where(pool_w > 0, jax.random.gumbel(key, pool_w.shape), -jnp.inf)
-    _, idx = jax.lax.top_k(scores, size)
-    keep = count_mask(size, count) if regime.subsample is None else 1.0
-    return pool[idx], pool_w[idx] * keep
+def make_regime(cfg: C.RegimeConfig) -> Regime:
+    """The regime of a regime config (its registered option's ``build``)."""
+    return C.option_of("regime", cfg)[1].build(cfg)
 
 
-@functools.singledispatch
-def real_part(regime: C.RegimeConfig, key: Key, real: Data, source: DataSource) -> tuple[Data, Weights]:
-    """The real part [n_real, d], [n_real] of generation g's training set (g >= 1), by regime type."""
-    raise TypeError(f"unknown regime {type(regime).__name__}")
-
-
-@real_part.register
-def _(regime: C.FullySynthetic, key: Key, real: Data, source: DataSource) -> tuple[Data, Weights]:
+def _no_real(key: Key, real: Data, source: DataSource) -> tuple[Data, Weights]:
     del key, source
     return real[:0], jnp.zeros((0,), real.dtype)  # no real slots after generation 0
 
 
-@real_part.register
-def _(regime: C.SyntheticAugmentation, key: Key, real: Data, source: DataSource) -> tuple[Data, Weights]:
+def _same_real(key: Key, real: Data, source: DataSource) -> tuple[Data, Weights]:
     del key, source
     return real, jnp.ones(real.shape[:1], real.dtype)
 
 
-@real_part.register
-def _(regime: C.FreshData, key: Key, real: Data, source: DataSource) -> tuple[Data, Weights]:
-    fresh = source.sample(key, regime.n_real)
-    return fresh, jnp.ones(real.shape[:1], real.dtype)
+def fully_synthetic(cfg: FullySynthetic) -> Regime:
+    """Later generations train on synthetic data alone."""
+    del cfg
+    return Regime(False, _no_real)
 
 
-def training_set(
-    x_real: Data, w_real: Weights, x_synth: Data, w_synth: Weights, real_weight: jax.Array | float, size: int
-) -> tuple[Data, Weights]:
-    """Concatenates both parts and pads them to [size, d] with frequency weights [size].
-
-    Each present real sample weighs ``real_weight`` times a synthetic one; the weights are then rescaled to
-    sum to the number of samples present, so the relative weight never changes the effective sample size.
-    Example: 2 real, 2 synthetic, real_weight 3 -> raw (3, 3, 1, 1), sum 8, count 4 -> (1.5, 1.5, .5, .5).
-    """
-    raw = jnp.concatenate([real_weight * w_real, w_synth])
-    count = jnp.sum(w_real > 0) + jnp.sum(w_synth > 0)
-    return pad(jnp.concatenate([x_real, x_synth]), raw * (count / jnp.sum(raw)), size)
+def synthetic_augmentation(cfg: SyntheticAugmentation) -> Regime:
+    """Later generations train on generation 0's real set plus synthetic data."""
+    del cfg
+    return Regime(True, _same_real)
 
 
-def training_stats(model: GenerativeModel, x_real: Data, w_real: Weights, pool_stats, real_weight: jax.Array | float):
-    """The sufficient statistics of ``training_set(x_real, w_real, pool..., real_weight, size)`` for a pool kept
-    as statistics (its samples weigh 1 each): the same weights, so ``model.fit_stats`` of it equals the fit.
+def fresh_data(cfg: FreshData) -> Regime:
+    """Later generations train on ``n_real`` fresh real samples plus synthetic data."""
 
-    The real part is weighted ``real_weight`` relative to a synthetic sample, then all weights are rescaled to
-    sum to the number of samples present, as ``training_set`` does.
-    """
-    real = model.stats(x_real, w_real)
-    n_real = jnp.sum(w_real > 0)
-    raw = real_weight * real.count + pool_stats.count
-    rescale = (n_real + pool_stats.count) / jnp.where(raw > 0, raw, 1.0)
-    return model.merge(model.scale(real, real_weight * rescale), model.scale(pool_stats, rescale))
+    def real_part(key: Key, real: Data, source: DataSource) -> tuple[Data, Weights]:
+        fresh = source.sample(key, cfg.n_real)
+        return fresh, jnp.ones(real.shape[:1], real.dtype)
+
+    return Regime(True, real_part)
+
+
+def initial_size(r: C.RegimeConfig) -> int:
+    """The number of real samples generation 0 is fitted on: ``regime.n_initial``, or ``regime.n_real``."""
+    return r.n_real if r.n_initial is None else r.n_initial
+
+
+def train_size(r: C.RegimeConfig, regime: Regime, synth_slots: int) -> int:
+    """T, the fixed number of slots of every training set (generation 0's n_initial samples included)."""
+    t = r.n_real + synth_slots if regime.real_slots else max(r.n_real, synth_slots)
+    return max(t, initial_size(r))
+
+
+def smallest_training_set(r: C.RegimeConfig, regime: Regime) -> tuple[int, str]:
+    """(the size of the smallest training set a model is fitted on, the field that sets it): generation 0's
+    real samples, and in the fully synthetic loop generation 1's synthetic part (the subsample when smaller)."""
+    first_synth = min(r.n_synth, pools.subsample_size(r)) if r.pool == "accumulate_subsample" else r.n_synth
+    if regime.real_slots:
+        size = min(r.n_real, initial_size(r))
+    else:  # n_real is never trained on after generation 0 when n_initial is set
+        size = min(initial_size(r), first_synth)
+    if r.n_initial is not None and r.n_initial == size:
+        key = "regime.n_initial"
+    else:
+        key = "regime.n_real" if r.n_real == size else "regime.n_synth"
+    return size, key
+
+
+def check(r: C.RegimeConfig) -> None:
+    """Field checks of every regime."""
+    C.choice("regime.pool", r.pool, tuple(pools.POLICIES))
+    C.int_at_least("regime.n_real", r.n_real, 1, " (generation 0 is fitted on real data)")
+    low = 1 if isinstance(r, FullySynthetic) else 0
+    why = " with regime=fully_synthetic (the loop would have no data)" if low else ""
+    C.int_at_least("regime.n_synth", r.n_synth, low, why)
+    if r.subsample is not None:
+        C.int_at_least("regime.subsample", r.subsample, 1)
+        if r.pool != "accumulate_subsample":
+            raise C.ConfigError("regime.subsample", r.subsample, "only applies to regime.pool=accumulate_subsample")
+    C.positive("regime.real_weight", r.real_weight)
+    if r.n_initial is not None:
+        C.int_at_least("regime.n_initial", r.n_initial, 1, " (null = regime.n_real)")
+
+
+def fits(r: C.RegimeConfig, cfg: C.Config, parts) -> None:
+    """A finite data set holds the real samples a generation draws (distinct images); a swept n_real must act."""
+    size = parts.source.size
+    if size is not None and r.n_real > size:
+        raise C.ConfigError("regime.n_real", r.n_real, f"must be <= the {size} training images of this data set")
+    if size is not None and initial_size(r) > size:
+        raise C.ConfigError("regime.n_initial", r.n_initial, f"must be <= the {size} training images of this data set")
+    swept = cfg.sweep.regime.n_real
+    if swept is not None and r.n_initial is not None and isinstance(r, FullySynthetic):
+        raise C.ConfigError(
+            "sweep.regime.n_real",
+            list(swept),
+            "has no effect with regime.n_initial in the fully synthetic loop (generation 0 fits n_initial samples)",
+        )
+
+
+C.register("regime", "fully_synthetic", FullySynthetic, build=fully_synthetic, check=check, fits=fits)
+C.register(
+    "regime", "synthetic_augmentation", SyntheticAugmentation, build=synthetic_augmentation, check=check, fits=fits
+)
+C.register("regime", "fresh_data", FreshData, build=fresh_data, check=check, fits=fits)

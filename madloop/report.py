@@ -21,9 +21,14 @@ import pandas as pd  # noqa: E402
 from scipy.special import stdtrit  # noqa: E402  (Student t quantiles; scipy.stats costs 1.2 s to import)
 
 ID_COLUMNS = ("seed", "generation", "finite")
-# Swept knobs (sweep.*), one column each when swept: the fields of madloop.types.Knobs (tested).
-KNOB_COLUMNS = ("lam", "real_weight", "omega", "n_real", "n_synth", "temperature")
 MAX_LINES = 10  # lines per metric panel (one colour each); larger grids show evenly spaced grid points
+
+
+def knob_names() -> tuple[str, ...]:
+    """The swept-knob columns a table may have (one per ``sweep.*`` list): the knob table's names."""
+    from madloop.knobs import columns
+
+    return columns()
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -41,12 +46,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def metric_columns(table: pd.DataFrame) -> list[str]:
     """The metric columns of a metrics table."""
-    return [c for c in table.columns if c not in ID_COLUMNS + KNOB_COLUMNS]
+    return [c for c in table.columns if c not in ID_COLUMNS + knob_names()]
 
 
 def knob_columns(table: pd.DataFrame) -> list[str]:
     """The swept-knob columns of a metrics table (empty without a sweep)."""
-    return [c for c in KNOB_COLUMNS if c in table.columns]
+    return [c for c in knob_names() if c in table.columns]
 
 
 def summarize(table: pd.DataFrame, metric: str, by: str = "generation") -> pd.DataFrame:
@@ -270,7 +275,7 @@ def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
         for pos, k in enumerate(varying, start=1):
             table.insert(pos, k, _parse(o[k]) if k in o else None)
     out = pd.concat(tables, ignore_index=True)
-    factors = varying + [k for k in KNOB_COLUMNS if k in out.columns and out[k].nunique() > 1]
+    factors = varying + [k for k in knob_names() if k in out.columns and out[k].nunique() > 1]
     return out, factors
 
 

@@ -92,10 +92,10 @@ def _write_outputs(cfg: C.Config, result, out: Path) -> None:
     table = result.table()
     report.write_table(table, out / "metrics.csv")
     if cfg.plots:
-        from madloop.data import make_source
+        from madloop.parts import parts_of
 
         report.plot_metrics(table, out / "metrics.png", title=_title(cfg))
-        shape = make_source(cfg.data).shape
+        shape = parts_of(cfg).source.shape
         if shape is not None:  # image rows: grids of images, and the classifier's class shares
             report.plot_image_samples(
                 result.heldout, result.snapshots, result.snapshot_generations, shape, out / "samples.png"
@@ -178,7 +178,8 @@ def task(node: DictConfig) -> None:
     from hydra.types import RunMode
 
     from madloop import api
-    from madloop.loop import knob_grid, simulation
+    from madloop.engine import simulation
+    from madloop.knobs import grid_points
     from madloop.progress import listen
 
     try:
@@ -190,7 +191,7 @@ def task(node: DictConfig) -> None:
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
     OmegaConf.save(node, out / "config.yaml", resolve=True)
-    points = len(knob_grid(cfg)[0].lam)
+    points = grid_points(cfg)
     grid = f"{points} grid points x " if points > 1 else ""
     log.info("%s: %s%d seeds x %d generations -> %s", _title(cfg), grid, cfg.loop.seeds, cfg.loop.generations, out)
     checkpoint = out / "checkpoint" if cfg.loop.checkpoint else None
@@ -221,8 +222,10 @@ def task(node: DictConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Validates every job (exit 2 with one line on bad input), then hands over to Hydra."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    C.register_configs()
+    from madloop import api
+
     try:
+        api.register()
         prevalidate(argv)
     except C.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

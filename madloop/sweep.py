@@ -12,7 +12,9 @@ import pandas as pd
 
 from madloop import metrics as M
 from madloop.api import compose
-from madloop.loop import EVAL, Loop, knobs_of, role_key, simulation
+from madloop.engine import simulation
+from madloop.knobs import knobs_of
+from madloop.loop import EVAL, Loop, role_key
 from madloop.types import Data
 
 # stats(x [n, d], loop) -> {name: scalar or [k] array}: what to record per (seed, omega) besides the metrics.
@@ -48,8 +50,10 @@ def omega_sweep(
         state, row = loop.start(run_key, knobs, ref)  # the base and the auxiliary model, scored at omega = 0
 
         def at(omega):
-            x = loop.guided.sample(role_key(run_key, 0, EVAL), state.params, cfg.eval.n, knobs._replace(omega=omega))
-            out = M.sample_metrics(names, x, ref, cfg.eval, loop.source)
+            x = loop.parts.guided.sample(
+                role_key(run_key, 0, EVAL), state.params, cfg.eval.n, {**knobs, "omega": omega}
+            )
+            out = M.evaluate_samples(names, x, loop.parts.context, ref)
             out.update(stats(x, loop) if stats is not None else {})
             return out
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,8 +25,38 @@ import jax.numpy as jnp
 import numpy as np
 
 from madloop import config as C
-from madloop.data.toy import DataSource, make_source
+from madloop.data.toy import DataSource
 from madloop.types import Data, Key
+
+
+@dataclass(frozen=True)
+class DigitsData(C.DataConfig):
+    """scikit-learn's 8 x 8 handwritten digits (1,797 images, 10 classes) in [-1, 1]; the loop carries each image
+    as a row of 64 pixels. A fixed stratified split (``split_seed``) holds out ``heldout`` of every class: the
+    evaluation's reference set (359 images at 0.2); the loop draws its real data from the rest (1,438)."""
+
+    heldout: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class MnistData(C.DataConfig):
+    """MNIST (LeCun et al. 1998) from a local folder, never downloaded: the four IDX files (optionally ``.gz``)
+    or Keras's ``mnist.npz``. Images are scaled to [-1, 1] (pixel / 127.5 - 1) and carried as rows of
+    ``size`` x ``size`` pixels (784 at 28).
+
+    Attributes:
+        path: the folder holding the files (required).
+        size: resize to ``size`` x ``size`` (block means when it divides 28); null keeps 28.
+        train_n: the loop draws its real data from the first ``train_n`` training images; null = all (60,000).
+        heldout_n: the evaluation's reference set: a fixed stratified subset (seed 0) of this many test images.
+    """
+
+    path: str | None = None
+    size: int | None = None
+    train_n: int | None = None
+    heldout_n: int = 2000
+
 
 # IDX type codes (the third byte of the magic number) and their big-endian numpy dtypes.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -193,15 +224,52 @@ def _classifier(train: ImageSet, heldout: ImageSet, classes: int):
     return fit_classifier((train.images, train.labels), (heldout.images, heldout.labels), classes)
 
 
-@make_source.register
-def _(cfg: C.DigitsData) -> DataSource:
+def digits_source(cfg: DigitsData) -> DataSource:
     data = digits()
     train, held = split(data.labels, cfg.heldout, cfg.split_seed)
     pick = lambda idx: ImageSet(data.images[idx], data.labels[idx])
     return finite_source(pick(train), pick(held), 10)
 
 
-@make_source.register
-def _(cfg: C.MnistData) -> DataSource:
+def mnist_source(cfg: MnistData) -> DataSource:
     train, held = mnist_parts(cfg.path, cfg.size, cfg.train_n, cfg.heldout_n)
     return finite_source(train, held, 10)
+
+
+def check_digits(d: DigitsData) -> None:
+    """Field checks of ``data=digits``."""
+    if not isinstance(d.heldout, int | float) or not 0 < d.heldout < 1:
+        raise C.ConfigError("data.heldout", d.heldout, "must lie in (0, 1) (the held-out share of each class)")
+    C.int_at_least("data.split_seed", d.split_seed, 0)
+
+
+def check_mnist(d: MnistData) -> None:
+    """Checks the fields, then that ``data.path`` holds readable MNIST files with enough images (loaded once and
+    cached, so that the data source reuses them)."""
+    if d.size is not None and (not isinstance(d.size, int) or isinstance(d.size, bool) or not 1 <= d.size <= 28):
+        raise C.ConfigError("data.size", d.size, "must be an integer in [1, 28] (null keeps 28 x 28)")
+    if d.train_n is not None:
+        C.int_at_least("data.train_n", d.train_n, 1, " (null = all training images)")
+    C.int_at_least("data.heldout_n", d.heldout_n, 1)
+    if d.heldout_n > 10_000:
+        raise C.ConfigError("data.heldout_n", d.heldout_n, "must be an integer in [1, 10000] (MNIST's test images)")
+    if d.path is None or not has_mnist(d.path):
+        expected = ", ".join(f"{i}[.gz] and {lab}[.gz]" for i, lab in MNIST_FILES.values())
+        raise C.ConfigError(
+            "data.path",
+            d.path,
+            ("required: a local folder with the MNIST files" if d.path is None else "no MNIST files there")
+            + f" (expected {expected}, or mnist.npz); madloop never downloads data",
+        )
+    try:
+        train, held = mnist_parts(d.path, d.size, d.train_n, d.heldout_n)
+    except (OSError, ValueError, KeyError) as exc:
+        raise C.ConfigError("data.path", d.path, f"unreadable MNIST files: {exc}") from None
+    if d.train_n is not None and len(train.labels) < d.train_n:
+        raise C.ConfigError("data.train_n", d.train_n, f"must be <= the {len(train.labels)} training images there")
+    if len(held.labels) < d.heldout_n:
+        raise C.ConfigError("data.heldout_n", d.heldout_n, f"must be <= the {len(held.labels)} test images there")
+
+
+C.register("data", "digits", DigitsData, build=digits_source, check=check_digits)
+C.register("data", "mnist", MnistData, build=mnist_source, check=check_mnist)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 import jax
@@ -15,6 +17,72 @@ from madloop import rng
 from madloop.mixture import Mixture, mixture_moments, sample_mixture, sample_mixture_labeled
 from madloop.precision import float_dtype
 from madloop.types import Data, Key
+
+# ------------------------------------------------------------------------------------------------ schemas
+
+
+@dataclass(frozen=True)
+class GaussianData(C.DataConfig):
+    """N(mean, cov) in ``dim`` dimensions; mean defaults to 0, cov to ``scale`` * I."""
+
+    dim: int = 2
+    mean: list[float] | None = None
+    cov: Any = None  # a d x d nested list (validated in _validate_data)
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Ring8Data(C.DataConfig):
+    """``modes`` isotropic Gaussians of std ``std`` evenly spaced on a circle of radius ``radius`` (2-D)."""
+
+    modes: int = 8
+    radius: float = 2.0
+    std: float = 0.05
+
+
+@dataclass(frozen=True)
+class Grid25Data(C.DataConfig):
+    """A ``side`` x ``side`` grid of isotropic Gaussians, ``spacing`` apart, centred on 0 (2-D)."""
+
+    side: int = 5
+    spacing: float = 2.0
+    std: float = 0.05
+
+
+@dataclass(frozen=True)
+class MixtureData(C.DataConfig):
+    """``components`` isotropic Gaussians with means uniform in [-box, box]^dim drawn from ``layout_seed``."""
+
+    dim: int = 2
+    components: int = 5
+    std: float = 0.1
+    box: float = 3.0
+    layout_seed: int = 0
+
+
+@dataclass(frozen=True)
+class MoonsData(C.DataConfig):
+    """Two interleaving half circles (as scikit-learn's make_moons) plus isotropic Gaussian noise."""
+
+    noise: float = 0.05
+
+
+@dataclass(frozen=True)
+class SwissRollData(C.DataConfig):
+    """The 2-D swiss roll t (cos t, sin t) / 5, t ~ 1.5 pi (1 + 2u), plus isotropic Gaussian noise."""
+
+    noise: float = 0.05
+
+
+@dataclass(frozen=True)
+class CirclesData(C.DataConfig):
+    """Two concentric circles of radius 1 and ``factor`` (as make_circles) plus isotropic Gaussian noise."""
+
+    factor: float = 0.5
+    noise: float = 0.05
+
+
+# ------------------------------------------------------------------------------------------- the data source
 
 
 class DataSource(NamedTuple):
@@ -83,14 +151,26 @@ def _isotropic(means: np.ndarray, std: float) -> Mixture:
     )
 
 
-@functools.singledispatch
 def make_source(cfg: C.DataConfig) -> DataSource:
-    """Builds the data source for a data config (dispatch on the config's type)."""
-    raise TypeError(f"no data source for {type(cfg).__name__}")
+    """Builds the data source of a data config (its registered option's ``build``, by the config's type)."""
+    return C.option_of("data", cfg)[1].build(cfg)
 
 
-@make_source.register
-def _(cfg: C.GaussianData) -> DataSource:
+def check_fields(d: C.DataConfig) -> None:
+    """The checks every source's fields share, by name: counts (dim, components, modes, side) are integers >= 1,
+    scales (std, radius, spacing, box, scale) finite and > 0, ``noise`` finite and >= 0."""
+    for f in fields(d):
+        v = getattr(d, f.name)
+        key = f"data.{f.name}"
+        if f.name in ("dim", "components", "modes", "side"):
+            C.int_at_least(key, v, 1)
+        elif f.name in ("std", "radius", "spacing", "box", "scale"):
+            C.positive(key, v)
+        elif f.name == "noise" and (not math.isfinite(v) or v < 0):
+            raise C.ConfigError(key, v, "must be a finite number >= 0")
+
+
+def gaussian_source(cfg: GaussianData) -> DataSource:
     d = cfg.dim
     mean = np.zeros(d) if cfg.mean is None else np.asarray(cfg.mean, float)
     cov = cfg.scale * np.eye(d) if cfg.cov is None else np.asarray(cfg.cov, float)
@@ -100,22 +180,19 @@ def _(cfg: C.GaussianData) -> DataSource:
     return _mixture_source(mix)
 
 
-@make_source.register
-def _(cfg: C.Ring8Data) -> DataSource:
+def ring8_source(cfg: Ring8Data) -> DataSource:
     angles = 2 * np.pi * np.arange(cfg.modes) / cfg.modes
     means = cfg.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     return _mixture_source(_isotropic(means, cfg.std))
 
 
-@make_source.register
-def _(cfg: C.Grid25Data) -> DataSource:
+def grid25_source(cfg: Grid25Data) -> DataSource:
     ticks = (np.arange(cfg.side) - (cfg.side - 1) / 2) * cfg.spacing
     means = np.stack(np.meshgrid(ticks, ticks, indexing="ij"), axis=-1).reshape(-1, 2)
     return _mixture_source(_isotropic(means, cfg.std))
 
 
-@make_source.register
-def _(cfg: C.MixtureData) -> DataSource:
+def mixture_source(cfg: MixtureData) -> DataSource:
     rng = np.random.default_rng(cfg.layout_seed)
     means = rng.uniform(-cfg.box, cfg.box, size=(cfg.components, cfg.dim))
     return _mixture_source(_isotropic(means, cfg.std))
@@ -150,16 +227,45 @@ def _circles(factor: float, key: Key, n: int) -> Data:
     return radius[:, None] * jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
 
 
-@make_source.register
-def _(cfg: C.MoonsData) -> DataSource:
+def moons_source(cfg: MoonsData) -> DataSource:
     return DataSource(2, _noisy(_moons, cfg.noise))
 
 
-@make_source.register
-def _(cfg: C.SwissRollData) -> DataSource:
+def swissroll_source(cfg: SwissRollData) -> DataSource:
     return DataSource(2, _noisy(_swissroll, cfg.noise))
 
 
-@make_source.register
-def _(cfg: C.CirclesData) -> DataSource:
+def circles_source(cfg: CirclesData) -> DataSource:
     return DataSource(2, _noisy(functools.partial(_circles, cfg.factor), cfg.noise))
+
+
+def check_gaussian(d: GaussianData) -> None:
+    """Field checks of ``data=gaussian``: a mean of ``dim`` entries and a symmetric positive definite cov."""
+    check_fields(d)
+    if d.mean is not None and len(d.mean) != d.dim:
+        raise C.ConfigError("data.mean", list(d.mean), f"must have data.dim={d.dim} entries")
+    if d.cov is not None:
+        try:
+            cov = np.asarray(d.cov, dtype=float)
+        except (TypeError, ValueError):
+            raise C.ConfigError("data.cov", d.cov, f"must be a {d.dim}x{d.dim} matrix of numbers") from None
+        if cov.shape != (d.dim, d.dim):
+            raise C.ConfigError("data.cov", list(map(list, d.cov)), f"must be a {d.dim}x{d.dim} matrix")
+        if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
+            raise C.ConfigError("data.cov", list(map(list, d.cov)), "must be symmetric positive definite")
+
+
+def check_circles(d: CirclesData) -> None:
+    """Field checks of ``data=circles``: the inner radius is a fraction of the outer one."""
+    check_fields(d)
+    if not 0 < d.factor < 1:
+        raise C.ConfigError("data.factor", d.factor, "must lie in (0, 1) (inner radius / outer radius)")
+
+
+C.register("data", "gaussian", GaussianData, build=gaussian_source, check=check_gaussian)
+C.register("data", "ring8", Ring8Data, build=ring8_source, check=check_fields)
+C.register("data", "grid25", Grid25Data, build=grid25_source, check=check_fields)
+C.register("data", "mixture", MixtureData, build=mixture_source, check=check_fields)
+C.register("data", "moons", MoonsData, build=moons_source, check=check_fields)
+C.register("data", "swissroll", SwissRollData, build=swissroll_source, check=check_fields)
+C.register("data", "circles", CirclesData, build=circles_source, check=check_circles)

@@ -1,34 +1,29 @@
-"""Model families: ``make_model(model_cfg) -> GenerativeModel``, dispatched on the config's type."""
+"""Model families: ``make_model(model_cfg, source, scan) -> GenerativeModel`` by the config's registered option.
 
-import functools
+Each family is one module that defines its config schema and registers it with one line
+(``config.register("model", name, schema, build=..., check=..., fits=...)``); importing the module registers it.
+"""
 
-from madloop.config import DiffusionModel, ModelConfig
+from collections.abc import Callable
+
+from madloop import config as C
 from madloop.types import GenerativeModel
 
 
-@functools.singledispatch
-def make_model(cfg: ModelConfig, shape: tuple[int, ...] | None = None) -> GenerativeModel:
+def make_model(cfg: C.ModelConfig, source=None, scan: Callable | None = None) -> GenerativeModel:
     """Builds the family's pure functions for a model config.
 
     Args:
         cfg: the model config (its type picks the family).
-        shape: the data's event shape (h, w, c) for an image source whose rows are flattened images, else None
-            (only an image network, ``model.network=unet``, reads it).
+        source: the data source (``madloop.data.DataSource``), for a family that reads its event shape (an image
+            network) or its classes; None for a family that does not.
+        scan: ``scan(step, carry, steps) -> (carry, outputs)``, the training scan a neural family runs (the
+            engine hands in one that reports progress); None for ``jax.lax.scan`` over the step indices.
     """
-    raise TypeError(f"no model family for {type(cfg).__name__}")
+    return C.option_of("model", cfg)[1].build(cfg, source, scan)
 
 
-# One line per family: importing the module registers its make_model overload.
-from madloop.models import gaussian, gmm, kde  # noqa: E402, F401
-
-
-@make_model.register
-def _(cfg: DiffusionModel, shape: tuple[int, ...] | None = None) -> GenerativeModel:
-    """The diffusion family is imported on first use (Flax and Optax add 0.4 s to every process's start-up);
-    importing it replaces this overload with its own."""
-    from madloop.models import diffusion  # noqa: F401
-
-    return make_model(cfg, shape)
-
+# One line per family: importing the module registers it.
+from madloop.models import diffusion, gaussian, gmm, kde  # noqa: E402, F401
 
 __all__ = ["make_model"]

@@ -16,18 +16,79 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
+from madloop import config as C
 from madloop import rng
-from madloop.config import DiffusionModel
-from madloop.models import make_model
-from madloop.models.networks import MLPDenoiser, UNetDenoiser
-from madloop.progress import scan_with_ticks
-from madloop.types import Data, GenerativeModel, Key, Params, Weights
+from madloop.types import Data, GenerativeModel, Guidable, Key, Knobs, Params, Weights
+
+if TYPE_CHECKING:  # Flax and Optax load when a diffusion family is built (0.4 s of every start-up otherwise)
+    import optax
+
+    from madloop.models.networks import MLPDenoiser, UNetDenoiser
+
+
+@dataclass(frozen=True)
+class DiffusionModel(C.ModelConfig):
+    """Denoising diffusion model (variance-preserving forward process) with an MLP or a U-Net denoiser.
+
+    Attributes:
+        network: the denoiser: ``mlp`` (vectors or flattened images) or ``unet`` (a convolutional U-Net over the
+            image shape; needs an image source, data=digits or mnist).
+        width: hidden units per layer of the MLP denoiser.
+        depth: hidden layers of the MLP denoiser.
+        channels: the U-Net's channels per resolution level (2 x 2 pooling between levels): the image side
+            must be divisible by 2^(levels - 1).
+        blocks: the U-Net's residual blocks per level.
+        time_features: sinusoidal features of the diffusion time t.
+        schedule: ``cosine`` (Nichol & Dhariwal 2021) or ``linear`` (the VP SDE of Song et al. 2021,
+            beta(t) from 0.1 to 20).
+        prediction: what the network predicts: ``eps`` (the noise) or ``x0`` (the clean sample).
+        sampler: ``ddpm`` (stochastic ancestral) or ``ddim`` (deterministic, eta = 0).
+        sample_steps: sampler steps from t = 1 to t = 0.
+        clip_x0: clip the sampler's predicted x0 to [-1, 1] on every step (DDPM's image sampler); null = on for
+            image sources (data=digits, mnist: pixels in [-1, 1]), off for vectors.
+        train_steps: optimiser steps of a fit from scratch (generation 0, or each generation without warm start).
+        finetune_steps: optimiser steps of a warm-started generation (from the previous generation's weights).
+        batch: minibatch size, drawn with probability proportional to the training-set weights.
+        lr: AdamW learning rate (optax.inject_hyperparams).
+        weight_decay: AdamW weight decay.
+        ema: EMA decay of the weights that sample; within each fit the decay warms up as
+            min(ema, (1 + i) / (10 + i)) at step i.
+        classes: 0 = unconditional; else a class-conditional model over this many classes, which must equal the
+            truth's number of components (labels are the mixture component a real sample was drawn from, and the
+            class a synthetic sample was generated for).
+        label_dropout: probability that a training label is replaced by the null label (classifier-free
+            guidance needs the unconditional model too; Ho & Salimans 2022).
+        bias: how ``bias.lam`` acts: ``temperature`` (the sampler's noise variance) or ``cfg`` (classifier-free
+            guidance with weight w = 1 / lam - 1, as in the MAD paper; needs classes > 0).
+    """
+
+    network: str = "mlp"
+    width: int = 128
+    depth: int = 3
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    blocks: int = 1
+    time_features: int = 32
+    schedule: str = "cosine"
+    prediction: str = "eps"
+    sampler: str = "ddpm"
+    sample_steps: int = 100
+    clip_x0: bool | None = None
+    train_steps: int = 4000
+    finetune_steps: int = 1000
+    batch: int = 128
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    ema: float = 0.995
+    classes: int = 0
+    label_dropout: float = 0.1
+    bias: str = "temperature"
+
 
 ALPHA_BAR_MIN = 1e-4  # floor of abar(t): keeps x0 = (x - sigma eps) / sqrt(abar) finite at t = 1
 T_MIN = 1e-3  # smallest training time
@@ -184,6 +245,8 @@ class DiffusionFamily(NamedTuple):
 
 def _network(cfg: DiffusionModel, dim: int, shape: tuple[int, ...] | None) -> MLPDenoiser | UNetDenoiser:
     """The denoiser module for rows of d = ``dim`` values (images of ``shape`` for the U-Net)."""
+    from madloop.models.networks import MLPDenoiser, UNetDenoiser
+
     if cfg.network == "unet":
         if shape is None or math.prod(shape) != dim:
             raise ValueError(f"model.network=unet needs the image shape of rows of {dim} values, got {shape}")
@@ -197,7 +260,7 @@ def _network(cfg: DiffusionModel, dim: int, shape: tuple[int, ...] | None) -> ML
     return MLPDenoiser(dim=dim, width=cfg.width, depth=cfg.depth, time_features=cfg.time_features, classes=cfg.classes)
 
 
-def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None) -> DiffusionFamily:
+def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None, scan: Callable | None = None):
     """Builds the family's pure functions for a diffusion config.
 
     The same schedule, loss, samplers, sampling bias and SIMS code serve every denoiser: the MLP sees a row
@@ -207,7 +270,16 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None) 
     A conditional model (``cfg.classes = C > 0``) sees its data as [n, d + 1]: the samples and, in the last
     column, their class label (as a float); its samples come back the same way, with the class each was generated
     for. The loop moves the label column along with the data (see ``madloop.loop``).
+
+    ``scan(step, carry, steps)`` runs a training scan (the engine hands in one that reports progress); None is
+    ``jax.lax.scan`` over the step indices.
+
+    Returns:
+        a DiffusionFamily.
     """
+    import optax
+
+    scan = scan if scan is not None else _plain_scan
     alpha_bar = SCHEDULES[cfg.schedule]
     convert = from_eps if cfg.prediction == "eps" else from_x0
     classes = cfg.classes
@@ -253,11 +325,12 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None) 
             return jnp.mean((out - eps) ** 2)
         return jnp.mean(jnp.minimum(abar / (1 - abar), 5.0) * (out - x0) ** 2)
 
-    def train(key: Key, params: DiffusionParams, x: Data, w: Weights, steps: int):
+    def train(key: Key, params: DiffusionParams, x: Data, w: Weights, steps: int, knobs: Knobs | None = None):
         """``steps`` AdamW steps on minibatches drawn from x [n, d] with probability ~ w; returns (params, losses).
 
         A conditional model's labels are replaced by the null label with probability ``label_dropout``.
         """
+        del knobs
         cdf = jnp.cumsum(w) / jnp.sum(w)
         data, labels = split(x)
         params = params._replace(label_freq=label_freq(x, w))
@@ -281,20 +354,20 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None) 
             ema = jax.tree.map(lambda e, v: decay * e + (1 - decay) * v, p.ema, net)
             return DiffusionParams(net, ema, opt, p.label_freq), value
 
-        return scan_with_ticks(step, params, steps)  # one progress callback per tenth, not per step
+        return scan(step, params, steps)
 
     def init(key: Key, x: Data, w: Weights) -> DiffusionParams:
         data, labels = split(x)
         net = _network(cfg, data.shape[1], shape).init(key, data[0], jnp.zeros(()), labels[0])["params"]
         return DiffusionParams(net, net, tx.init(net), label_freq(x, w))
 
-    def fit(key: Key, params: DiffusionParams, x: Data, w: Weights, warm: bool) -> DiffusionParams:
-        return train(key, params, x, w, cfg.finetune_steps if warm else cfg.train_steps)[0]
+    def fit(key: Key, params: DiffusionParams, x: Data, w: Weights, warm: bool, knobs: Knobs) -> DiffusionParams:
+        return train(key, params, x, w, cfg.finetune_steps if warm else cfg.train_steps, knobs)[0]
 
-    def finetune(key: Key, params: DiffusionParams, x: Data, w: Weights, steps: int) -> DiffusionParams:
+    def finetune(key: Key, params: DiffusionParams, x: Data, w: Weights, steps: int, knobs: Knobs) -> DiffusionParams:
         # A copy of the sampling weights with a fresh optimiser state, trained for `steps` more steps.
         start = DiffusionParams(params.ema, params.ema, tx.init(params.ema), params.label_freq)
-        return train(key, start, x, w, steps)[0]
+        return train(key, start, x, w, steps, knobs)[0]
 
     # Images (rows of an image source, in [-1, 1]) clip the predicted x0 unless model.clip_x0 says otherwise.
     clip = 1.0 if (cfg.clip_x0 if cfg.clip_x0 is not None else shape is not None) else None
@@ -325,17 +398,19 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None) 
         x = run_sampler(make_denoiser(y, cfg_weight), k_sample, n, d, lam=temperature)
         return jnp.concatenate([x, y[:, None].astype(x.dtype)], axis=1)
 
-    def sample(key: Key, params: DiffusionParams, n: int, lam: jax.Array) -> Data:
-        return draw(key, params, n, lam, lambda y, w: conditional(params.ema, y, w))
+    def sample(key: Key, params: DiffusionParams, n: int, knobs: Knobs) -> Data:
+        return draw(key, params, n, knobs["lam"], lambda y, w: conditional(params.ema, y, w))
 
-    def guided_sample(key, base: DiffusionParams, aux: DiffusionParams, n: int, lam, omega) -> Data:
+    def guided_sample(key: Key, base: DiffusionParams, aux: DiffusionParams, n: int, knobs: Knobs) -> Data:
+        omega = knobs["omega"]
+
         def make(y, w):
             d_base, d_aux = conditional(base.ema, y, w), conditional(aux.ema, y, w)
             return lambda x, t: guided(d_base(x, t), d_aux(x, t), omega)
 
-        return draw(key, base, n, lam, make)
+        return draw(key, base, n, knobs["lam"], make)
 
-    model = GenerativeModel(init, fit, sample, finetune=finetune, guided_sample=guided_sample)
+    model = GenerativeModel(init, fit, sample, guidance=Guidable(finetune, guided_sample), labelled=classes > 0)
     return DiffusionFamily(model, denoiser, loss, train)
 
 
@@ -345,6 +420,76 @@ def _out_dim(params: DiffusionParams) -> int:
     return params.ema[last]["bias"].shape[-1]
 
 
-@make_model.register
-def _(cfg: DiffusionModel, shape: tuple[int, ...] | None = None) -> GenerativeModel:
-    return diffusion_family(cfg, shape).model
+def _plain_scan(step: Callable, carry: Any, steps: int):
+    return jax.lax.scan(step, carry, jnp.arange(steps))
+
+
+def build(cfg: DiffusionModel, source=None, scan: Callable | None = None) -> GenerativeModel:
+    """The registered builder: the family for a data source's event shape, with the engine's training scan."""
+    return diffusion_family(cfg, None if source is None else source.shape, scan).model
+
+
+def check(m: DiffusionModel) -> None:
+    """Field checks of ``model=diffusion``."""
+    C.choice("model.network", m.network, ("mlp", "unet"))
+    if m.clip_x0 is not None and not isinstance(m.clip_x0, bool):
+        raise C.ConfigError("model.clip_x0", m.clip_x0, "must be true, false or null (on for images)")
+    ok = isinstance(m.channels, list | tuple) and len(m.channels) > 0
+    if not ok or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in m.channels):
+        raise C.ConfigError("model.channels", m.channels, "must be a non-empty list of integers >= 1 (one per level)")
+    for name in ("width", "depth", "blocks", "sample_steps", "train_steps", "finetune_steps", "batch"):
+        C.int_at_least(f"model.{name}", getattr(m, name), 1)
+    C.int_at_least("model.time_features", m.time_features, 2)
+    if m.time_features % 2:
+        raise C.ConfigError("model.time_features", m.time_features, "must be even (sine and cosine pairs)")
+    C.choice("model.schedule", m.schedule, ("cosine", "linear"))
+    C.choice("model.prediction", m.prediction, ("eps", "x0"))
+    C.choice("model.sampler", m.sampler, ("ddpm", "ddim"))
+    C.positive("model.lr", m.lr)
+    if not isinstance(m.weight_decay, int | float) or not math.isfinite(m.weight_decay) or m.weight_decay < 0:
+        raise C.ConfigError("model.weight_decay", m.weight_decay, "must be a finite number >= 0")
+    if not isinstance(m.ema, int | float) or not 0 <= m.ema < 1:
+        raise C.ConfigError("model.ema", m.ema, "must lie in [0, 1) (0 = no averaging)")
+    C.int_at_least("model.classes", m.classes, 0, " (0 = unconditional)")
+    if not isinstance(m.label_dropout, int | float) or not 0 <= m.label_dropout < 1:
+        raise C.ConfigError("model.label_dropout", m.label_dropout, "must lie in [0, 1)")
+    C.choice("model.bias", m.bias, ("temperature", "cfg"))
+    if m.bias == "cfg" and m.classes == 0:
+        raise C.ConfigError(
+            "model.bias", "cfg", "classifier-free guidance needs a conditional model (model.classes > 0)"
+        )
+    if m.bias == "cfg" and m.label_dropout == 0:
+        raise C.ConfigError("model.label_dropout", 0, "must be > 0 with model.bias=cfg (the unconditional model)")
+
+
+def fits(m: DiffusionModel, cfg: C.Config, parts) -> None:
+    """A conditional model needs a labelled truth with as many classes; a U-Net needs images its pooling divides."""
+    del cfg
+    source = parts.source
+    if m.classes:
+        if source.classes == 0:
+            raise C.ConfigError(
+                "model.classes",
+                m.classes,
+                "needs a labelled truth: a mixture with >= 2 modes (ring8, grid25, mixture) or digits, mnist",
+            )
+        if m.classes != source.classes:
+            raise C.ConfigError(
+                "model.classes",
+                m.classes,
+                f"must be 0 or the truth's number of components or classes ({source.classes})",
+            )
+    if m.network != "unet":
+        return
+    if source.shape is None:
+        raise C.ConfigError("model.network", "unet", "needs an image source (data=digits, mnist); use mlp for vectors")
+    factor = 2 ** (len(m.channels) - 1)
+    if source.shape[0] % factor or source.shape[1] % factor:
+        raise C.ConfigError(
+            "model.channels",
+            list(m.channels),
+            f"{len(m.channels)} levels pool by {factor}, which must divide the image side {source.shape[0]}",
+        )
+
+
+C.register("model", "diffusion", DiffusionModel, build=build, check=check, fits=fits)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from madloop import config as C
 from madloop import linalg
-from madloop.config import GaussianModel
 from madloop.mixture import gaussian_log_prob
-from madloop.models import make_model
-from madloop.types import Data, GenerativeModel, Key, Weights
+from madloop.types import Data, Density, GenerativeModel, Key, Knobs, Moments, Statistics, Weights
+
+
+@dataclass(frozen=True)
+class GaussianModel(C.ModelConfig):
+    """Full-covariance Gaussian; ``estimator`` = ``mle`` (divide by n) or ``unbiased`` (divide by n - 1)."""
+
+    estimator: str = "mle"
 
 
 class GaussianParams(NamedTuple):
@@ -97,9 +104,13 @@ def _init(key: Key, x: Data, w: Weights) -> GaussianParams:
     return GaussianParams(jnp.zeros((d,), x.dtype), jnp.eye(d, dtype=x.dtype))
 
 
-def _fit(unbiased: bool, key: Key, params: GaussianParams, x: Data, w: Weights, warm: bool) -> GaussianParams:
-    del key, params, warm  # closed form: no iterations, nothing to warm-start
+def _fit(unbiased: bool, key: Key, params: GaussianParams, x: Data, w: Weights, warm: bool, knobs: Knobs):
+    del key, params, warm, knobs  # closed form: no iterations, nothing to warm-start
     return GaussianParams(*weighted_moments(x, w, unbiased))
+
+
+def _sample(key: Key, params: GaussianParams, n: int, knobs: Knobs) -> Data:
+    return sample_gaussian(key, params, n, knobs["lam"])
 
 
 def _log_prob(params: GaussianParams, x: Data) -> jax.Array:
@@ -110,17 +121,31 @@ def _moments(params: GaussianParams) -> tuple[jax.Array, jax.Array]:
     return params.mean, params.cov
 
 
-@make_model.register
-def _(cfg: GaussianModel, shape: tuple[int, ...] | None = None) -> GenerativeModel:
-    del shape
+def gaussian_family(cfg: GaussianModel, source=None, scan=None) -> GenerativeModel:
+    """The Gaussian family: closed-form fit, a density, exact moments and sufficient statistics."""
+    del source, scan
+    unbiased = cfg.estimator == "unbiased"
     return GenerativeModel(
         init=_init,
-        fit=functools.partial(_fit, cfg.estimator == "unbiased"),
-        sample=sample_gaussian,
-        log_prob=_log_prob,
-        moments=_moments,
-        stats=gaussian_stats,
-        merge=merge_stats,
-        scale=scale_stats,
-        fit_stats=functools.partial(_fit_stats, cfg.estimator == "unbiased"),
+        fit=functools.partial(_fit, unbiased),
+        sample=_sample,
+        density=Density(_log_prob),
+        moments=Moments(_moments, gaussian=True),
+        statistics=Statistics(gaussian_stats, merge_stats, scale_stats, functools.partial(_fit_stats, unbiased)),
     )
+
+
+def check(m: GaussianModel) -> None:
+    """Field checks of ``model=gaussian``."""
+    C.choice("model.estimator", m.estimator, ("mle", "unbiased"))
+
+
+def fits(m: GaussianModel, cfg: C.Config, parts) -> None:
+    """A covariance needs >= 2 samples in the smallest training set."""
+    del m, cfg
+    size, key = parts.smallest
+    if size < 2:
+        raise C.ConfigError(key, size, "must be >= 2 to fit a covariance")
+
+
+C.register("model", "gaussian", GaussianModel, build=gaussian_family, check=check, fits=fits)

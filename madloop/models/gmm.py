@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 
-from madloop.config import GMMModel
+from madloop import config as C
 from madloop.mixture import Mixture, component_log_prob, mixture_log_prob, mixture_moments, sample_mixture
-from madloop.models import make_model
-from madloop.types import Data, GenerativeModel, Key, Weights
+from madloop.types import Data, Density, GenerativeModel, Key, Knobs, Moments, Weights
+
+
+@dataclass(frozen=True)
+class GMMModel(C.ModelConfig):
+    """Gaussian mixture fitted by weighted EM.
+
+    ``init_iters`` EM iterations for a fit from scratch (generation 0, or every generation without warm start),
+    ``iters`` per warm-started generation; ``reg_covar`` is added to every component covariance (floor).
+    """
+
+    components: int = 8
+    init_iters: int = 100
+    iters: int = 10
+    reg_covar: float = 1e-6
+    init: str = "kmeans++"
 
 
 def kmeans_pp_centers(key: Key, x: Data, w: Weights, k: int) -> jax.Array:
@@ -86,23 +101,44 @@ def _init(cfg: GMMModel, key: Key, x: Data, w: Weights) -> Mixture:
     return m_step(x, resp, prev, cfg.reg_covar)
 
 
-def _fit(cfg: GMMModel, key: Key, params: Mixture, x: Data, w: Weights, warm: bool) -> Mixture:
-    del key
+def _fit(cfg: GMMModel, key: Key, params: Mixture, x: Data, w: Weights, warm: bool, knobs: Knobs) -> Mixture:
+    del key, knobs
     iters = cfg.iters if warm else cfg.init_iters
     return jax.lax.fori_loop(0, iters, lambda _, m: em_step(m, x, w, cfg.reg_covar), params)
 
 
-def _sample(key: Key, params: Mixture, n: int, lam: jax.Array | float) -> Data:
-    return sample_mixture(key, params, n, lam)
+def _sample(key: Key, params: Mixture, n: int, knobs: Knobs) -> Data:
+    return sample_mixture(key, params, n, knobs["lam"])
 
 
-@make_model.register
-def _(cfg: GMMModel, shape: tuple[int, ...] | None = None) -> GenerativeModel:
-    del shape
+def gmm_family(cfg: GMMModel, source=None, scan=None) -> GenerativeModel:
+    """The Gaussian mixture family: weighted EM, a density and exact moments."""
+    del source, scan
     return GenerativeModel(
         init=functools.partial(_init, cfg),
         fit=functools.partial(_fit, cfg),
         sample=_sample,
-        log_prob=mixture_log_prob,
-        moments=mixture_moments,
+        density=Density(mixture_log_prob),
+        moments=Moments(mixture_moments),
     )
+
+
+def check(m: GMMModel) -> None:
+    """Field checks of ``model=gmm``."""
+    C.int_at_least("model.components", m.components, 1)
+    C.int_at_least("model.init_iters", m.init_iters, 1)
+    C.int_at_least("model.iters", m.iters, 1)
+    if not C.is_number(m.reg_covar) or m.reg_covar < 0:
+        raise C.ConfigError("model.reg_covar", m.reg_covar, "must be a finite number >= 0")
+    C.choice("model.init", m.init, ("kmeans++", "random"))
+
+
+def fits(m: GMMModel, cfg: C.Config, parts) -> None:
+    """K components need at least K samples in the smallest training set."""
+    del cfg
+    size = parts.smallest[0]
+    if m.components > size:
+        raise C.ConfigError("model.components", m.components, f"must be <= the smallest training set ({size} samples)")
+
+
+C.register("model", "gmm", GMMModel, build=gmm_family, check=check, fits=fits)

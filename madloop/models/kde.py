@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from madloop import config as C
 from madloop import linalg, rng
-from madloop.config import KDEModel
 from madloop.mixture import gaussian_log_prob
-from madloop.models import make_model
 from madloop.models.gaussian import weighted_moments
-from madloop.types import Data, GenerativeModel, Key, Weights
+from madloop.types import Data, Density, GenerativeModel, Key, Knobs, Moments, Weights
+
+
+@dataclass(frozen=True)
+class KDEModel(C.ModelConfig):
+    """Gaussian KDE; ``bandwidth`` = ``scott`` | ``silverman`` | a positive factor (scipy's gaussian_kde)."""
+
+    bandwidth: Any = "scott"
 
 
 class KDEParams(NamedTuple):
@@ -46,8 +53,8 @@ def _init(key: Key, x: Data, w: Weights) -> KDEParams:
     return KDEParams(x, w / jnp.sum(w), identity)
 
 
-def _fit(cfg: KDEModel, key: Key, params: KDEParams, x: Data, w: Weights, warm: bool) -> KDEParams:
-    del key, params, warm
+def _fit(cfg: KDEModel, key: Key, params: KDEParams, x: Data, w: Weights, warm: bool, knobs: Knobs) -> KDEParams:
+    del key, params, warm, knobs
     # Frequency weights: the effective sample size is sum(w), as for the duplicated data set.
     n_eff = jnp.sum(w)
     _, cov = weighted_moments(x, w, unbiased=True)
@@ -56,7 +63,7 @@ def _fit(cfg: KDEModel, key: Key, params: KDEParams, x: Data, w: Weights, warm: 
     return KDEParams(x, w / n_eff, chol._replace(lower=factor * chol.lower))
 
 
-def _sample(key: Key, params: KDEParams, n: int, lam: jax.Array | float) -> Data:
+def sample_kde(key: Key, params: KDEParams, n: int, lam: jax.Array | float) -> Data:
     """Picks a training point with probability ~ weight and adds kernel noise of covariance lam * H."""
     k_idx, k_noise = jax.random.split(key)
     # Inverse-CDF draw of the point index: O(n log N), where jax.random.categorical would draw n x N Gumbels.
@@ -81,9 +88,29 @@ def _moments(params: KDEParams) -> tuple[jax.Array, jax.Array]:
     return mean, (params.weights[:, None] * xc).T @ xc + kernel @ kernel.T
 
 
-@make_model.register
-def _(cfg: KDEModel, shape: tuple[int, ...] | None = None) -> GenerativeModel:
-    del shape
+def _sample(key: Key, params: KDEParams, n: int, knobs: Knobs) -> Data:
+    return sample_kde(key, params, n, knobs["lam"])
+
+
+def kde_family(cfg: KDEModel, source=None, scan=None) -> GenerativeModel:
+    """The KDE family: its rows are its parameters; a density and exact moments."""
+    del source, scan
     return GenerativeModel(
-        init=_init, fit=functools.partial(_fit, cfg), sample=_sample, log_prob=_log_prob, moments=_moments
+        init=_init,
+        fit=functools.partial(_fit, cfg),
+        sample=_sample,
+        density=Density(_log_prob),
+        moments=Moments(_moments),
     )
+
+
+def check(m: KDEModel) -> None:
+    """Field checks of ``model=kde``."""
+    bw: Any = m.bandwidth
+    if isinstance(bw, str):
+        C.choice("model.bandwidth", bw, ("scott", "silverman"))
+    else:
+        C.positive("model.bandwidth", bw, " or one of scott, silverman")
+
+
+C.register("model", "kde", KDEModel, build=kde_family, check=check)

@@ -1,0 +1,222 @@
+"""Synthetic pools as one typed strategy: replace, accumulate, accumulate-subsample, and the statistics pool.
+
+Layout of every training set (generation 0 included): ``[real slots | synthetic slots (S)]`` padded to a fixed
+size T with frequency weights, 0 marking an unused slot, so every generation has the same shapes and the loop
+scans. S = n_synth (replace), G * n_synth (accumulate) or the subsample size (accumulate_subsample). The pool is
+chosen at one place, ``make_pool``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from madloop import config as C
+from madloop.types import Data, GenerativeModel, Key, Knobs, Params, Statistics, Weights
+
+# fit(x [T, d], w [T]) -> params: the family's fit of generation g on a training set (the loop closes over the
+# keys, the previous parameters and the warm-start switch).
+FitFn = Callable[[Data, Weights], Params]
+
+
+class Pool(NamedTuple):
+    """A synthetic pool policy as pure functions.
+
+    Attributes:
+        name: the ``regime.pool`` value (``statistics`` for an accumulate pool kept as statistics).
+        slots: S, the synthetic slots of a training set (0 for statistics: no training set is built).
+        empty: ``empty(d, dtype) -> (pool, pool_w)``: the pool before generation 1 (a buffer [P, d] and weights [P] of
+            zeros, or the statistics of no data and weights [0]).
+        add: ``add(pool, pool_w, synth, g, count) -> (pool, pool_w)``: generation g - 1's samples [n_synth, d]
+            enter the pool for generation g (g >= 1); only the first ``count`` of them get weight.
+        train: ``train(key, pool, pool_w, x_real, w_real, knobs, fit) -> params``: generation g's fit on the
+            regime's real part and the pool.
+    """
+
+    name: str
+    slots: int
+    empty: Callable[[int, Any], tuple[Any, Weights]]
+    add: Callable[..., tuple[Any, Weights]]
+    train: Callable[..., Params]
+
+
+def pad(x: Data, w: Weights, size: int) -> tuple[Data, Weights]:
+    """Appends zero-weight rows so x [n, d], w [n] become [size, d], [size]."""
+    extra = size - x.shape[0]
+    return jnp.pad(x, ((0, extra), (0, 0))), jnp.pad(w, (0, extra))
+
+
+def count_mask(size: int, count: jax.Array | int) -> Weights:
+    """Weights [size]: 1 for the first ``count`` slots, 0 after (a count knob as a mask over a static maximum)."""
+    return (jnp.arange(size) < count).astype(jnp.zeros(()).dtype)
+
+
+def training_set(
+    x_real: Data, w_real: Weights, x_synth: Data, w_synth: Weights, real_weight: jax.Array | float, size: int
+) -> tuple[Data, Weights]:
+    """Concatenates both parts and pads them to [size, d] with frequency weights [size].
+
+    Each present real sample weighs ``real_weight`` times a synthetic one; the weights are then rescaled to
+    sum to the number of samples present, so the relative weight never changes the effective sample size.
+    Example: 2 real, 2 synthetic, real_weight 3 -> raw (3, 3, 1, 1), sum 8, count 4 -> (1.5, 1.5, .5, .5).
+    """
+    raw = jnp.concatenate([real_weight * w_real, w_synth])
+    count = jnp.sum(w_real > 0) + jnp.sum(w_synth > 0)
+    return pad(jnp.concatenate([x_real, x_synth]), raw * (count / jnp.sum(raw)), size)
+
+
+def training_stats(stats: Statistics, x_real: Data, w_real: Weights, pool_stats: Any, real_weight: jax.Array | float):
+    """The sufficient statistics of ``training_set(x_real, w_real, pool..., real_weight, size)`` for a pool kept
+    as statistics (its samples weigh 1 each): the same weights, so ``stats.fit`` of it equals the fit.
+
+    The real part is weighted ``real_weight`` relative to a synthetic sample, then all weights are rescaled to
+    sum to the number of samples present, as ``training_set`` does.
+    """
+    real = stats.stats(x_real, w_real)
+    n_real = jnp.sum(w_real > 0)
+    raw = real_weight * real.count + pool_stats.count
+    rescale = (n_real + pool_stats.count) / jnp.where(raw > 0, raw, 1.0)
+    return stats.merge(stats.scale(real, real_weight * rescale), stats.scale(pool_stats, rescale))
+
+
+def subsample_size(regime: C.RegimeConfig) -> int:
+    """Synthetic slots of an ``accumulate_subsample`` training set: ``subsample``, or ``n_synth`` when null."""
+    return regime.subsample if regime.subsample is not None else regime.n_synth
+
+
+# --------------------------------------------------------------------------------------------- the policies
+
+
+def _buffer(capacity: int) -> Callable[[int, Any], tuple[Data, Weights]]:
+    def empty(dim: int, dtype: Any) -> tuple[Data, Weights]:
+        del dtype
+        return jnp.zeros((capacity, dim)), jnp.zeros((capacity,))  # the run's precision (x64 under float64)
+
+    return empty
+
+
+def _sample_train(size: int, synthetic: Callable) -> Callable[..., Params]:
+    """train() of a pool of samples: the synthetic part, the training set [T] and the family's fit."""
+
+    def train(key: Key, pool: Data, pool_w: Weights, x_real: Data, w_real: Weights, knobs: Knobs, fit: FitFn):
+        x_syn, w_syn = synthetic(key, pool, pool_w, knobs["n_synth"])
+        return fit(*training_set(x_real, w_real, x_syn, w_syn, knobs["real_weight"], size))
+
+    return train
+
+
+def replace_pool(regime: C.RegimeConfig, generations: int, size: int) -> Pool:
+    """The pool is generation g - 1's samples alone (MAD's and Shumailov et al.'s default)."""
+    del generations
+
+    def add(pool, pool_w, synth, g, count):
+        del pool, pool_w, g
+        return synth, count_mask(regime.n_synth, count)
+
+    def synthetic(key, pool, pool_w, count):
+        del key, count
+        return pool, pool_w
+
+    return Pool("replace", regime.n_synth, _buffer(regime.n_synth), add, _sample_train(size, synthetic))
+
+
+def _accumulate_add(regime: C.RegimeConfig) -> Callable:
+    def add(pool, pool_w, synth, g, count):
+        # Generation g - 1's samples fill slots [(g - 1) n_synth, g n_synth).
+        start = (g - 1) * regime.n_synth
+        pool = jax.lax.dynamic_update_slice(pool, synth, (start, 0))
+        pool_w = jax.lax.dynamic_update_slice(pool_w, count_mask(regime.n_synth, count), (start,))
+        return pool, pool_w
+
+    return add
+
+
+def accumulate_pool(regime: C.RegimeConfig, generations: int, size: int) -> Pool:
+    """Every generation's samples stay in the pool (Gerstgrasser et al. 2024): a buffer of G n_synth slots."""
+
+    def synthetic(key, pool, pool_w, count):
+        del key, count
+        return pool, pool_w
+
+    capacity = generations * regime.n_synth
+    return Pool("accumulate", capacity, _buffer(capacity), _accumulate_add(regime), _sample_train(size, synthetic))
+
+
+def accumulate_subsample_pool(regime: C.RegimeConfig, generations: int, size: int) -> Pool:
+    """Every generation's samples stay in the pool and a training set takes a uniform subsample of it.
+
+    A training set draws S filled slots uniformly without replacement (Gumbel top-k over the filled slots);
+    while fewer than S slots are filled, the extra picks are empty slots and keep weight 0. When the subsample
+    size follows n_synth (``regime.subsample`` null), only the first ``count`` picks keep their weight (the top-k
+    picks are in random order, so they are a uniform subsample of size ``count``).
+
+    References:
+        Kazdan et al. 2024, "Collapse or Thrive?", accumulate-subsample.
+    """
+    slots = subsample_size(regime)
+
+    def synthetic(key, pool, pool_w, count):
+        scores = jnp.where(pool_w > 0, jax.random.gumbel(key, pool_w.shape), -jnp.inf)
+        _, idx = jax.lax.top_k(scores, slots)
+        keep = count_mask(slots, count) if regime.subsample is None else 1.0
+        return pool[idx], pool_w[idx] * keep
+
+    capacity = generations * regime.n_synth
+    add = _accumulate_add(regime)
+    return Pool("accumulate_subsample", slots, _buffer(capacity), add, _sample_train(size, synthetic))
+
+
+def statistics_pool(regime: C.RegimeConfig, stats: Statistics) -> Pool:
+    """An accumulate pool kept as the family's sufficient statistics: the same fits up to float rounding, O(n)
+    time per generation and O(1) memory instead of O(G n); generation 0's training set is the real set alone."""
+
+    def empty(dim: int, dtype: Any):
+        return stats.stats(jnp.zeros((0, dim), dtype), jnp.zeros((0,), dtype)), jnp.zeros((0,))
+
+    def add(pool, pool_w, synth, g, count):
+        del g
+        return stats.merge(pool, stats.stats(synth, count_mask(regime.n_synth, count))), pool_w
+
+    def train(key, pool, pool_w, x_real, w_real, knobs, fit):
+        del key, pool_w, fit
+        return stats.fit(training_stats(stats, x_real, w_real, pool, knobs["real_weight"]))
+
+    return Pool("statistics", 0, empty, add, train)
+
+
+# regime.pool -> the policy (the statistics pool is chosen by make_pool, not named by the user).
+POLICIES: dict[str, Callable[[C.RegimeConfig, int, int], Pool]] = {
+    "replace": replace_pool,
+    "accumulate": accumulate_pool,
+    "accumulate_subsample": accumulate_subsample_pool,
+}
+
+
+def synth_slots(regime: C.RegimeConfig, generations: int) -> int:
+    """S, the synthetic slots of a training set of a pool of samples."""
+    if regime.pool == "accumulate_subsample":
+        return subsample_size(regime)
+    return regime.n_synth if regime.pool == "replace" else generations * regime.n_synth
+
+
+def keeps_statistics(cfg: C.Config, model: GenerativeModel, guided: bool) -> bool:
+    """Whether an accumulate pool is kept as the family's statistics: ``loop.stats_pool``, a family with the
+    statistics capability, and no guidance (SIMS fits an auxiliary model on samples)."""
+    return cfg.loop.stats_pool and cfg.regime.pool == "accumulate" and model.statistics is not None and not guided
+
+
+def make_pool(cfg: C.Config, model: GenerativeModel, train_size: int, guided: bool) -> Pool:
+    """The pool of a run: the policy ``regime.pool`` names, or the statistics pool (``keeps_statistics``).
+
+    Args:
+        cfg: the validated config.
+        model: the model family.
+        train_size: T, the slots of every training set (``madloop.regimes.train_size``).
+        guided: whether sampling guidance is on.
+    """
+    if keeps_statistics(cfg, model, guided):
+        return statistics_pool(cfg.regime, model.statistics)
+    return POLICIES[cfg.regime.pool](cfg.regime, cfg.loop.generations, train_size)
