@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -219,12 +220,59 @@ def task(node: DictConfig) -> None:
     log.info("done in %.1f s: %s", result.seconds, out / "metrics.csv")
 
 
+EXAMPLES = """\
+  python -m madloop.run                                          the default experiment (ring8, gmm, fully synthetic)
+  python -m madloop.run data=gaussian model=gaussian loop.generations=100 loop.seeds=64
+  python -m madloop.run regime=synthetic_augmentation regime.pool=accumulate sweep.bias.lam=[0.5,0.8,1.0]
+  python -m madloop.run experiment=sims_augmentation loop.seeds=4
+  python -m madloop.run -m model=gmm,kde regime=fully_synthetic,fresh_data   (a multirun: one job per combination)
+  python -m madloop.run data=gaussian model=gaussian --cfg job              (print the composed config, run nothing)"""
+
+
+def help_text() -> str:
+    """What ``--help`` prints: the groups a user composes with their options, the sweepable knobs, and examples
+    (Hydra's own help, which also lists the internal schema store, stays behind ``--hydra-help``)."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from madloop import api, knobs
+
+    api.register()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=api.CONFIG_MODULE, version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        groups = sorted(g for g in loader.list_groups("") if not g.startswith(("schema", "hydra")))
+        lines = [
+            textwrap.fill(
+                ", ".join(sorted(loader.get_group_options(g))),
+                116,
+                initial_indent=f"  {g + '=':12s}",
+                subsequent_indent=" " * 14,
+            )
+            for g in groups
+        ]
+    sweeps = ", ".join(k.sweep for k in knobs.KNOBS)
+    return (
+        "madloop: self-consuming training loops of generative models\n\n"
+        "usage: python -m madloop.run [-m] [group=option ...] [key=value ...]\n\n"
+        "Config groups (group=option; experiment=NAME picks a preset that sets several groups):\n"
+        + "\n".join(lines)
+        + "\n\n"
+        f"Knobs swept inside one compiled program (a list each): {sweeps}\n\n"
+        "Every field can be overridden as key=value (see docs/configuration.md; --cfg job prints the composed "
+        "config).\n\nExamples:\n" + EXAMPLES + "\n\nHydra's own options: --hydra-help\n"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Validates every job (exit 2 with one line on bad input), then hands over to Hydra."""
     argv = list(sys.argv[1:] if argv is None else argv)
     from madloop import api
 
     try:
+        if "--help" in argv or "-h" in argv:
+            print(help_text())
+            return
         api.register()
         prevalidate(argv)
     except C.ConfigError as exc:
