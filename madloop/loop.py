@@ -1,8 +1,8 @@
 """The generation loop: generation 0 and one generation as pure functions of a run key, its knobs and the state.
 
-The step reads as the numbered steps of docs/concepts.md: (1) generation g - 1 samples (and curation keeps some),
-(2) the regime's real part and the pool's synthetic part make the training set, (3) generation g is fitted,
-(4) it is evaluated. ``madloop.engine`` scans the step, vmapped over runs.
+The step reads as the numbered steps of docs/concepts.md: (1) generation g - 1 samples (and a curation keeps some),
+(2) the samples enter the pool, (3) the regime supplies the real part, (4) generation g is fitted on both, (5) it is
+evaluated. ``madloop.engine`` scans the step, vmapped over runs (``madloop.pools``, ``madloop.regimes``).
 
 Keys are derived, never carried: generation g's key for a role is ``fold_in(fold_in(run_key, g), role)``, so
 a run is deterministic, can resume from any generation, and configs that share a seed share their noise
@@ -94,16 +94,16 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
         return LoopState(params, real, pool_state, pool_w, snapshots), row
 
     def step(run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, g: jax.Array) -> tuple[LoopState, Row]:
-        # 1. Generation g - 1 produces the synthetic samples (with its sampling bias); a curation keeps one of
-        # every k (k = 1 without curation).
+        # 1. Generation g - 1 draws the synthetic samples (with its sampling bias); a curation keeps one of every
+        # k (k = 1 without curation).
         synth = guided.sample(role_key(run_key, g, SYNTH), state.params, curation.k * regime.n_synth, knobs)
         synth = curation.select(role_key(run_key, g, CURATE), synth, knobs["temperature"])
-        # 2. The training set: the regime's real part (its first knobs n_real samples) and the pool, which takes
-        # the new samples (their first knobs n_synth).
+        # 2. They enter the synthetic pool by its policy (their first knobs n_synth: a count sweep's mask).
+        pool_state, pool_w = pool.add(state.pool, state.pool_w, synth, g, knobs["n_synth"])
+        # 3. The regime supplies the real part of the training set (its first knobs n_real samples).
         x_real, w_real = parts.regime.real_part(role_key(run_key, g, REAL), state.real, train_source)
         w_real = w_real * count_mask(w_real.shape[0], knobs["n_real"])
-        pool_state, pool_w = pool.add(state.pool, state.pool_w, synth, g, knobs["n_synth"])
-        # 3. Fit generation g on it (warm start from g - 1, or from scratch).
+        # 4. Generation g is fitted on the real part and the pool (warm-started from g - 1, or from scratch).
         params = pool.train(
             role_key(run_key, g, SUBSAMPLE),
             pool_state,
@@ -113,7 +113,7 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
             knobs,
             lambda x, w: fit(run_key, g, state.params, x, w, knobs, warm=cfg.loop.warm_start),
         )
-        # 4. Evaluate it.
+        # 5. Generation g is evaluated (its parameters, and its own fresh samples).
         row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots)
         return LoopState(params, state.real, pool_state, pool_w, snapshots), row
 

@@ -187,25 +187,40 @@ def statistics_pool(regime: C.RegimeConfig, stats: Statistics) -> Pool:
     return Pool("statistics", 0, empty, add, train)
 
 
-# regime.pool -> the policy (the statistics pool is chosen by make_pool, not named by the user).
-POLICIES: dict[str, Callable[[C.RegimeConfig, int, int], Pool]] = {
-    "replace": replace_pool,
-    "accumulate": accumulate_pool,
-    "accumulate_subsample": accumulate_subsample_pool,
+class Policy(NamedTuple):
+    """A ``regime.pool`` option.
+
+    Attributes:
+        make: ``make(regime, generations, train_size) -> Pool``.
+        slots: ``slots(regime, generations) -> S``, the synthetic slots of a training set.
+        statistics: whether the pool can be kept as a family's sufficient statistics (every sample stays, each
+            weighing 1).
+    """
+
+    make: Callable[[C.RegimeConfig, int, int], Pool]
+    slots: Callable[[C.RegimeConfig, int], int]
+    statistics: bool = False
+
+
+# regime.pool -> its policy; the one place a pool is chosen by name (the statistics pool is chosen by make_pool).
+POLICIES: dict[str, Policy] = {
+    "replace": Policy(replace_pool, lambda r, g: r.n_synth),
+    "accumulate": Policy(accumulate_pool, lambda r, g: g * r.n_synth, statistics=True),
+    "accumulate_subsample": Policy(accumulate_subsample_pool, lambda r, g: subsample_size(r)),
 }
 
 
 def synth_slots(regime: C.RegimeConfig, generations: int) -> int:
     """S, the synthetic slots of a training set of a pool of samples."""
-    if regime.pool == "accumulate_subsample":
-        return subsample_size(regime)
-    return regime.n_synth if regime.pool == "replace" else generations * regime.n_synth
+    return POLICIES[regime.pool].slots(regime, generations)
 
 
 def keeps_statistics(cfg: C.Config, model: GenerativeModel, guided: bool) -> bool:
-    """Whether an accumulate pool is kept as the family's statistics: ``loop.stats_pool``, a family with the
-    statistics capability, and no guidance (SIMS fits an auxiliary model on samples)."""
-    return cfg.loop.stats_pool and cfg.regime.pool == "accumulate" and model.statistics is not None and not guided
+    """Whether the pool is kept as the family's statistics: ``loop.stats_pool``, a pool policy that keeps every
+    sample (accumulate), a family with the statistics capability, and no guidance (SIMS fits an auxiliary model on
+    samples)."""
+    policy = POLICIES[cfg.regime.pool]
+    return cfg.loop.stats_pool and policy.statistics and model.statistics is not None and not guided
 
 
 def make_pool(cfg: C.Config, model: GenerativeModel, train_size: int, guided: bool) -> Pool:
@@ -219,4 +234,4 @@ def make_pool(cfg: C.Config, model: GenerativeModel, train_size: int, guided: bo
     """
     if keeps_statistics(cfg, model, guided):
         return statistics_pool(cfg.regime, model.statistics)
-    return POLICIES[cfg.regime.pool](cfg.regime, cfg.loop.generations, train_size)
+    return POLICIES[cfg.regime.pool].make(cfg.regime, cfg.loop.generations, train_size)

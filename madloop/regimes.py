@@ -99,7 +99,7 @@ def train_size(r: C.RegimeConfig, regime: Regime, synth_slots: int) -> int:
 def smallest_training_set(r: C.RegimeConfig, regime: Regime) -> tuple[int, str]:
     """(the size of the smallest training set a model is fitted on, the field that sets it): generation 0's
     real samples, and in the fully synthetic loop generation 1's synthetic part (the subsample when smaller)."""
-    first_synth = min(r.n_synth, pools.subsample_size(r)) if r.pool == "accumulate_subsample" else r.n_synth
+    first_synth = min(r.n_synth, pools.synth_slots(r, 1))
     if regime.real_slots:
         size = min(r.n_real, initial_size(r))
     else:  # n_real is never trained on after generation 0 when n_initial is set
