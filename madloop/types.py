@@ -1,4 +1,4 @@
-"""Type aliases and the two protocols every part of madloop shares: a generative model and the loop state."""
+"""Type aliases, the family interface with its optional capabilities, the knobs and the loop state."""
 
 from __future__ import annotations
 
@@ -13,66 +13,91 @@ Data = jax.Array  # Float[Array, "n d"]: a batch of samples
 Weights = jax.Array  # Float[Array, "n"]: non-negative frequency weights; 0 marks an empty slot
 Params = Any  # a PyTree of arrays (a model family's parameters)
 Scalar = jax.Array  # Float[Array, ""]
+# The traced knobs of one run, {name: scalar} (madloop.knobs.KNOBS names them): floats in the run's precision,
+# counts int32. A dict, so a plug-in can add a knob with one table entry; vmapped over runs like any PyTree.
+Knobs = dict[str, jax.Array]
+
+
+class Density(NamedTuple):
+    """A tractable density (likelihood metrics such as ``nll``).
+
+    Attributes:
+        log_prob: ``log_prob(params, x) -> [n]`` for x [n, d].
+    """
+
+    log_prob: Callable[[Params, Data], jax.Array]
+
+
+class Moments(NamedTuple):
+    """The fitted model's first two moments (metrics against a truth with known moments).
+
+    Attributes:
+        moments: ``moments(params) -> (mean [d], cov [d, d])`` of the model at lam = 1.
+        gaussian: the fitted model is exactly N(mean, cov), so closed-form Gaussian distances (w2, kl) apply.
+    """
+
+    moments: Callable[[Params], tuple[jax.Array, jax.Array]]
+    gaussian: bool = False
+
+
+class Statistics(NamedTuple):
+    """Sufficient statistics, so that an accumulating pool can be kept as statistics (``loop.stats_pool``):
+    O(n) time per generation and O(1) memory instead of O(G n).
+
+    Attributes:
+        stats: ``stats(x, w) -> s``: the statistics (a PyTree of fixed shapes, with a ``count`` leaf: the total
+            weight) of weighted data x [n, d], w [n].
+        merge: ``merge(s1, s2) -> s``: the statistics of the union.
+        scale: ``scale(s, c) -> s``: every weight times c.
+        fit: ``fit(s) -> params``: equal to the family's ``fit`` on the data.
+    """
+
+    stats: Callable[[Data, Weights], Any]
+    merge: Callable[[Any, Any], Any]
+    scale: Callable[[Any, jax.Array], Any]
+    fit: Callable[[Any], Params]
+
+
+class Guidable(NamedTuple):
+    """What SIMS negative guidance needs of a family (diffusion).
+
+    Attributes:
+        finetune: ``finetune(key, params, x, w, steps, knobs) -> params``: a copy of the fitted model trained
+            for ``steps`` (static) more steps on weighted data (the auxiliary model).
+        guided_sample: ``guided_sample(key, base, aux, n, knobs) -> x`` [n, d]: sampling with the extrapolated
+            score (1 + omega) s_base - omega s_aux, omega = ``knobs["omega"]``.
+    """
+
+    finetune: Callable[..., Params]
+    guided_sample: Callable[..., Data]
 
 
 class GenerativeModel(NamedTuple):
-    """A model family as pure functions over PyTrees.
+    """A model family as pure functions over PyTrees, with its optional capabilities.
 
     Attributes:
         init: ``init(key, x, w) -> params``: fresh parameters for data ``x`` [n, d] with weights ``w`` [n]
             (a family may look at the data, e.g. k-means++ seeding).
-        fit: ``fit(key, params, x, w, warm) -> params``: fit to weighted data. ``warm`` is a static Python
+        fit: ``fit(key, params, x, w, warm, knobs) -> params``: fit to weighted data. ``warm`` is a static Python
             bool: False means ``params`` came from ``init`` and the from-scratch budget applies (generation 0,
             or every generation when ``loop.warm_start=false``); True means ``params`` are the previous
-            generation's and the warm-start budget applies.
-        sample: ``sample(key, params, n, lam) -> x`` [n, d]: ``n`` static, ``lam`` the traced sampling bias
-            (1 = the fitted model; < 1 colder; > 1 hotter).
-        log_prob: ``log_prob(params, x) -> [n]`` or None when the family has no tractable density.
-        moments: ``moments(params) -> (mean [d], cov [d, d])`` of the fitted model at lam = 1, or None.
-        finetune: ``finetune(key, params, x, w, steps) -> params``: a copy of the fitted model trained for
-            ``steps`` (static) more steps on weighted data, or None (neural families; SIMS's auxiliary model).
-        guided_sample: ``guided_sample(key, base, aux, n, lam, omega) -> x`` [n, d]: sampling with the
-            extrapolated score (1 + omega) s_base - omega s_aux, or None (diffusion families).
-        stats: ``stats(x, w) -> s``: sufficient statistics (a PyTree of fixed shapes) of weighted data, or None.
-            With ``merge(s1, s2) -> s`` (the statistics of the union), ``scale(s, c) -> s`` (every weight times
-            c) and ``fit_stats(s) -> params`` (equal to ``fit`` on the data), an accumulating pool is kept as
-            statistics: O(n) per generation and O(1) memory instead of O(G n).
+            generation's and the warm-start budget applies. ``knobs`` are the run's traced knobs (e.g. a
+            learning rate).
+        sample: ``sample(key, params, n, knobs) -> x`` [n, d]: ``n`` static; ``knobs["lam"]`` is the traced
+            sampling bias (1 = the fitted model; < 1 colder; > 1 hotter).
+        density: a log-density, or None.
+        moments: the fitted moments, or None.
+        statistics: sufficient statistics, or None.
+        guidance: what SIMS guidance needs, or None.
     """
 
     init: Callable[..., Params]
     fit: Callable[..., Params]
     sample: Callable[..., Data]
-    log_prob: Callable[..., jax.Array] | None = None
-    moments: Callable[..., tuple[jax.Array, jax.Array]] | None = None
-    finetune: Callable[..., Params] | None = None
-    guided_sample: Callable[..., Data] | None = None
-    stats: Callable[..., Any] | None = None
-    merge: Callable[..., Any] | None = None
-    scale: Callable[..., Any] | None = None
-    fit_stats: Callable[..., Params] | None = None
-
-
-class Knobs(NamedTuple):
-    """Knobs of an experiment, traced (so they can be vmapped in one program without recompiling).
-
-    Counts are masks over a static maximum: the loop draws the buffer size (``regime.n_real`` /
-    ``regime.n_synth``) and gives weight 0 to the slots at and beyond the count.
-
-    Attributes:
-        lam: sampling bias (bias.lam).
-        real_weight: relative weight of a real sample (regime.real_weight).
-        omega: SIMS guidance strength (guidance.omega; 0 without guidance).
-        n_real: int32 number of real samples used (<= regime.n_real).
-        n_synth: int32 number of synthetic samples per generation used (<= regime.n_synth).
-        temperature: the curation's choice temperature (curation.temperature; 1 without curation).
-    """
-
-    lam: jax.Array
-    real_weight: jax.Array
-    omega: jax.Array
-    n_real: jax.Array
-    n_synth: jax.Array
-    temperature: jax.Array
+    density: Density | None = None
+    moments: Moments | None = None
+    statistics: Statistics | None = None
+    guidance: Guidable | None = None
 
 
 class LoopState(NamedTuple):
