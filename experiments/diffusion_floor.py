@@ -18,6 +18,7 @@ import pandas as pd
 
 import madloop
 from madloop import metrics as M
+from madloop.curation import make_curation
 from madloop.loop import simulation
 
 METRICS = ("sw2", "mmd", "fd", "precision", "recall", "density", "coverage", "modes", "hq")
@@ -45,7 +46,8 @@ def main() -> None:
     model = model[model["generation"] == 0]
     sim = simulation(cfg)
     ref, source = sim.reference(), sim.loop.source
-    draw = jax.jit(lambda key: M.sample_metrics(METRICS, source.sample(key, cfg.eval.n), ref, cfg.eval, source))
+    ctx = M.Context(source, sim.loop.model, make_curation(cfg.curation, source), cfg.eval)
+    draw = jax.jit(lambda key: M.evaluate_samples(METRICS, source.sample(key, cfg.eval.n), ctx, ref))
     floor = pd.DataFrame([{k: float(v) for k, v in draw(jax.random.key(10_000 + s)).items()} for s in range(a.seeds)])
     print(
         f"generation 0: {cfg.regime.n_real} real samples, {cfg.model.train_steps} steps, "

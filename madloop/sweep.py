@@ -43,7 +43,7 @@ def omega_sweep(
     sim = simulation(cfg)
     loop, run_keys, ref = sim.loop, sim.keys()[0], sim.reference()
     # Sample metrics of the guided samples (a curation's reward is a loop metric: no curation acts here).
-    names = tuple(n for n in loop.names if M.is_sample_metric(n) and n not in M.CURATION_METRICS)
+    names = tuple(n for n in loop.names if M.is_sample_metric(n) and M.group_of(n).name != "curation")
 
     def one_seed(run_key, omegas):
         knobs = knobs_of(cfg)

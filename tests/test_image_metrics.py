@@ -8,6 +8,8 @@ import pytest
 
 from madloop import config as C
 from madloop import metrics as M
+from madloop.curation import make_curation
+from madloop.types import GenerativeModel
 
 NAMES = ("fd", "precision", "recall", "density", "coverage", "class_entropy", "confidence", *M.class_columns(10))
 
@@ -18,6 +20,13 @@ def digits():
 
     source = make_source(C.DigitsData())
     return source, source.classifier()
+
+
+def context(source, curation=None) -> M.Context:
+    """An image run's parts as the metrics read them (a family without density or moments, as diffusion)."""
+    family = GenerativeModel(None, None, None)
+    curation = make_curation(C.NoCuration() if curation is None else curation, source)
+    return M.Context(source, family, curation, C.EvalConfig())
 
 
 def test_the_digits_classifier_is_accurate_reproducible_and_cached(digits, tmp_path, monkeypatch):
@@ -72,13 +81,15 @@ def test_fd_of_real_images_is_near_zero_and_grows_with_noise(digits):
     to the features' total variance (the finite-sample bias: 9-21 against tr = 1.2e3, measured); Gaussian pixel
     noise raises it monotonically and lowers precision, density and confidence."""
     source, clf = digits
-    ref = M.make_reference(jax.random.key(0), source.heldout, 5, 16, NAMES, clf)
+    ctx = context(source)
+    ref = M.make_reference(jax.random.key(0), source.heldout, ctx, NAMES)
     assert ref.features.shape == (359, 64) and ref.classifier is not None
     x = source.sample(jax.random.key(1), 359)
     noise = jax.random.normal(jax.random.key(2), x.shape)
-    out = [M.sample_metrics(NAMES, x + s * noise, ref, C.EvalConfig(), source) for s in (0.0, 0.3, 0.6)]
+    out = [M.evaluate_samples(NAMES, x + s * noise, ctx, ref) for s in (0.0, 0.3, 0.6)]
     fd = [float(o["fd"]) for o in out]
-    assert fd[0] < 0.03 * float(jnp.trace(ref.cov)), (fd, float(jnp.trace(ref.cov)))
+    trace = float(jnp.trace(ref.stats["fd"].cov))
+    assert fd[0] < 0.03 * trace, (fd, trace)
     assert fd[0] < fd[1] < fd[2] and fd[2] > 5 * fd[0]
     assert out[0]["precision"] > 0.9 and out[0]["recall"] > 0.9 and out[0]["coverage"] > 0.9
     for name in ("precision", "density", "coverage", "confidence"):
@@ -87,6 +98,38 @@ def test_fd_of_real_images_is_near_zero_and_grows_with_noise(digits):
     shares = np.array([float(out[0][f"class_{c}"]) for c in range(10)])
     assert abs(shares.sum() - 1) < 1e-6 and np.all(np.abs(shares - 0.1) < 0.03)
     assert float(out[0]["class_entropy"]) > np.log(10) - 0.02
+
+
+def test_image_groups_read_features_pixels_and_logits_once(digits):
+    """On an image source fd and the k-NN metrics compare classifier features, sw2 and mmd pixels, the class
+    metrics read the logits and the curation's reward the pixels: each equals its building block on those inputs
+    (one classifier call per evaluation, shared)."""
+    source, clf = digits
+    ctx = context(source, C.KChoiceCuration(reward="class", label=3))
+    names = M.select(ctx)
+    sample_names = ("sw2", "mmd", "fd", "precision", "recall", "density", "coverage")
+    assert names == (*sample_names, "class_entropy", "confidence", "reward", *M.class_columns(10))
+    ref = M.make_reference(jax.random.key(3), source.heldout, ctx, names)
+    assert set(ref.stats) == {"sw2", "mmd", "fd", "prdc"}
+    x = source.sample(jax.random.key(1), 359)
+    x = x + 0.3 * jax.random.normal(jax.random.key(2), x.shape)
+    got = M.evaluate_samples(names, x, ctx, ref)
+    feats, logits = clf.apply(clf.params, x)
+    held = clf.apply(clf.params, source.heldout)[0]
+    fd, mmd = M.group_of("fd"), M.group_of("mmd")
+    want = {
+        "sw2": M.sliced_w2(ref.stats["sw2"].proj_sorted, x, ref.stats["sw2"].directions),
+        "mmd": mmd.compute(x, source.heldout, mmd.prepare(None, source.heldout, ctx), ctx)["mmd"],
+        "fd": M.frechet_distance(*fd.prepare(None, feats, ctx), *fd.prepare(None, held, ctx)),
+        **M.prdc(M.kth_neighbour_distance(held, 5), held, feats, 5),
+        **M.class_stats(logits, 10),
+        "reward": jnp.mean(ctx.curation.reward(x)),
+    }
+    assert set(got) == set(names)
+    for name in names:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(ref.features, held, rtol=1e-6)
+    assert M.evaluate_params(names, None, ctx, ref) == {}
 
 
 def test_class_stats_by_hand():

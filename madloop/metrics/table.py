@@ -1,0 +1,234 @@
+"""The metric groups, one entry each in ``GROUPS``: adding a metric is one entry here."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from madloop import linalg
+from madloop.metrics.distances import (
+    class_stats,
+    frechet_distance,
+    gaussian_kl,
+    kth_neighbour_distance,
+    mode_stats,
+    pairwise_distances,
+    prdc,
+    rbf_mean,
+    sliced_w2,
+    sort_floats,
+)
+from madloop.metrics.group import FEATURES, LOGITS, MOMENTS, PARAMS, SAMPLES, Columns, Context, MetricGroup, always
+from madloop.models.gaussian import weighted_moments
+from madloop.types import Data, Key
+
+# ----------------------------------------------------------------------------------------- when a group applies
+
+
+def known_moments(ctx: Context) -> str | None:
+    """The model has moments and the truth known moments."""
+    if ctx.source.cov is None or ctx.model.moments is None:
+        return "needs a truth with known moments (data=gaussian, ring8, grid25, mixture)"
+    return None
+
+
+def gaussian_pair(ctx: Context) -> str | None:
+    """The fitted model is exactly Gaussian and so is the truth (closed-form distances)."""
+    moments = ctx.model.moments
+    if not (moments is not None and moments.gaussian and ctx.source.gaussian):
+        return "needs model=gaussian and data=gaussian (closed form)"
+    return None
+
+
+def mixture_truth(ctx: Context) -> str | None:
+    """The truth is a mixture of at least two components."""
+    mix = ctx.source.mixture
+    if not (mix is not None and mix.weights.shape[0] >= 2):
+        return "needs a mixture truth with >= 2 modes (data=ring8, grid25, mixture)"
+    return None
+
+
+def has_density(ctx: Context) -> str | None:
+    """The model has a log-density."""
+    return "needs a model with a log-density" if ctx.model.density is None else None
+
+
+def has_classifier(ctx: Context) -> str | None:
+    """The source is an image source with a feature classifier."""
+    if ctx.source.classifier is None:
+        return "needs an image source with a feature classifier (data=digits, mnist)"
+    return None
+
+
+def has_reward(ctx: Context) -> str | None:
+    """The run curates by a reward."""
+    return "needs curation=k_choice (the reward it curates by)" if ctx.curation.reward is None else None
+
+
+def class_count(ctx: Context) -> int:
+    """C of the class histogram (10 where there is no classifier, for the error message's list of names)."""
+    return ctx.source.classes if ctx.source.classifier is not None else 10
+
+
+# ------------------------------------------------------------------------------------------ held-out statistics
+
+
+class Sliced(NamedTuple):
+    """The sliced-W2 reference: directions [L, d] (fixed for the run: common random numbers across generations)
+    and the held-out set's sorted projections on them [L, n]."""
+
+    directions: jax.Array
+    proj_sorted: jax.Array
+
+
+class Kernel(NamedTuple):
+    """The MMD reference: the RBF bandwidth, the median pairwise distance of the held-out set (fixed per run, so
+    MMD values are comparable across generations and seeds), and k_real, the mean RBF kernel over distinct
+    held-out pairs (the constant term of unbiased MMD^2)."""
+
+    bandwidth: jax.Array
+    k_real: jax.Array
+
+
+class Gaussian(NamedTuple):
+    """The held-out mean [f] and (unbiased) covariance [f, f], for ``fd``."""
+
+    mean: jax.Array
+    cov: jax.Array
+
+
+def sliced_reference(key: Key, real: Data, ctx: Context) -> Sliced:
+    """``eval.projections`` random unit directions and the held-out set's sorted projections."""
+    directions = jax.random.normal(key, (ctx.eval.projections, real.shape[1]))
+    directions = directions / jnp.linalg.norm(directions, axis=1, keepdims=True)
+    return Sliced(directions, sort_floats(directions @ real.T))
+
+
+def kernel_reference(key: Key, real: Data, ctx: Context) -> Kernel:
+    """The median-heuristic bandwidth and the held-out set's mean kernel."""
+    del key, ctx
+    dist = pairwise_distances(real, real)
+    bandwidth = jnp.median(dist[jnp.triu_indices(real.shape[0], 1)])
+    return Kernel(bandwidth, rbf_mean(real, real, bandwidth, exclude_diagonal=True))
+
+
+def gaussian_reference(key: Key, real: Data, ctx: Context) -> Gaussian:
+    """The held-out set's mean and unbiased covariance."""
+    del key, ctx
+    return Gaussian(*weighted_moments(real, jnp.ones(real.shape[:1], real.dtype), unbiased=True))
+
+
+def radii_reference(key: Key, real: Data, ctx: Context) -> jax.Array:
+    """[n] the distance of each held-out point to its ``eval.k``-th nearest held-out neighbour."""
+    del key
+    return kth_neighbour_distance(real, ctx.eval.k)
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+
+
+def moment_errors(moments: tuple[jax.Array, jax.Array], real: Data, stats: None, ctx: Context) -> dict:
+    """The fitted moments against the truth's: trace ratio, squared mean error, log det ratio."""
+    del real, stats
+    mean, cov = moments
+    src = ctx.source
+    return {
+        "trace_ratio": jnp.trace(cov) / jnp.trace(src.cov),
+        "mean_sqerr": jnp.sum((mean - src.mean) ** 2),
+        "logdet_ratio": linalg.logdet(cov) - linalg.logdet(src.cov),  # log(det cov / det cov_true)
+    }
+
+
+def gaussian_distances(moments: tuple[jax.Array, jax.Array], real: Data, stats: None, ctx: Context) -> dict:
+    """Closed-form W2 and KL(truth || model), the expected excess code length of the model on real data."""
+    del real, stats
+    mean, cov = moments
+    src = ctx.source
+    return {
+        "w2": jnp.sqrt(jnp.clip(frechet_distance(mean, cov, src.mean, src.cov), 0.0)),
+        "kl": gaussian_kl(src.mean, src.cov, mean, cov),
+    }
+
+
+def sw2(samples: Data, real: Data, stats: Sliced, ctx: Context) -> dict:
+    """Sliced W2 against the held-out set's projections."""
+    del real, ctx
+    return {"sw2": sliced_w2(stats.proj_sorted, samples, stats.directions)}
+
+
+def mmd(samples: Data, real: Data, stats: Kernel, ctx: Context) -> dict:
+    """Unbiased MMD^2 with the run's RBF bandwidth; may be slightly negative when the two sets agree.
+
+    References:
+        Gretton et al. 2012, "A Kernel Two-Sample Test", eq. 3.
+    """
+    del ctx
+    k_ff = rbf_mean(samples, samples, stats.bandwidth, exclude_diagonal=True)
+    k_rf = rbf_mean(real, samples, stats.bandwidth, exclude_diagonal=False)
+    return {"mmd": k_ff + stats.k_real - 2.0 * k_rf}
+
+
+def fd(feats: Data, real: Data, stats: Gaussian, ctx: Context) -> dict:
+    """Fréchet distance between Gaussians fitted to the samples and to the held-out set (FID on an image source)."""
+    del real, ctx
+    mean, cov = weighted_moments(feats, jnp.ones(feats.shape[:1], feats.dtype), unbiased=True)
+    return {"fd": frechet_distance(mean, cov, stats.mean, stats.cov)}
+
+
+def prdc_metrics(feats: Data, real: Data, radii: jax.Array, ctx: Context) -> dict:
+    """Precision, recall, density and coverage with the held-out k-NN radii."""
+    return prdc(radii, real, feats, ctx.eval.k)
+
+
+def modes(samples: Data, real: Data, stats: None, ctx: Context) -> dict:
+    """Modes covered and the share of high-quality samples (within 3 sigma of a component of the truth)."""
+    del real, stats
+    return mode_stats(samples, ctx.source, ctx.eval.mode_share)
+
+
+def nll(params, real: Data, stats: None, ctx: Context) -> dict:
+    """The model's negative log-likelihood of the held-out set, per sample."""
+    del stats
+    return {"nll": -jnp.mean(ctx.model.density.log_prob(params, real))}
+
+
+def classes(logits: jax.Array, real: Data, stats: None, ctx: Context) -> dict:
+    """The classifier's reading of the samples: class histogram, its entropy, mean confidence."""
+    del real, stats
+    return class_stats(logits, ctx.source.classes)
+
+
+def reward(samples: Data, real: Data, stats: None, ctx: Context) -> dict:
+    """The model's expected reward under the curation's reward (of its own, uncurated samples)."""
+    del real, stats
+    return {"reward": jnp.mean(ctx.curation.reward(samples))}
+
+
+# ------------------------------------------------------------------------------------------------- the table
+
+# In the order ``available`` lists the names (the column order of metrics.csv). On an image source fd and the
+# k-NN metrics work in the feature classifier's feature space ("FID with a digits classifier"); sw2 and mmd stay in
+# pixel space.
+GROUPS: tuple[MetricGroup, ...] = (
+    MetricGroup("moments", ("trace_ratio", "mean_sqerr", "logdet_ratio"), known_moments, MOMENTS, moment_errors),
+    MetricGroup("gaussian", ("w2", "kl"), gaussian_pair, MOMENTS, gaussian_distances),
+    MetricGroup("sw2", ("sw2",), always, SAMPLES, sw2, prepare=sliced_reference),
+    MetricGroup("mmd", ("mmd",), always, SAMPLES, mmd, prepare=kernel_reference),
+    MetricGroup("fd", ("fd",), always, FEATURES, fd, prepare=gaussian_reference),
+    MetricGroup(
+        "prdc", ("precision", "recall", "density", "coverage"), always, FEATURES, prdc_metrics, radii_reference
+    ),
+    MetricGroup("modes", ("modes", "hq"), mixture_truth, SAMPLES, modes),
+    MetricGroup("density", ("nll",), has_density, PARAMS, nll),
+    MetricGroup(
+        "classifier",
+        ("class_entropy", "confidence"),
+        has_classifier,
+        LOGITS,
+        classes,
+        columns=Columns("class_", class_count),
+    ),
+    MetricGroup("curation", ("reward",), has_reward, SAMPLES, reward),
+)
