@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from madloop import config as C
 from madloop import knobs, pools, regimes
+from madloop import metrics as M
 from madloop.curation import KChoiceCuration
 from madloop.data.images import DigitsData, MnistData
 from madloop.data.toy import GaussianData, Grid25Data, MixtureData, Ring8Data
@@ -210,10 +211,13 @@ def buffers(cfg: C.Config) -> list[Buffer]:
 
     # Within one generation's evaluation: eval.n model samples and, for k-NN and kernel metrics, the distances
     # between the held-out set and the samples (the output of a matrix product).
-    sample_metrics = names is None or any(n in C_SAMPLE_METRICS or str(n).startswith("class_") for n in names)
+    known = [
+        n for n in names or () if isinstance(n, str) and M.group_of(n) is not None
+    ]  # eval.metrics is checked later
+    sample_metrics = names is None or any(M.is_sample_metric(n) for n in known)
     n_draw = max(ev.n if sample_metrics else 0, ev.snapshot_n)
     add("the evaluation samples", [(n_draw, "samples"), (d, "values")], ("eval.n", "data.dim"), main=False)
-    if names is None or any(n in C_DISTANCE_METRICS for n in names):
+    if names is None or any(M.group_of(n).name in DISTANCE_GROUPS for n in known):
         add("the k-NN distance matrices", [(held, "held-out"), (ev.n, "samples")], ("eval.n",), main=False)
     if names is None or "sw2" in names:  # the held-out set's sorted projections, and each run's
         add(
@@ -232,10 +236,8 @@ def buffers(cfg: C.Config) -> list[Buffer]:
     return out
 
 
-# Metric names, restated from madloop.metrics (which imports JAX): those that read samples, and those that compute
-# a held-out x samples distance matrix.
-C_DISTANCE_METRICS = ("mmd", "precision", "recall", "density", "coverage")
-C_SAMPLE_METRICS = ("sw2", "fd", "modes", "hq", "reward", "class_entropy", "confidence", *C_DISTANCE_METRICS)
+# The metric groups (madloop.metrics.GROUPS) that compute a held-out x samples distance matrix.
+DISTANCE_GROUPS = ("mmd", "prdc")
 
 
 def _cgroup_limit() -> int | None:
