@@ -61,6 +61,8 @@ KNOBS: list[Knob] = [
     Knob(
         "temperature", "curation.temperature", False, lambda v: v >= 1e-30, "values >= 1e-30", 1.0, "curation=k_choice"
     ),
+    Knob("lr", "model.lr", False, lambda v: v > 0, "values > 0", 0.0, "model=diffusion"),
+    Knob("ema", "model.ema", False, lambda v: 0 <= v < 1, "values in [0, 1)", 0.0, "model=diffusion"),
 ]
 
 
@@ -110,9 +112,16 @@ def sweep_schema() -> type:
     return schema
 
 
+_SCHEMAS: dict[tuple, type] = {}
+
+
 def register_sweep() -> None:
-    """Puts the sweep schema into the config store's nodes (``schema/sweep``)."""
-    C.NODES["sweep"] = sweep_schema()
+    """Puts the sweep schema into the config store's nodes (``schema/sweep``): the same class while the table is
+    unchanged, so configs composed before and after compare equal."""
+    key = tuple((k.path, k.count) for k in KNOBS)
+    if key not in _SCHEMAS:
+        _SCHEMAS[key] = sweep_schema()
+    C.NODES["sweep"] = _SCHEMAS[key]
 
 
 register_sweep()

@@ -55,10 +55,11 @@ class DiffusionModel(C.ModelConfig):
         train_steps: optimiser steps of a fit from scratch (generation 0, or each generation without warm start).
         finetune_steps: optimiser steps of a warm-started generation (from the previous generation's weights).
         batch: minibatch size, drawn with probability proportional to the training-set weights.
-        lr: AdamW learning rate (optax.inject_hyperparams).
+        lr: AdamW learning rate: a traced knob (``sweep.model.lr=[...]`` vmaps it), set in the optimiser state
+            (optax.inject_hyperparams) at the start of every fit.
         weight_decay: AdamW weight decay.
         ema: EMA decay of the weights that sample; within each fit the decay warms up as
-            min(ema, (1 + i) / (10 + i)) at step i.
+            min(ema, (1 + i) / (10 + i)) at step i. A traced knob (``sweep.model.ema=[...]``).
         classes: 0 = unconditional; else a class-conditional model over this many classes, which must equal the
             truth's number of components (labels are the mixture component a real sample was drawn from, and the
             class a synthetic sample was generated for).
@@ -328,12 +329,16 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None, 
     def train(key: Key, params: DiffusionParams, x: Data, w: Weights, steps: int, knobs: Knobs | None = None):
         """``steps`` AdamW steps on minibatches drawn from x [n, d] with probability ~ w; returns (params, losses).
 
-        A conditional model's labels are replaced by the null label with probability ``label_dropout``.
+        A conditional model's labels are replaced by the null label with probability ``label_dropout``. The
+        learning rate and EMA decay are the traced knobs ``lr`` and ``ema`` (the config's values without knobs).
         """
-        del knobs
+        lr, ema_decay = (cfg.lr, cfg.ema) if knobs is None else (knobs["lr"], knobs["ema"])
         cdf = jnp.cumsum(w) / jnp.sum(w)
         data, labels = split(x)
-        params = params._replace(label_freq=label_freq(x, w))
+        clip_state, adamw = params.opt
+        rate = jnp.asarray(lr, adamw.hyperparams["learning_rate"].dtype)
+        opt = (clip_state, adamw._replace(hyperparams={**adamw.hyperparams, "learning_rate": rate}))
+        params = params._replace(label_freq=label_freq(x, w), opt=opt)
 
         def step(p: DiffusionParams, i: jax.Array) -> tuple[DiffusionParams, jax.Array]:
             k_idx, k_t, k_eps = jax.random.split(jax.random.fold_in(key, i), 3)
@@ -350,7 +355,7 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None, 
             # Cosine decay of the step size over this fit (scaling AdamW's update scales its learning rate).
             decay_lr = 0.5 * (1 + jnp.cos(jnp.pi * i / steps))
             net = optax.apply_updates(p.net, jax.tree.map(lambda u: decay_lr * u, updates))
-            decay = jnp.minimum(cfg.ema, (1.0 + i) / (10.0 + i))
+            decay = jnp.minimum(ema_decay, (1.0 + i) / (10.0 + i))
             ema = jax.tree.map(lambda e, v: decay * e + (1 - decay) * v, p.ema, net)
             return DiffusionParams(net, ema, opt, p.label_freq), value
 
