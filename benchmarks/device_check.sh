@@ -61,12 +61,20 @@ EOF
 
 status=0
 note="GPU machine (benchmarks/device_check.sh); numpy and scikit-learn on its CPU cores"
+# Extra sections (not in the default list): golden (a few golden tables recomputed on this device, with their
+# largest differences from the CPU's files) and nll (benchmarks/gpu_nll_check.py: the GMM NLL in the loop against
+# the same NLL evaluated standalone).
+GOLDEN="${GOLDEN:-gaussian-fully_synthetic-accumulate gmm-fresh_data-replace kde-synthetic_augmentation-accumulate_subsample diffusion-synthetic_augmentation-replace sims-omega-sweep gaussian-count-sweep}"
 for section in ${SECTIONS:-gaussian gmm diffusion}; do
-    limit=$(case $section in gmm) echo 90 ;; *) echo 180 ;; esac)
+    limit=$(case $section in gmm | nll) echo 90 ;; golden) echo 150 ;; *) echo 180 ;; esac)
     echo "== section $section (limit ${limit} s)"
     start=$SECONDS
-    timeout "$limit" $PY benchmarks/run.py --size "$SIZE" --sections "$section" --repeats 3 --ref-repeats 1 \
-        --out "$OUT" --note "$note"
+    case $section in
+    golden) timeout "$limit" $PY -m tests.golden.make --check $GOLDEN ;;
+    nll) timeout "$limit" $PY benchmarks/gpu_nll_check.py ;;
+    *) timeout "$limit" $PY benchmarks/run.py --size "$SIZE" --sections "$section" --repeats 3 --ref-repeats 1 \
+        --out "$OUT" --note "$note" ;;
+    esac
     rc=$?
     echo "== section $section: exit $rc after $((SECONDS - start)) s"
     [[ $rc -ne 0 ]] && status=1
