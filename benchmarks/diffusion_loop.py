@@ -319,7 +319,7 @@ def measure(a: argparse.Namespace, eager_repeats: int | None = None) -> dict:
     ``a.repeats``). Every side runs ``a.seeds`` seeds; sw2 [seeds, G + 1] per side for the agreement columns.
     """
     import madloop
-    from madloop.loop import Simulation
+    from madloop.engine import Simulation
 
     eager_repeats = a.repeats if eager_repeats is None else eager_repeats
     sim = Simulation(madloop.compose(madloop_overrides(a)))

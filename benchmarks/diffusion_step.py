@@ -16,7 +16,6 @@ import time
 import jax
 import jax.numpy as jnp
 
-from madloop import config as C
 from madloop.models import diffusion as D
 
 
@@ -39,7 +38,7 @@ def measure(widths, seeds_list, steps: int = 500, depth: int = 3, batches=(128,)
     rows = []
     for width in widths:
         for batch in batches:
-            cfg = C.DiffusionModel(width=width, depth=depth, batch=batch, train_steps=steps)
+            cfg = D.DiffusionModel(width=width, depth=depth, batch=batch, train_steps=steps)
             fam = D.diffusion_family(cfg)
 
             def run(key, fam=fam):

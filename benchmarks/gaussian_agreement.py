@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=10)
     p.add_argument("--generations", type=int, default=1000)
     a = p.parse_args()
-    from madloop.loop import Simulation
+    from madloop.engine import Simulation
 
     overrides = [
         "data=gaussian",

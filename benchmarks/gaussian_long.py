@@ -34,7 +34,7 @@ def numpy_reference(seeds: int, generations: int, n: int, dim: int) -> tuple[flo
 def madloop_run(seeds: int, generations: int, n: int, dim: int, chunk: int) -> tuple[float, float, np.ndarray]:
     """(seconds with compilation, seconds of a second call, final trace ratios [seeds])."""
     import madloop
-    from madloop.loop import Simulation
+    from madloop.engine import Simulation
 
     cfg = madloop.compose(
         [

@@ -61,7 +61,7 @@ def machine() -> str:
 
 def timed_madloop(overrides: list[str], repeats: int) -> dict:
     """First call (compilation included) and the median of ``repeats`` further calls of a fresh Simulation."""
-    from madloop.loop import Simulation
+    from madloop.engine import Simulation
 
     sim = Simulation(madloop.compose(overrides))
     t0 = time.perf_counter()
@@ -113,7 +113,7 @@ def madloop_process_seconds(overrides: list[str], cache: str | None) -> float:
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     if cache is not None:
         env.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-    code = f"import madloop; from madloop.loop import Simulation; Simulation(madloop.compose({overrides!r}))()"
+    code = f"import madloop; from madloop.engine import Simulation; Simulation(madloop.compose({overrides!r}))()"
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
     return time.perf_counter() - t0
@@ -339,7 +339,7 @@ def section_compile(a: argparse.Namespace) -> list[dict]:
         ):
             env = {**os.environ, **env, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
             code = (
-                "import time, madloop; from madloop.loop import Simulation; "
+                "import time, madloop; from madloop.engine import Simulation; "
                 "cfg = madloop.compose([]); sim = Simulation(cfg); t = time.perf_counter(); sim(); "
                 "first = time.perf_counter() - t; t = time.perf_counter(); sim(); "
                 "print(first, time.perf_counter() - t)"

@@ -18,8 +18,7 @@ import pandas as pd
 
 import madloop
 from madloop import metrics as M
-from madloop.curation import make_curation
-from madloop.loop import simulation
+from madloop.engine import simulation
 
 METRICS = ("sw2", "mmd", "fd", "precision", "recall", "density", "coverage", "modes", "hq")
 
@@ -45,8 +44,7 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     model = model[model["generation"] == 0]
     sim = simulation(cfg)
-    ref, source = sim.reference(), sim.loop.source
-    ctx = M.Context(source, sim.loop.model, make_curation(cfg.curation, source), cfg.eval)
+    ref, source, ctx = sim.reference(), sim.loop.parts.source, sim.loop.parts.context
     draw = jax.jit(lambda key: M.evaluate_samples(METRICS, source.sample(key, cfg.eval.n), ctx, ref))
     floor = pd.DataFrame([{k: float(v) for k, v in draw(jax.random.key(10_000 + s)).items()} for s in range(a.seeds)])
     print(

@@ -38,7 +38,7 @@ def main() -> None:
     k = len(target)
 
     def stats(x, loop):
-        share = mode_shares(x, loop.source.mixture)[1]
+        share = mode_shares(x, loop.parts.source.mixture)[1]
         return {"share": share, "tv_target": 0.5 * jnp.sum(jnp.abs(share - jnp.asarray(target, jnp.float32)))}
 
     table, seconds = omega_sweep(overrides, OMEGAS, stats)

@@ -23,9 +23,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import madloop.loop
+import madloop.engine
+from madloop import api, run
 from madloop import config as C
-from madloop import run
+from madloop.loop import make_loop
+from madloop.parts import parts_of
 
 CONF = files("madloop.conf")
 GROUPS = ("data", "model", "regime", "loop", "bias", "eval", "guidance", "curation", "experiment")
@@ -37,6 +39,7 @@ def options(group: str) -> list[str]:
 
 def schema_keys() -> list[str]:
     """Every dotted key of the schemas: a group's keys from all of its options (valid or not for the chosen one)."""
+    api.register()  # the options' schemas and the sweep node built from the knob table
     keys: set[str] = set()
 
     def walk(prefix: str, cls: type) -> None:
@@ -44,12 +47,14 @@ def schema_keys() -> list[str]:
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             if dataclasses.is_dataclass(default):
                 walk(f"{prefix}{f.name}.", type(default))
-            elif f.name not in C.SCHEMAS:
+            elif f.name not in C.OPTIONS and f.name not in C.NODES:
                 keys.add(prefix + f.name)
 
     walk("", C.Config)
-    for group, schemas in C.SCHEMAS.items():
-        for cls in schemas.values():
+    for path, cls in C.NODES.items():
+        walk(f"{path}.", cls)
+    for group in C.OPTIONS:
+        for cls in C.schemas(group).values():
             walk(f"{group}.", cls)
     return sorted(keys)
 
@@ -109,8 +114,8 @@ class Validated(BaseException):  # noqa: N818 (not an error: the signal that eve
 
 
 def built_loop(cfg: C.Config):
-    """The stub of ``madloop.loop.simulation``: builds every part of the loop (no compilation), then stops."""
-    madloop.loop.make_loop(cfg)
+    """The stub of ``madloop.engine.simulation``: builds every part of the loop (no compilation), then stops."""
+    make_loop(cfg, parts_of(cfg))
     raise Validated
 
 
@@ -128,10 +133,8 @@ def run_in_process(argv: list[str], folder: Path, through_hydra: bool = True) ->
     """
     from hydra.core.global_hydra import GlobalHydra
 
-    from madloop import api
-
     err, out = io.StringIO(), io.StringIO()
-    saved = (sys.argv, os.getcwd(), madloop.loop.simulation, api.compose, run.hydra.main)
+    saved = (sys.argv, os.getcwd(), madloop.engine.simulation, api.compose, run.hydra.main)
     composed: list[C.Config] = []
 
     def compose(overrides=()):
@@ -150,7 +153,7 @@ def run_in_process(argv: list[str], folder: Path, through_hydra: bool = True) ->
 
     sys.argv = ["madloop.run", *argv]
     os.chdir(folder)
-    madloop.loop.simulation = built_loop
+    madloop.engine.simulation = built_loop
     if not through_hydra:
         api.compose, run.hydra.main = compose, hydra_main
     GlobalHydra.instance().clear()
@@ -174,7 +177,7 @@ def run_in_process(argv: list[str], folder: Path, through_hydra: bool = True) ->
                     traceback.print_exc(file=err)
                     code = 1
     finally:
-        sys.argv, cwd, madloop.loop.simulation, api.compose, run.hydra.main = saved
+        sys.argv, cwd, madloop.engine.simulation, api.compose, run.hydra.main = saved
         os.chdir(cwd)
         GlobalHydra.instance().clear()
     warned = "".join(f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}\n" for w in caught)

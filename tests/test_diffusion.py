@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from madloop import config as C
 from madloop.models import diffusion as D
+from madloop.models.diffusion import DiffusionModel
 
 KEY = jax.random.key(0)
 MEAN = jnp.array([1.0, -0.5])
@@ -128,20 +128,26 @@ def test_guided_prediction_with_zero_omega_is_the_base_bit_for_bit():
 TINY_NET = dict(width=32, depth=2, time_features=8, batch=64, sample_steps=20, lr=3e-3)
 
 
+def knobs(cfg: DiffusionModel, lam: jax.Array | float = 1.0) -> dict[str, jax.Array]:
+    """The traced knobs a diffusion fit and sample read: the sampling bias, and the config's learning rate and
+    EMA decay (the values a run of this config would trace)."""
+    return {"lam": jnp.float32(lam), "lr": jnp.float32(cfg.lr), "ema": jnp.float32(cfg.ema)}
+
+
 @pytest.mark.parametrize("prediction", ["eps", "x0"])
 def test_training_fits_a_gaussian(prediction):
     # A small denoiser trained on N(MEAN, COV) must reproduce its mean and covariance (DDPM, 100 steps; DDIM at
     # 50 steps under-disperses by ~10% from discretisation alone, see test_ddim_error_shrinks_with_steps).
     net = {**TINY_NET, "width": 64, "depth": 3, "sample_steps": 100}
-    cfg = C.DiffusionModel(**net, sampler="ddpm", train_steps=2000, prediction=prediction)
+    cfg = DiffusionModel(**net, sampler="ddpm", train_steps=2000, prediction=prediction)
     model = D.diffusion_family(cfg).model
     x = MEAN + jax.random.normal(KEY, (2000, 2)) @ jnp.linalg.cholesky(COV).T
     w = jnp.ones((2000,))
 
     @jax.jit
     def run(key):
-        params = model.fit(key, model.init(key, x, w), x, w, False)
-        return model.sample(jax.random.key(9), params, 4000, jnp.float32(1.0))
+        params = model.fit(key, model.init(key, x, w), x, w, False, knobs(cfg))
+        return model.sample(jax.random.key(9), params, 4000, knobs(cfg))
 
     y = run(jax.random.key(3))
     # Sampling SE of the mean and covariance entries ~0.01; the rest is the fit's error (measured over training
@@ -152,7 +158,7 @@ def test_training_fits_a_gaussian(prediction):
 
 def test_training_loss_falls_and_weights_select_the_minibatches():
     # Weight 0 on half of the data: the model must learn only the other half (a point mass at +2 in 1-D).
-    cfg = C.DiffusionModel(**TINY_NET, train_steps=600)
+    cfg = DiffusionModel(**TINY_NET, train_steps=600)
     fam = D.diffusion_family(cfg)
     x = jnp.concatenate([jnp.full((50, 1), 2.0), jnp.full((50, 1), -2.0)])
     w = jnp.concatenate([jnp.ones(50), jnp.zeros(50)])
@@ -160,7 +166,7 @@ def test_training_loss_falls_and_weights_select_the_minibatches():
     @jax.jit
     def run(key):
         params, losses = fam.train(key, fam.model.init(key, x, w), x, w, cfg.train_steps)
-        return losses, fam.model.sample(jax.random.key(4), params, 500, jnp.float32(1.0))
+        return losses, fam.model.sample(jax.random.key(4), params, 500, knobs(cfg))
 
     losses, y = run(KEY)
     assert float(jnp.mean(losses[-100:])) < 0.5 * float(jnp.mean(losses[:20]))
@@ -168,15 +174,15 @@ def test_training_loss_falls_and_weights_select_the_minibatches():
 
 
 def test_warm_start_uses_the_finetune_budget_and_starts_from_the_previous_weights():
-    cfg = C.DiffusionModel(**TINY_NET, train_steps=7, finetune_steps=3)
+    cfg = DiffusionModel(**TINY_NET, train_steps=7, finetune_steps=3)
     fam = D.diffusion_family(cfg)
     x, w = jax.random.normal(KEY, (32, 2)), jnp.ones((32,))
     p0 = fam.model.init(KEY, x, w)
-    p1 = fam.model.fit(KEY, p0, x, w, False)
+    p1 = fam.model.fit(KEY, p0, x, w, False, knobs(cfg))
     manual, _ = fam.train(KEY, p1, x, w, 3)
-    warm = fam.model.fit(KEY, p1, x, w, True)
+    warm = fam.model.fit(KEY, p1, x, w, True, knobs(cfg))
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), warm.net, manual.net))
-    cold = fam.model.fit(KEY, p0, x, w, False)
+    cold = fam.model.fit(KEY, p0, x, w, False, knobs(cfg))
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), cold.net, p1.net))
     assert not jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), warm.net, cold.net))
 
@@ -189,15 +195,15 @@ def two_classes(n: int, means=(-2.0, 2.0), share1=0.75, std=0.3):
 
 
 def test_conditional_model_learns_each_class_and_the_label_frequencies():
-    cfg = C.DiffusionModel(**TINY_NET, train_steps=1500, classes=2)
+    cfg = DiffusionModel(**TINY_NET, train_steps=1500, classes=2)
     model = D.diffusion_family(cfg).model
     data = two_classes(1000)
     w = jnp.ones((1000,))
 
     @jax.jit
     def run(key):
-        params = model.fit(key, model.init(key, data, w), data, w, False)
-        return params.label_freq, model.sample(jax.random.key(5), params, 4000, jnp.float32(1.0))
+        params = model.fit(key, model.init(key, data, w), data, w, False, knobs(cfg))
+        return params.label_freq, model.sample(jax.random.key(5), params, 4000, knobs(cfg))
 
     freq, out = run(KEY)
     np.testing.assert_allclose(freq, [float(jnp.mean(data[:, 1] == 0)), float(jnp.mean(data[:, 1] == 1))], rtol=1e-5)
@@ -213,15 +219,15 @@ def test_conditional_model_learns_each_class_and_the_label_frequencies():
 def test_classifier_free_guidance_tilts_each_class_away_from_the_other():
     # Overlapping classes N(-0.5, 1) and N(0.5, 1): CFG with w = 1 / lam - 1 > 0 samples roughly from
     # p(x | y) p(y | x)^w, which pushes class 1 to the right and class 0 to the left (p(y = 1 | x) rises with x).
-    cfg = C.DiffusionModel(**TINY_NET, train_steps=1500, classes=2, bias="cfg", label_dropout=0.2)
+    cfg = DiffusionModel(**TINY_NET, train_steps=1500, classes=2, bias="cfg", label_dropout=0.2)
     model = D.diffusion_family(cfg).model
     data = two_classes(2000, means=(-0.5, 0.5), share1=0.5, std=1.0)
     w = jnp.ones((2000,))
 
     @jax.jit
     def run(key, lam):
-        params = model.fit(key, model.init(key, data, w), data, w, False)
-        return model.sample(jax.random.key(5), params, 4000, lam)
+        params = model.fit(key, model.init(key, data, w), data, w, False, knobs(cfg))
+        return model.sample(jax.random.key(5), params, 4000, knobs(cfg, lam))
 
     plain, guided = run(KEY, jnp.float32(1.0)), run(KEY, jnp.float32(0.5))
     gap = [float(jnp.mean(o[o[:, 1] == 1, 0]) - jnp.mean(o[o[:, 1] == 0, 0])) for o in (plain, guided)]

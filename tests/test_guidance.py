@@ -9,8 +9,8 @@ from conftest import TINY_DIFFUSION, TINY_SIMS
 
 import madloop
 from madloop import config as C
+from madloop.engine import simulation
 from madloop.guidance import mode_ratio_weights
-from madloop.loop import simulation
 from madloop.precision import precision
 
 SIMS = TINY_SIMS
@@ -29,7 +29,7 @@ def test_omega_zero_loop_equals_the_unguided_loop_bit_for_bit(tiny):
     run_keys, knobs, _, _ = sim.runs()
     ref = sim.reference()
     with precision(cfg.loop.precision):  # the context run_table compiled in (x64 mode, matmul precision)
-        outs = [sim._run_all(run_keys, knobs._replace(omega=jnp.full_like(knobs.omega, w)), ref)[1] for w in (0, 1.0)]
+        outs = [sim._run_all(run_keys, {**knobs, "omega": jnp.full_like(knobs["omega"], w)}, ref)[1] for w in (0, 1.0)]
     assert sim._run_all._cache_size() == 1  # no recompilation for a new omega
     np.testing.assert_array_equal(outs[0].metrics["sw2"], sims["sw2"].to_numpy().reshape(2, 3))
     assert not np.allclose(outs[0].metrics["sw2"], outs[1].metrics["sw2"])

@@ -134,11 +134,10 @@ def write_mnist(folder, n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarr
 
 
 def test_mnist_source_reads_the_folder_scales_resizes_and_holds_out_a_stratified_subset(tmp_path):
-    from madloop import config as C
     from madloop.data import make_source
 
     train, test = write_mnist(tmp_path, 60, 30)
-    source = make_source(C.MnistData(path=str(tmp_path), heldout_n=20))
+    source = make_source(I.MnistData(path=str(tmp_path), heldout_n=20))
     assert source.dim == 784 and source.shape == (28, 28, 1) and source.size == 60 and source.classes == 10
     # the training images the source draws from (finite_source's sampling is tested with digits)
     parts = I.mnist_parts(str(tmp_path), None, None, 20)
@@ -152,24 +151,24 @@ def test_mnist_source_reads_the_folder_scales_resizes_and_holds_out_a_stratified
     assert len(held) == 20 and np.all(np.bincount(held % 10) == 2)
     np.testing.assert_allclose(source.heldout, test[held].reshape(20, -1) / 127.5 - 1.0, atol=1e-6)
     # size=14: 196-pixel rows, each pixel the mean of a 2 x 2 block of the scaled image
-    small = make_source(C.MnistData(path=str(tmp_path), size=14, heldout_n=20))
+    small = make_source(I.MnistData(path=str(tmp_path), size=14, heldout_n=20))
     assert small.dim == 196 and small.shape == (14, 14, 1)
     blocks = (test[held] / 127.5 - 1.0).reshape(20, 14, 2, 14, 2).mean(axis=(2, 4))
     np.testing.assert_allclose(small.heldout, blocks.reshape(20, -1), atol=1e-6)
     # train_n: the first train_n training images only
-    assert make_source(C.MnistData(path=str(tmp_path), train_n=25, heldout_n=20)).size == 25
+    assert make_source(I.MnistData(path=str(tmp_path), train_n=25, heldout_n=20)).size == 25
     first, _ = I.mnist_parts(str(tmp_path), None, 25, 20)
     np.testing.assert_allclose(first.images.reshape(25, -1), rows[:25], atol=1e-6)
 
 
 def test_mnist_config_composes_from_a_folder_and_errors_name_the_field(tmp_path):
     import madloop
-    from madloop import config as C
     from madloop.config import ConfigError
+    from madloop.parts import validate
 
     write_mnist(tmp_path, 60, 30)
     cfg = madloop.compose(["data=mnist", f"data.path={tmp_path}", "data.heldout_n=20", "regime.n_real=60"])
-    assert cfg.data == C.MnistData(path=str(tmp_path), heldout_n=20) and cfg.regime.n_real == 60
+    assert cfg.data == I.MnistData(path=str(tmp_path), heldout_n=20) and cfg.regime.n_real == 60
     (tmp_path / "broken").mkdir()
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
         (tmp_path / "broken" / name).write_bytes(b"\x01\x02\x03\x04")
@@ -189,7 +188,7 @@ def test_mnist_config_composes_from_a_folder_and_errors_name_the_field(tmp_path)
     for data, n_real, message in bad:
         wrong = replace(cfg, data=replace(cfg.data, **data), regime=replace(cfg.regime, n_real=n_real))
         with pytest.raises(ConfigError, match=message):
-            C.validate(wrong)
+            validate(wrong)
 
 
 def test_image_pipeline_runs_two_tiny_generations(tmp_path):
@@ -244,7 +243,8 @@ def test_a_unet_loop_traces_with_image_shaped_rows():
     import jax.numpy as jnp
 
     import madloop
-    from madloop.loop import Programs, knobs_of
+    from madloop.engine import Programs
+    from madloop.knobs import knobs_of
 
     cfg = madloop.compose(
         ["data=digits", "model=diffusion", "model.network=unet", "model.channels=[4,8]", "model.classes=10"]

@@ -7,7 +7,7 @@ import pytest
 from conftest import TINY_DIFFUSION, TINY_SIMS
 
 import madloop
-from madloop.loop import simulation
+from madloop.engine import simulation
 
 FAMILIES = {
     "gaussian": ["data=gaussian", "model=gaussian"],
@@ -154,13 +154,15 @@ def test_warm_start_switch_changes_the_gmm_fit(tiny):
 
 def test_knobs_are_traced_not_compiled_in(tiny):
     # bias.lam enters the program as an argument: the compiled function is the same for every value.
-    from madloop.loop import Simulation
+    from madloop.engine import Simulation
 
     cfg = madloop.compose(tiny + ["data=gaussian", "model=gaussian"])
     sim = Simulation(cfg)
     run_keys, knobs, _, _ = sim.runs()
     ref = sim.reference()
-    outs = [sim._run_all(run_keys, knobs._replace(lam=jax.numpy.full_like(knobs.lam, lam)), ref)[1] for lam in (0.5, 1)]
+    outs = [
+        sim._run_all(run_keys, {**knobs, "lam": jax.numpy.full_like(knobs["lam"], lam)}, ref)[1] for lam in (0.5, 1)
+    ]
     assert sim._run_all._cache_size() == 1
     assert not np.allclose(outs[0].metrics["trace_ratio"][:, 1:], outs[1].metrics["trace_ratio"][:, 1:])
 
@@ -171,7 +173,7 @@ def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
     # ran concurrently (see madloop/linalg.py); the loop must use madloop.linalg's plain XLA ops instead.
     import re
 
-    from madloop.loop import Simulation
+    from madloop.engine import Simulation
 
     cfg = madloop.compose(tiny + FAMILIES[family])
     sim = Simulation(cfg)

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from madloop import config as C
 from madloop import linalg
 from madloop.mixture import Mixture, mixture_log_prob, sample_mixture
 from madloop.models import make_model
-from madloop.models.gmm import em_step, kmeans_pp_centers
+from madloop.models.gaussian import GaussianModel
+from madloop.models.gmm import GMMModel, em_step, kmeans_pp_centers
+from madloop.models.kde import KDEModel
 
 KEY = jax.random.key(0)
+KNOBS = {"lam": jnp.float32(1.0)}  # the closed-form families read only the sampling bias
 
 
 def micro_case():
@@ -27,8 +29,8 @@ def micro_case():
 @pytest.mark.parametrize("estimator", ["mle", "unbiased"])
 def test_gaussian_weighted_fit_equals_duplicated_data(estimator):
     x, w, dup, ones = micro_case()
-    model = make_model(C.GaussianModel(estimator=estimator))
-    fit = lambda x, w: model.fit(KEY, model.init(KEY, x, w), x, w, False)
+    model = make_model(GaussianModel(estimator=estimator))
+    fit = lambda x, w: model.fit(KEY, model.init(KEY, x, w), x, w, False, KNOBS)
     a, b = fit(x, w), fit(dup, ones)
     np.testing.assert_allclose(a.mean, b.mean, rtol=1e-6)
     np.testing.assert_allclose(a.cov, b.cov, rtol=1e-5)
@@ -49,11 +51,11 @@ def test_gmm_weighted_em_equals_duplicated_data():
 
 def test_kde_weighted_fit_equals_duplicated_data():
     x, w, dup, ones = micro_case()
-    model = make_model(C.KDEModel())
-    a = model.fit(KEY, model.init(KEY, x, w), x, w, False)
-    b = model.fit(KEY, model.init(KEY, dup, ones), dup, ones, False)
+    model = make_model(KDEModel())
+    a = model.fit(KEY, model.init(KEY, x, w), x, w, False, KNOBS)
+    b = model.fit(KEY, model.init(KEY, dup, ones), dup, ones, False, KNOBS)
     grid = jax.random.normal(KEY, (50, 2)) * 3
-    np.testing.assert_allclose(model.log_prob(a, grid), model.log_prob(b, grid), rtol=1e-4)
+    np.testing.assert_allclose(model.density.log_prob(a, grid), model.density.log_prob(b, grid), rtol=1e-4)
 
 
 def test_em_recovers_a_well_separated_mixture():
@@ -64,9 +66,9 @@ def test_em_recovers_a_well_separated_mixture():
     )
     n = 6000
     x = sample_mixture(jax.random.key(1), truth, n)
-    model = make_model(C.GMMModel(components=3, init_iters=100))
+    model = make_model(GMMModel(components=3, init_iters=100))
     w = jnp.ones((n,))
-    fit = model.fit(KEY, model.init(jax.random.key(2), x, w), x, w, False)
+    fit = model.fit(KEY, model.init(jax.random.key(2), x, w), x, w, False, KNOBS)
     order = np.argsort(np.asarray(fit.means[:, 0]))
     # Standard errors at n = 6000: weights ~ sqrt(.25 / 6000) = .006, means ~ sqrt(1 / 1200) = .03.
     np.testing.assert_allclose(fit.weights[order], truth.weights, atol=0.03)
@@ -97,15 +99,17 @@ def test_gmm_never_seeds_on_zero_weight_points():
 @pytest.mark.parametrize("bandwidth", ["scott", "silverman", 0.3])
 def test_kde_matches_scipy(bandwidth):
     x = jax.random.normal(KEY, (200, 2)) * jnp.array([1.0, 2.0])
-    model = make_model(C.KDEModel(bandwidth=bandwidth))
+    model = make_model(KDEModel(bandwidth=bandwidth))
     w = jnp.ones((200,))
-    params = model.fit(KEY, model.init(KEY, x, w), x, w, False)
+    params = model.fit(KEY, model.init(KEY, x, w), x, w, False, KNOBS)
     ref = scipy.stats.gaussian_kde(np.asarray(x, np.float64).T, bw_method=bandwidth)
     grid = np.asarray(jax.random.normal(jax.random.key(3), (100, 2)) * 2)
-    np.testing.assert_allclose(model.log_prob(params, jnp.asarray(grid)), ref.logpdf(grid.T), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        model.density.log_prob(params, jnp.asarray(grid)), ref.logpdf(grid.T), rtol=1e-4, atol=1e-4
+    )
 
 
-@pytest.mark.parametrize("family", [C.GaussianModel(), C.GMMModel(components=1), C.KDEModel(bandwidth=0.5)])
+@pytest.mark.parametrize("family", [GaussianModel(), GMMModel(components=1), KDEModel(bandwidth=0.5)])
 @pytest.mark.parametrize("lam", [0.5, 2.0])
 def test_sampling_bias_scales_the_sampled_covariance(family, lam):
     # Gaussian and GMM sample N(mu, lam Sigma). The KDE adds lam-scaled kernel noise to resampled points:
@@ -113,10 +117,10 @@ def test_sampling_bias_scales_the_sampled_covariance(family, lam):
     x = jax.random.normal(KEY, (500, 2)) @ jnp.array([[1.0, 0.5], [0.0, 1.0]])
     w = jnp.ones((500,))
     model = make_model(family)
-    params = model.fit(KEY, model.init(KEY, x, w), x, w, False)
-    draws = model.sample(jax.random.key(5), params, 200_000, lam)
-    mean, cov = model.moments(params)
-    if isinstance(family, C.KDEModel):
+    params = model.fit(KEY, model.init(KEY, x, w), x, w, False, KNOBS)
+    draws = model.sample(jax.random.key(5), params, 200_000, {"lam": lam})
+    mean, cov = model.moments.moments(params)
+    if isinstance(family, KDEModel):
         factor = linalg.factor_matrix(params.kernel)
         kernel = factor @ factor.T
         cov = cov - kernel + lam * kernel
@@ -129,11 +133,11 @@ def test_sampling_bias_scales_the_sampled_covariance(family, lam):
 
 def test_kde_resamples_points_in_proportion_to_their_weights():
     # weights (0, 1, 3, 0, 4) / 8: a zero-weight slot is never drawn; the others with prob. 1/8, 3/8, 4/8.
-    model = make_model(C.KDEModel(bandwidth=1e-3))
+    model = make_model(KDEModel(bandwidth=1e-3))
     x = jnp.arange(5.0)[:, None] * 10
     w = jnp.array([0.0, 1.0, 3.0, 0.0, 4.0])
-    params = model.fit(KEY, model.init(KEY, x, w), x, w, False)
-    draws = np.asarray(model.sample(jax.random.key(4), params, 40_000, 1.0))[:, 0]
+    params = model.fit(KEY, model.init(KEY, x, w), x, w, False, KNOBS)
+    draws = np.asarray(model.sample(jax.random.key(4), params, 40_000, {"lam": 1.0}))[:, 0]
     counts = np.bincount(np.rint(draws / 10).astype(int), minlength=5)
     assert counts[0] == 0 and counts[3] == 0
     # binomial SE at 40k draws <= sqrt(40000 / 4) = 100

@@ -14,6 +14,10 @@ import pytest
 
 import madloop
 from madloop import config as C
+from madloop.guidance import SimsGuidance
+from madloop.knobs import swept
+from madloop.models.diffusion import DiffusionModel
+from madloop.models.gmm import GMMModel
 
 EXPERIMENTS = files("madloop.conf").joinpath("experiment")
 PRESETS = sorted(p.name[:-5] for p in EXPERIMENTS.iterdir() if p.name.endswith(".yaml"))
@@ -42,14 +46,6 @@ RANGES = {
     "fd": (-1e-3, np.inf),
     "reward": (-np.inf, 0.0),  # curation.reward=mode: minus a distance
 }
-KNOBS = {  # table column -> the sweep list's path in the config
-    "lam": ("bias", "lam"),
-    "real_weight": ("regime", "real_weight"),
-    "omega": ("guidance", "omega"),
-    "n_real": ("regime", "n_real"),
-    "n_synth": ("regime", "n_synth"),
-    "temperature": ("curation", "temperature"),
-}
 
 
 def reduced(preset: str) -> list[str]:
@@ -59,27 +55,17 @@ def reduced(preset: str) -> list[str]:
     out = [f"experiment={preset}", f"loop.generations={GENERATIONS}", f"loop.seeds={SEEDS.get(preset, 2)}"]
     out += ["loop.chunk=0", "plots=false", "eval.n=64", "eval.snapshot_n=16", "eval.projections=16"]
     r, sw = cfg.regime, cfg.sweep.regime
-    # Counts: at most 128 (a count sweep keeps its list, the buffers follow its largest value).
+    # Counts: at most 128 (a count sweep keeps its list and the buffer it names).
     if sw.n_real is None and r.n_real > 128:
         out.append("regime.n_real=128")
     if sw.n_synth is None and r.n_synth > 128:
         out.append("regime.n_synth=128")
-    if isinstance(cfg.model, C.DiffusionModel):
+    if isinstance(cfg.model, DiffusionModel):
         out += ["model.train_steps=8", "model.finetune_steps=4", "model.sample_steps=4", "model.batch=32"]
-    if isinstance(cfg.model, C.GMMModel):
+    if isinstance(cfg.model, GMMModel):
         out += ["model.init_iters=5", "model.iters=2"]
-    if isinstance(cfg.guidance, C.SimsGuidance):
+    if isinstance(cfg.guidance, SimsGuidance):
         out += ["guidance.n_aux=64", "guidance.aux_steps=4"]
-    return out
-
-
-def swept(cfg: C.Config) -> dict[str, list]:
-    """The swept knobs {table column: sweep list} of a config."""
-    out = {}
-    for column, (group, field) in KNOBS.items():
-        values = getattr(getattr(cfg.sweep, group), field)
-        if values is not None:
-            out[column] = list(values)
     return out
 
 
@@ -176,12 +162,12 @@ def test_the_metric_ranges_name_real_metrics():
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_runs_two_generations_at_reduced_size(preset):
     from madloop.data import make_source
-    from madloop.metrics import selected_metrics
+    from madloop.parts import parts_of
 
     cfg = madloop.compose([f"experiment={preset}"])
     small = madloop.compose(reduced(preset))
     table = madloop.run_table(reduced(preset))
-    seeds, knobs, metrics = small.loop.seeds, swept(cfg), list(selected_metrics(small))
+    seeds, knobs, metrics = small.loop.seeds, swept(cfg), list(parts_of(small).metrics)
 
     # Shape: the columns are the ids, the swept knobs and the preset's metrics (eval.metrics when it lists them),
     # and the rows are every knob point x seed x generation 0..2, once each.

@@ -103,7 +103,7 @@ def test_report_on_an_empty_folder_exits_2(tmp_path, capsys):
 
 def test_the_report_knows_every_swept_knob_column():
     # A swept knob's column must not be read as a metric (it would be drawn and aggregated as one): the report's
-    # list is the engine's Knobs fields, which name the columns of knob_grid.
-    from madloop.types import Knobs
+    # list is the knob table's names, which name the columns of knob_grid.
+    from madloop.knobs import KNOBS
 
-    assert report.KNOB_COLUMNS == Knobs._fields
+    assert report.knob_names() == tuple(k.name for k in KNOBS)

@@ -190,15 +190,15 @@ def test_every_family_resumes_with_identical_results(family, tmp_path, monkeypat
 
 FAIL_ONE_JOB = """
 import sys
-from madloop import loop
-run = loop.Simulation.__call__
+from madloop import engine
+run = engine.Simulation.__call__
 
 def fail_for_lam_08(self, *args, **kwargs):
     if self.cfg.bias.lam == 0.8:
         raise FloatingPointError("injected failure")
     return run(self, *args, **kwargs)
 
-loop.Simulation.__call__ = fail_for_lam_08
+engine.Simulation.__call__ = fail_for_lam_08
 from madloop.run import main
 main(sys.argv[1:])
 """

@@ -50,7 +50,7 @@ def test_count_sweeps_follow_the_closed_form_and_the_largest_count_equals_a_plai
     (docs/theory.md). Each swept count must follow its own law (1000 seeds, within 4.5 SE); a mask that leaked
     the unused slots would follow the buffer size's law instead."""
     base = GAUSS[:2] + ["regime=fully_synthetic", "eval.metrics=[trace_ratio]", "plots=false", "eval.n=64"]
-    base += ["loop.generations=4", "data.dim=2"]
+    base += ["loop.generations=4", "data.dim=2", "regime.n_real=16", "regime.n_synth=16"]  # the counts' buffers
     swept = madloop.run_table(base + ["loop.seeds=1000", "sweep.regime.n_real=[4,16]", "sweep.regime.n_synth=[3,16]"])
     assert list(swept.columns[:4]) == ["seed", "n_real", "n_synth", "generation"]
     g = 4
@@ -60,7 +60,7 @@ def test_count_sweeps_follow_the_closed_form_and_the_largest_count_equals_a_plai
         se = values.std(ddof=1) / np.sqrt(len(values))
         assert abs(values.mean() - expected) < 4.5 * se, (n_r, m, values.mean(), expected)
     # the largest counts mask nothing: that grid point is the plain run with those counts, bit for bit
-    plain = madloop.run_table(base + ["loop.seeds=4", "regime.n_real=16", "regime.n_synth=16"])
+    plain = madloop.run_table(base + ["loop.seeds=4"])
     small = madloop.run_table(base + ["loop.seeds=4", "sweep.regime.n_real=[4,16]", "sweep.regime.n_synth=[3,16]"])
     part = small[(small["n_real"] == 16) & (small["n_synth"] == 16)].drop(columns=["n_real", "n_synth"])
     np.testing.assert_array_equal(part.to_numpy(), plain.to_numpy())
@@ -86,7 +86,7 @@ SHARDED = """
 import sys
 import jax
 import madloop
-from madloop.loop import shard_runs
+from madloop.engine import shard_runs
 assert jax.device_count() == 8, jax.devices()
 assert len(shard_runs(jax.numpy.arange(6.0)).sharding.device_set) == 8  # the run axis really is split
 overrides = sys.argv[2:]

@@ -12,9 +12,8 @@ import numpy as np
 
 import madloop
 from benchmarks.run import gmm_overrides
-from madloop import config as C
 from madloop.mixture import Mixture
-from madloop.models.gmm import _init, em_step
+from madloop.models.gmm import GMMModel, _init, em_step
 
 from . import reference as R
 
@@ -27,7 +26,7 @@ def test_em_steps_equal_scikit_learn_from_identical_parameters():
     2e-4 of each component's scale). Power: an M-step dividing by N_k - 1 differs by about 1/64 and fails."""
     x = R.ring8(np.random.default_rng(0), 512).astype(np.float32)
     w = jnp.ones(512, jnp.float32)
-    mix = _init(C.GMMModel(components=8, reg_covar=REG), jax.random.key(0), jnp.asarray(x), w)
+    mix = _init(GMMModel(components=8, reg_covar=REG), jax.random.key(0), jnp.asarray(x), w)
     step = jax.jit(lambda m: em_step(m, jnp.asarray(x), w, REG))
     for _ in range(20):
         ref_w, ref_m, ref_c = R.sklearn_em_step(x, *map(np.asarray, mix), REG)

@@ -28,7 +28,7 @@ def test_sims_guidance_moves_the_mode_histogram_toward_the_target():
     target = jnp.asarray(target / target.sum(), jnp.float32)
 
     def stats(x, loop):
-        share = mode_shares(x, loop.source.mixture)[1]
+        share = mode_shares(x, loop.parts.source.mixture)[1]
         return {"tv_target": 0.5 * jnp.sum(jnp.abs(share - target))}
 
     table, _ = omega_sweep(OVERRIDES, (0.0, 1.0, -1.0), stats)
