@@ -134,6 +134,9 @@ def fits(r: C.RegimeConfig, cfg: C.Config, parts) -> None:
         raise C.ConfigError("regime.n_real", r.n_real, f"must be <= the {size} training images of this data set")
     if size is not None and initial_size(r) > size:
         raise C.ConfigError("regime.n_initial", r.n_initial, f"must be <= the {size} training images of this data set")
+    synth = cfg.sweep.regime.n_synth
+    if synth is not None and isinstance(r, FullySynthetic) and min(synth) < 1:
+        raise C.ConfigError("sweep.regime.n_synth", list(synth), "must be a non-empty list of integers >= 1")
     swept = cfg.sweep.regime.n_real
     if swept is not None and r.n_initial is not None and isinstance(r, FullySynthetic):
         raise C.ConfigError(

@@ -8,7 +8,8 @@ import pytest
 
 from madloop import config as C
 from madloop import metrics as M
-from madloop.curation import make_curation
+from madloop.curation import KChoiceCuration, NoCuration, make_curation
+from madloop.data.images import DigitsData
 from madloop.types import GenerativeModel
 
 NAMES = ("fd", "precision", "recall", "density", "coverage", "class_entropy", "confidence", *M.class_columns(10))
@@ -18,14 +19,14 @@ NAMES = ("fd", "precision", "recall", "density", "coverage", "class_entropy", "c
 def digits():
     from madloop.data import make_source
 
-    source = make_source(C.DigitsData())
+    source = make_source(DigitsData())
     return source, source.classifier()
 
 
 def context(source, curation=None) -> M.Context:
     """An image run's parts as the metrics read them (a family without density or moments, as diffusion)."""
     family = GenerativeModel(None, None, None)
-    curation = make_curation(C.NoCuration() if curation is None else curation, source)
+    curation = make_curation(NoCuration() if curation is None else curation, source)
     return M.Context(source, family, curation, C.EvalConfig())
 
 
@@ -105,7 +106,7 @@ def test_image_groups_read_features_pixels_and_logits_once(digits):
     metrics read the logits and the curation's reward the pixels: each equals its building block on those inputs
     (one classifier call per evaluation, shared)."""
     source, clf = digits
-    ctx = context(source, C.KChoiceCuration(reward="class", label=3))
+    ctx = context(source, KChoiceCuration(reward="class", label=3))
     names = M.select(ctx)
     sample_names = ("sw2", "mmd", "fd", "precision", "recall", "density", "coverage")
     assert names == (*sample_names, "class_entropy", "confidence", "reward", *M.class_columns(10))

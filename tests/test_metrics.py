@@ -12,8 +12,9 @@ from scipy.spatial.distance import cdist
 from madloop import config as C
 from madloop import linalg
 from madloop import metrics as M
-from madloop.curation import make_curation
+from madloop.curation import KChoiceCuration, NoCuration, make_curation
 from madloop.data import make_source
+from madloop.data.toy import GaussianData, MoonsData, Ring8Data
 from madloop.metrics.group import SAMPLES
 from madloop.mixture import Mixture, gaussian_log_prob, mixture_log_prob, mixture_moments
 from madloop.models.gaussian import GaussianParams
@@ -41,12 +42,12 @@ KDE = family(Density(_unused), Moments(_unused))  # availability only: a density
 DIFFUSION = family()
 
 
-NO_CURATION = C.NoCuration()
+NO_CURATION = NoCuration()
 
 
 def context(source=None, model=GAUSSIAN, curation=NO_CURATION, **eval_settings) -> M.Context:
     """The parts a metric reads: a data=gaussian source and the Gaussian family unless given."""
-    source = make_source(C.GaussianData()) if source is None else source
+    source = make_source(GaussianData()) if source is None else source
     return M.Context(source, model, make_curation(curation, source), C.EvalConfig(**eval_settings))
 
 
@@ -167,7 +168,7 @@ def test_gaussian_kl_closed_form():
 
 
 def test_mode_counts_on_a_hand_made_sample():
-    src = make_source(C.Ring8Data(radius=2.0, std=0.05))
+    src = make_source(Ring8Data(radius=2.0, std=0.05))
     means = np.asarray(src.mixture.means)
     # 60 samples on mode 0, 30 on mode 3, 9 inside 3 sigma of mode 5 (radius 0.15), 1 far away.
     pts = np.concatenate(
@@ -186,7 +187,7 @@ def test_mode_counts_on_a_hand_made_sample():
 
 
 def test_real_vs_real_metrics_are_near_their_floor():
-    src = make_source(C.Ring8Data())
+    src = make_source(Ring8Data())
     real = src.sample(jax.random.key(1), 1000)
     other = src.sample(jax.random.key(2), 1000)
     names = ("sw2", "mmd", "fd", "precision", "recall", "density", "coverage", "modes", "hq")
@@ -232,7 +233,7 @@ AVAILABLE = {
     ("diffusion", "ring8"): ((*SAMPLE_NAMES, "modes", "hq"), NO_MOMENTS | NO_PAIR | {"nll": WHY_DENSITY}),
 }
 FAMILIES = {"gaussian": GAUSSIAN, "gmm": GMM, "kde": KDE, "diffusion": DIFFUSION}
-SOURCES = {"gaussian": C.GaussianData(), "ring8": C.Ring8Data(), "moons": C.MoonsData()}
+SOURCES = {"gaussian": GaussianData(), "ring8": Ring8Data(), "moons": MoonsData()}
 
 
 @pytest.mark.parametrize("case", list(AVAILABLE), ids="-".join)
@@ -244,7 +245,7 @@ def test_available_lists_every_name_in_order_with_the_reasons_of_before(case):
     applies, why = AVAILABLE[case]
     assert M.select(ctx) == applies
     assert {name: reason for name, reason in avail.items() if reason is not None} == why | NOT_IMAGE
-    curated = ctx._replace(curation=make_curation(C.KChoiceCuration(reward="point", target=[0.0, 0.0]), ctx.source))
+    curated = ctx._replace(curation=make_curation(KChoiceCuration(reward="point", target=[0.0, 0.0]), ctx.source))
     assert M.select(curated) == (*applies, "reward")
     assert M.select(ctx._replace(eval=C.EvalConfig(metrics=["sw2", "trace_ratio"]))) == ("sw2", "trace_ratio")
 
@@ -261,7 +262,7 @@ def test_available_lists_every_name_in_order_with_the_reasons_of_before(case):
     ],
 )
 def test_check_names_the_first_metric_at_fault(metrics, message):
-    ctx = context(make_source(C.Ring8Data()), GMM, metrics=metrics)
+    ctx = context(make_source(Ring8Data()), GMM, metrics=metrics)
     with pytest.raises(C.ConfigError) as err:
         M.check(ctx)
     assert str(err.value).startswith(message), str(err.value)
@@ -299,7 +300,7 @@ def test_a_new_group_is_one_entry_in_the_table():
         return None if ctx.source.mixture.weights.shape[0] >= 2 else "needs a ring"
 
     groups = (*M.GROUPS, M.MetricGroup("spread", ("spread",), needs_ring, SAMPLES, spread, prepare=centre))
-    ctx = context(make_source(C.Ring8Data()), GMM)
+    ctx = context(make_source(Ring8Data()), GMM)
     assert tuple(M.available(ctx, groups))[-12:-9] == ("reward", "spread", "class_0")
     assert M.select(ctx, groups) == (*M.select(ctx), "spread")
     assert M.available(context(), groups)["spread"] == "needs a ring"
@@ -328,7 +329,7 @@ def test_the_groups_give_the_numbers_of_before():
     """Fixed cases, with the values params_metrics and sample_metrics (and the loop's reward) gave before the
     metrics became groups (float32, jitted)."""
     params = GaussianParams(jnp.array([0.1, -0.2, 0.05]), jnp.array([[1.2, 0.3, 0], [0.3, 0.9, 0.1], [0, 0.1, 1.1]]))
-    ctx = context(make_source(C.GaussianData(dim=3)), GAUSSIAN, n=500)
+    ctx = context(make_source(GaussianData(dim=3)), GAUSSIAN, n=500)
     want = {
         "trace_ratio": 1.066666603088379,
         "mean_sqerr": 0.052500005811452866,
@@ -348,9 +349,9 @@ def test_the_groups_give_the_numbers_of_before():
     assert set(got) == set(want)
     np.testing.assert_allclose([float(got[k]) for k in want], list(want.values()), rtol=1e-6, atol=1e-6)
 
-    source = make_source(C.Ring8Data())
+    source = make_source(Ring8Data())
     mix = source.mixture
-    ctx = context(source, GMM, C.KChoiceCuration(reward="mode", mode=2), n=500)
+    ctx = context(source, GMM, KChoiceCuration(reward="mode", mode=2), n=500)
     want = {
         "trace_ratio": 1.1029961109161377,
         "mean_sqerr": 0.0,

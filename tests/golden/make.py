@@ -35,7 +35,9 @@ def compare(name: str, table: pd.DataFrame) -> tuple[float, float]:
     both_nan = np.isnan(a) & np.isnan(b)
     diff = np.where(both_nan, 0.0, np.abs(a - b))
     rel = diff / np.maximum(np.abs(b), 1e-30)
-    return float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))), float(np.nanmax(np.where(np.isnan(rel), np.inf, rel)))
+    return float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))), float(
+        np.nanmax(np.where(np.isnan(rel), np.inf, rel))
+    )
 
 
 def main(argv: list[str]) -> None:
