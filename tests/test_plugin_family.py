@@ -77,7 +77,10 @@ def check(m: IsotropicModel) -> None:
     C.non_negative("model.floor", m.floor)
 
 
-C.register("model", "isotropic", IsotropicModel, build=isotropic_family, check=check)
+# The registration line. It runs when madloop loads this file as a plug-in (MADLOOP_PLUGINS names it), not when
+# pytest imports it to collect the tests below: other tests in the same worker compare the lists of options.
+if __name__ in os.environ.get("MADLOOP_PLUGINS", "").split(","):
+    C.register("model", "isotropic", IsotropicModel, build=isotropic_family, check=check)
 
 
 # ----------------------------------------------------------------------------------------------------- tests
