@@ -138,7 +138,7 @@ def _snapshot_count(generations: int, snapshots: int) -> int:
 
 def buffers(cfg: C.Config) -> list[Buffer]:
     """The run's largest buffers, from a config whose data, regime, model, loop and eval fields are validated
-    (with count sweeps already set to their maxima, ``config.with_count_buffers``).
+    (a count sweep's buffer is the config's count itself: ``knobs.check`` refuses a listed count above it).
 
     Returns:
         the buffers, in no particular order; each a lower bound on an array the run holds.
