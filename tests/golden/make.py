@@ -1,7 +1,10 @@
 """Regenerates (or checks) the golden metrics tables: ``python -m tests.golden.make [--check] [names...]``.
 
 With ``--check`` nothing is written: each case is run and compared with its golden file, and the largest
-absolute and relative differences are printed (0 for a refactoring that leaves results unchanged).
+absolute and relative differences are printed (0 for a refactoring that leaves results unchanged); ``--strict``
+also exits with status 1 when a case is outside rtol 1e-4 / atol 1e-6. Run it with madloop's XLA settings, as the
+files were written (not the test suite's ``--xla_backend_optimization_level=0``, whose other rounding can move a
+k-NN count by one sample).
 """
 
 from __future__ import annotations
@@ -40,23 +43,41 @@ def compare(name: str, table: pd.DataFrame) -> tuple[float, float]:
     )
 
 
-def main(argv: list[str]) -> None:
-    check = "--check" in argv
+RTOL, ATOL = 1e-4, 1e-6  # --strict: another CPU's rounding passes, a changed computation does not
+
+
+def within_tolerance(name: str, table: pd.DataFrame) -> bool:
+    """Whether a case's table matches its golden file within RTOL / ATOL (NaN where the file has NaN)."""
+    gold = pd.read_csv(path(name))
+    if list(gold.columns) != list(table.columns) or len(gold) != len(table):
+        return False
+    return bool(
+        np.allclose(table.to_numpy(np.float64), gold.to_numpy(np.float64), rtol=RTOL, atol=ATOL, equal_nan=True)
+    )
+
+
+def main(argv: list[str]) -> int:
+    check, strict = "--check" in argv, "--strict" in argv
     names = [a for a in argv if not a.startswith("--")] or list(CASES)
-    worst = 0.0
+    worst, failed = 0.0, []
     for name in names:
         t0 = time.perf_counter()
         table = run_table(CASES[name])
         if check:
             diff, rel = compare(name, table)
             worst = max(worst, diff)
+            if strict and not within_tolerance(name, table):
+                failed.append(name)
             print(f"{name:45s} max abs diff {diff:.3g}  max rel diff {rel:.3g}  ({time.perf_counter() - t0:.1f} s)")
         else:
             table.to_csv(path(name), index=False, float_format="%.17g")
             print(f"{name:45s} {len(table)} rows  ({time.perf_counter() - t0:.1f} s)")
     if check:
         print(f"largest absolute difference over {len(names)} cases: {worst:.3g}")
+    if failed:
+        print(f"outside rtol={RTOL}, atol={ATOL}: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))
