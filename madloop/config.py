@@ -177,7 +177,7 @@ class EvalConfig:
 
     Attributes:
         n: model samples per generation for sample-based metrics, and the size of the held-out real set.
-        metrics: names of the metrics to compute; None = every metric that applies.
+        metrics: names of the metrics to compute; None = every default metric that applies (docs/metrics.md).
         k: nearest neighbours for precision / recall / density / coverage.
         projections: directions for the sliced Wasserstein distance.
         mode_share: a mode counts as covered when at least this share of samples lies within 3 sigma of it.

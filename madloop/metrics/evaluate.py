@@ -55,10 +55,12 @@ def check(ctx: Context, groups: Groups = GROUPS) -> None:
 
 
 def select(ctx: Context, groups: Groups = GROUPS) -> tuple[str, ...]:
-    """The metrics a run computes: ``eval.metrics`` (in its order) or every metric that applies."""
+    """The metrics a run computes: ``eval.metrics`` (in its order) or every default metric that applies (groups
+    with ``default=False`` only where ``eval.metrics`` names them)."""
     if ctx.eval.metrics is not None:
         return tuple(ctx.eval.metrics)
-    return tuple(name for name, why in available(ctx, groups).items() if why is None)
+    opt_in = {name for g in groups if not g.default for name in g.all_names(ctx)}
+    return tuple(name for name, why in available(ctx, groups).items() if why is None and name not in opt_in)
 
 
 def group_of(name: str, groups: Groups = GROUPS) -> MetricGroup | None:

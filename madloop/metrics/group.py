@@ -77,6 +77,9 @@ class MetricGroup(NamedTuple):
         prepare: ``prepare(key, real, ctx) -> stats`` (a PyTree), the held-out statistics it needs, computed once
             per run; key is the run's reference key, real as for ``compute``. None when it needs none.
         columns: further names that depend on the run (the class histogram), or None.
+        default: whether ``eval.metrics=null`` computes it (where it applies). Costly or specialised groups (the
+            Vendi score's eigenvalues, memorisation metrics) are False: a run computes them when
+            ``eval.metrics`` names them.
     """
 
     name: str
@@ -86,6 +89,7 @@ class MetricGroup(NamedTuple):
     compute: Callable[[Any, jax.Array, Any, Context], dict[str, jax.Array]]
     prepare: Callable[[jax.Array, jax.Array, Context], Any] | None = None
     columns: Columns | None = None
+    default: bool = True
 
     def all_names(self, ctx: Context) -> tuple[str, ...]:
         """Its fixed names and this run's columns."""
