@@ -180,9 +180,12 @@ class EvalConfig:
         metrics: names of the metrics to compute; None = every default metric that applies (docs/metrics.md).
         k: nearest neighbours for precision / recall / density / coverage.
         projections: directions for the sliced Wasserstein distance.
-        mode_share: a mode counts as covered when at least this share of samples lies within 3 sigma of it.
+        mode_share: a mode counts as covered when it holds at least this share of the samples (times K w_k for a
+            truth with unequal weights w; docs/metrics.md).
         snapshots: generations (besides 0 and G) whose samples are kept for samples.png.
         snapshot_n: samples kept per snapshot.
+        floors: write floors.csv (each sample metric of eval.n real samples against the held-out set, per seed:
+            the real-vs-real floor at the run's sample size) and draw it on metrics.png.
     """
 
     n: int = 1000
@@ -192,6 +195,7 @@ class EvalConfig:
     mode_share: float = 0.01
     snapshots: int = 3
     snapshot_n: int = 500
+    floors: bool = True
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from madloop import config as C
 from madloop import metrics as M
 from madloop.checkpoint import Checkpointer
 from madloop.knobs import knob_grid, static_config
-from madloop.loop import Loop, Row, make_loop, run_all, scan_generations, snapshot_generations
+from madloop.loop import Loop, Row, make_floors, make_loop, run_all, scan_generations, snapshot_generations
 from madloop.parts import parts_of
 from madloop.precision import float_dtype, precision
 from madloop.types import Key, Knobs, LoopState
@@ -121,6 +121,8 @@ class Programs:
 
         self.reference = jax.jit(reference)
         self.references: dict[int, M.Reference] = {}  # per loop.seed: the held-out set and its statistics
+        floors = make_floors(cfg, self.parts)
+        self.floors = None if floors is None else jax.jit(jax.vmap(floors, in_axes=(0, None)))
 
     def chunk_fn(self, length: int) -> Callable:
         """The compiled scan over ``length`` generations (one program per distinct length)."""
@@ -191,6 +193,21 @@ class Simulation:
             ref = self._reference(k_heldout, k_proj)
             self.programs.references[seed] = ref
         return self.programs.references[seed]
+
+    @_in_precision
+    def floors(self) -> pd.DataFrame | None:
+        """The real-vs-real floor of every sample metric at the run's sample size: one row per seed (columns
+        ``seed`` and the sample metrics), each seed scoring ``eval.n`` fresh real samples against the held-out
+        reference; None when the run computes no sample metric. A separate small program (not part of the loop's),
+        so a run pays for it only when asked (``madloop.run`` writes it as floors.csv)."""
+        if self.programs.floors is None:
+            return None
+        run_keys = self.keys()[0]
+        out = self.programs.floors(run_keys, self.reference())
+        import pandas as pd
+
+        table = {"seed": np.arange(self.cfg.loop.seeds)}
+        return pd.DataFrame(table | {k: np.asarray(out[k], np.float64) for k in self.loop.names if k in out})
 
     @_in_precision
     def abstract_rows(self, b: int) -> Row:

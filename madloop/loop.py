@@ -26,7 +26,7 @@ from madloop.precision import float_dtype
 from madloop.types import Key, Knobs, LoopState, Params
 
 # Roles of per-generation keys.
-REAL, SYNTH, FIT, SUBSAMPLE, EVAL, INIT, CURATE, INITIAL = range(8)
+REAL, SYNTH, FIT, SUBSAMPLE, EVAL, INIT, CURATE, INITIAL, FLOOR = range(9)
 
 
 def role_key(run_key: Key, generation: jax.Array | int, role: int) -> Key:
@@ -172,6 +172,27 @@ def make_evaluator(cfg: C.Config, parts: Parts) -> Callable:
         return Row(metrics, finite.astype(float_dtype())), snapshots
 
     return evaluate
+
+
+def make_floors(cfg: C.Config, parts: Parts) -> Callable | None:
+    """``floors(run_key, ref) -> {name: scalar}``: the sample metrics of ``eval.n`` fresh real samples against the
+    held-out reference (their real-vs-real floor at the sample size the run uses: what a perfect model scores),
+    one draw per seed; None when the run computes no sample metric.
+
+    The real samples come from the training source (the training images of a finite data set, which the held-out
+    images are not part of; fresh truth samples of a distribution).
+    """
+    names = tuple(n for n in parts.metrics if M.is_sample_metric(n))
+    if not names:
+        return None
+    source, ctx, n = parts.train_source, parts.context, cfg.eval.n
+
+    def floors(run_key: Key, ref: M.Reference) -> dict[str, jax.Array]:
+        real = source.sample(role_key(run_key, 0, FLOOR), n)[:, : parts.source.dim]
+        out = M.evaluate_samples(names, real, ctx, ref)
+        return {k: jnp.asarray(out[k], float_dtype()) for k in names}
+
+    return floors
 
 
 def scan_generations(

@@ -65,10 +65,17 @@ def summarize(table: pd.DataFrame, metric: str, by: str = "generation") -> pd.Da
     return out
 
 
-def plot_metrics(table: pd.DataFrame, path: Path, title: str = "", by: list[str] | None = None) -> None:
+def plot_metrics(
+    table: pd.DataFrame,
+    path: Path,
+    title: str = "",
+    by: list[str] | None = None,
+    floors: pd.DataFrame | None = None,
+) -> None:
     """One panel per metric: mean over seeds with its 95% confidence band, and the median (dashed), with one line
     per value of the ``by`` columns (default: the swept knobs). The class shares (class_0, ...) are left to
-    ``plot_class_histograms``."""
+    ``plot_class_histograms``. ``floors`` (floors.csv: one row per seed) draws each sample metric's real-vs-real
+    floor, its mean over seeds as a grey dotted line with its 95% band."""
     shares = class_share_columns(table)
     metrics = [m for m in metric_columns(table) if m not in (by or []) and m not in shares]
     cols = min(4, max(1, len(metrics)))
@@ -90,6 +97,12 @@ def plot_metrics(table: pd.DataFrame, path: Path, title: str = "", by: list[str]
             ax.plot(s.index, s["mean"], label=label, color=f"C{i % 10}")
             if len(groups) == 1:
                 ax.plot(s.index, s["median"], "--", lw=1, label="median", color=f"C{i % 10}")
+        if floors is not None and metric in floors:
+            f = floors[metric].dropna()
+            if len(f):
+                half = f.sem() * stdtrit(max(len(f) - 1, 1), 0.975) if len(f) > 1 else 0.0
+                ax.axhspan(f.mean() - half, f.mean() + half, color="0.5", alpha=0.15, lw=0)
+                ax.axhline(f.mean(), color="0.4", ls=":", lw=1.2, label="real vs real")
         ax.set_title(metric)
         ax.set_xlabel("generation")
     for ax in list(axes.flat)[len(metrics) :]:

@@ -92,10 +92,17 @@ def _write_outputs(cfg: C.Config, result, out: Path) -> None:
 
     table = result.table()
     report.write_table(table, out / "metrics.csv")
+    floors = None
+    if cfg.eval.floors:
+        from madloop.engine import simulation
+
+        floors = simulation(cfg).floors()
+        if floors is not None:
+            report.write_table(floors, out / "floors.csv")
     if cfg.plots:
         from madloop.parts import parts_of
 
-        report.plot_metrics(table, out / "metrics.png", title=_title(cfg))
+        report.plot_metrics(table, out / "metrics.png", title=_title(cfg), floors=floors)
         shape = parts_of(cfg).source.shape
         if shape is not None:  # image rows: grids of images, and the classifier's class shares
             report.plot_image_samples(

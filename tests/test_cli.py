@@ -12,6 +12,7 @@ import pytest
 
 import madloop
 from madloop import config as C
+from madloop import metrics as M
 from madloop.run import main
 
 CONF = files("madloop.conf")
@@ -122,8 +123,9 @@ def test_run_writes_the_contracted_files_and_is_deterministic(tmp_path):
         proc = cli(SMALL + [f"hydra.run.dir={tmp_path / name}"], tmp_path)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append(tmp_path / name)
-    for f in ("metrics.csv", "metrics.png", "samples.png", "config.yaml"):
+    for f in ("metrics.csv", "metrics.png", "samples.png", "config.yaml", "floors.csv"):
         assert (outs[0] / f).stat().st_size > 0, f
+    assert (outs[0] / "floors.csv").read_bytes() == (outs[1] / "floors.csv").read_bytes()
     assert "generation 3/3" in (outs[0] / "run.log").read_text()  # progress per generation
     # the same command twice gives byte-identical tables
     assert (outs[0] / "metrics.csv").read_bytes() == (outs[1] / "metrics.csv").read_bytes()
@@ -133,6 +135,10 @@ def test_run_writes_the_contracted_files_and_is_deterministic(tmp_path):
     # the Python API returns the same table from the same overrides
     api = madloop.run_table(SMALL)
     pd.testing.assert_frame_equal(api, table, check_dtype=False, rtol=1e-6)
+    # floors.csv: one row per seed, the sample metrics only (in the table's order)
+    floors = pd.read_csv(outs[0] / "floors.csv")
+    sample_metrics = [c for c in table.columns if M.is_sample_metric(c)]
+    assert list(floors.columns) == ["seed", *sample_metrics] and list(floors["seed"]) == [0, 1, 2]
 
 
 def test_multirun_writes_one_table_per_job(tmp_path):

@@ -32,7 +32,22 @@ class GaussianData(C.DataConfig):
 
 
 @dataclass(frozen=True)
-class Ring8Data(C.DataConfig):
+class WeightedModes(C.DataConfig):
+    """The mode weights of a mixture truth: equal by default.
+
+    Attributes:
+        weights: K positive numbers (normalised to sum to 1), one per mode in the source's order; None = equal.
+        zipf: Zipf weights w_k ~ (k + 1)^-zipf over the modes in the source's order (0 = equal): the first mode
+            the heaviest, the last the rarest (the tails that a collapsing loop erodes first; Shumailov et al.
+            2024, Dohmatob et al. 2024). At most one of weights and zipf.
+    """
+
+    weights: list[float] | None = None
+    zipf: float = 0.0
+
+
+@dataclass(frozen=True)
+class Ring8Data(WeightedModes):
     """``modes`` isotropic Gaussians of std ``std`` evenly spaced on a circle of radius ``radius`` (2-D)."""
 
     modes: int = 8
@@ -41,7 +56,7 @@ class Ring8Data(C.DataConfig):
 
 
 @dataclass(frozen=True)
-class Grid25Data(C.DataConfig):
+class Grid25Data(WeightedModes):
     """A ``side`` x ``side`` grid of isotropic Gaussians, ``spacing`` apart, centred on 0 (2-D)."""
 
     side: int = 5
@@ -50,7 +65,7 @@ class Grid25Data(C.DataConfig):
 
 
 @dataclass(frozen=True)
-class MixtureData(C.DataConfig):
+class MixtureData(WeightedModes):
     """``components`` isotropic Gaussians with means uniform in [-box, box]^dim drawn from ``layout_seed``."""
 
     dim: int = 2
@@ -142,10 +157,19 @@ def _sample_truth_labeled(mix: Mixture, key: Key, n: int) -> tuple[Data, jax.Arr
     return sample_mixture_labeled(key, mix, n)
 
 
-def _isotropic(means: np.ndarray, std: float) -> Mixture:
+def mode_weights(cfg: WeightedModes, k: int) -> np.ndarray:
+    """[K] the mode weights of a weighted mixture config (``WeightedModes``), summing to 1."""
+    if cfg.weights is not None:
+        w = np.asarray(cfg.weights, float)
+    else:
+        w = (np.arange(k) + 1.0) ** -float(cfg.zipf)
+    return w / w.sum()
+
+
+def _isotropic(means: np.ndarray, std: float, weights: np.ndarray | None = None) -> Mixture:
     k, d = means.shape
     return Mixture(
-        jnp.full((k,), 1.0 / k, float_dtype()),
+        jnp.asarray(np.full((k,), 1.0 / k) if weights is None else weights, float_dtype()),
         jnp.asarray(means, float_dtype()),
         jnp.asarray(np.broadcast_to(std**2 * np.eye(d), (k, d, d)), float_dtype()),
     )
@@ -183,19 +207,19 @@ def gaussian_source(cfg: GaussianData) -> DataSource:
 def ring8_source(cfg: Ring8Data) -> DataSource:
     angles = 2 * np.pi * np.arange(cfg.modes) / cfg.modes
     means = cfg.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    return _mixture_source(_isotropic(means, cfg.std))
+    return _mixture_source(_isotropic(means, cfg.std, mode_weights(cfg, cfg.modes)))
 
 
 def grid25_source(cfg: Grid25Data) -> DataSource:
     ticks = (np.arange(cfg.side) - (cfg.side - 1) / 2) * cfg.spacing
     means = np.stack(np.meshgrid(ticks, ticks, indexing="ij"), axis=-1).reshape(-1, 2)
-    return _mixture_source(_isotropic(means, cfg.std))
+    return _mixture_source(_isotropic(means, cfg.std, mode_weights(cfg, cfg.side**2)))
 
 
 def mixture_source(cfg: MixtureData) -> DataSource:
     rng = np.random.default_rng(cfg.layout_seed)
     means = rng.uniform(-cfg.box, cfg.box, size=(cfg.components, cfg.dim))
-    return _mixture_source(_isotropic(means, cfg.std))
+    return _mixture_source(_isotropic(means, cfg.std, mode_weights(cfg, cfg.components)))
 
 
 def _noisy(shape_fn: Callable[[Key, int], Data], noise: float) -> Callable[[Key, int], Data]:
@@ -255,6 +279,24 @@ def check_gaussian(d: GaussianData) -> None:
             raise C.ConfigError("data.cov", list(map(list, d.cov)), "must be symmetric positive definite")
 
 
+def check_weighted(d: WeightedModes) -> None:
+    """Field checks of a mixture truth with mode weights: ``check_fields``, then K finite positive weights or a
+    finite zipf >= 0 (not both)."""
+    check_fields(d)
+    k = {Ring8Data: lambda: d.modes, Grid25Data: lambda: d.side**2}.get(type(d), lambda: d.components)()
+    if not (C.is_number(d.zipf) and math.isfinite(d.zipf) and d.zipf >= 0):
+        raise C.ConfigError("data.zipf", d.zipf, "must be a finite number >= 0 (0 = equal weights)")
+    if d.weights is None:
+        return
+    if d.zipf != 0:
+        raise C.ConfigError("data.weights", list(d.weights), "give data.weights or data.zipf, not both")
+    w = list(d.weights)
+    if len(w) != k:
+        raise C.ConfigError("data.weights", w, f"must have one weight per mode ({k})")
+    if not all(C.is_number(v) and math.isfinite(v) and v > 0 for v in w):
+        raise C.ConfigError("data.weights", w, "must be finite numbers > 0 (normalised to sum to 1)")
+
+
 def check_circles(d: CirclesData) -> None:
     """Field checks of ``data=circles``: the inner radius is a fraction of the outer one."""
     check_fields(d)
@@ -263,9 +305,9 @@ def check_circles(d: CirclesData) -> None:
 
 
 C.register("data", "gaussian", GaussianData, build=gaussian_source, check=check_gaussian)
-C.register("data", "ring8", Ring8Data, build=ring8_source, check=check_fields)
-C.register("data", "grid25", Grid25Data, build=grid25_source, check=check_fields)
-C.register("data", "mixture", MixtureData, build=mixture_source, check=check_fields)
+C.register("data", "ring8", Ring8Data, build=ring8_source, check=check_weighted)
+C.register("data", "grid25", Grid25Data, build=grid25_source, check=check_weighted)
+C.register("data", "mixture", MixtureData, build=mixture_source, check=check_weighted)
 C.register("data", "moons", MoonsData, build=moons_source, check=check_fields)
 C.register("data", "swissroll", SwissRollData, build=swissroll_source, check=check_fields)
 C.register("data", "circles", CirclesData, build=circles_source, check=check_circles)

@@ -118,11 +118,22 @@ def sliced_w2(x_proj_sorted: jax.Array, y: Data, directions: jax.Array) -> jax.A
 
 def rbf_mean(a: Data, b: Data, bandwidth: jax.Array, exclude_diagonal: bool) -> jax.Array:
     """Mean of exp(-||a_i - b_j||^2 / (2 bandwidth^2)), over i != j when exclude_diagonal (a is b)."""
-    k = jnp.exp(-(pairwise_distances(a, b) ** 2) / (2.0 * bandwidth**2))
-    if not exclude_diagonal:
-        return jnp.mean(k)
-    n = a.shape[0]
-    return (jnp.sum(k) - jnp.trace(k)) / (n * (n - 1))
+    return rbf_kernel_mean(pairwise_distances(a, b), jnp.reshape(jnp.asarray(bandwidth), (1,)), exclude_diagonal)[0]
+
+
+def rbf_kernel_mean(dist: jax.Array, bandwidths: jax.Array, exclude_diagonal: bool) -> jax.Array:
+    """[S] the mean of exp(-dist^2 / (2 h^2)) over a distance matrix [n, m] for each bandwidth h of [S], over the
+    off-diagonal entries when exclude_diagonal (the distances of a set to itself, n = m)."""
+    sq = dist**2
+
+    def one(h: jax.Array) -> jax.Array:
+        k = jnp.exp(-sq / (2.0 * h**2))
+        if not exclude_diagonal:
+            return jnp.mean(k)
+        n = dist.shape[0]
+        return (jnp.sum(k) - jnp.trace(k)) / (n * (n - 1))
+
+    return jnp.stack([one(bandwidths[i]) for i in range(bandwidths.shape[0])])
 
 
 def prdc(real_radii: jax.Array, real: Data, fake: Data, k: int) -> dict[str, jax.Array]:
@@ -145,16 +156,19 @@ def prdc(real_radii: jax.Array, real: Data, fake: Data, k: int) -> dict[str, jax
     }
 
 
-def mode_stats(samples: Data, source: DataSource, share: float) -> dict[str, jax.Array]:
-    """Modes covered and the share of high-quality samples for a mixture truth.
+def mode_assignment(samples: Data, source: DataSource) -> tuple[jax.Array, jax.Array]:
+    """Each sample's nearest truth component and whether it lies within 3 sigma of some component.
 
-    A sample is "within 3 sigma" of component k when its Mahalanobis distance is below the radius whose
-    chi-square(d) mass equals that of the 3-sigma disc in 2-D (1 - e^-4.5), so r = 3 exactly for d = 2.
-    ``modes`` counts components holding at least ``share`` of the samples; ``hq`` is the share of samples
-    within 3 sigma of some component.
+    Nearest is in the truth's own metric, without its weights (argmax_k log N(x; mu_k, Sigma_k)): a sample between
+    a heavy and a rare mode goes to the closer one, so the weights do not decide the count. "Within 3 sigma" of
+    component k: the Mahalanobis distance is below the radius whose chi-square(d) mass equals that of the 3-sigma
+    disc in 2-D (1 - e^-4.5), so r = 3 exactly for d = 2.
 
-    References:
-        Srivastava et al. 2017 (VEEGAN) and Metz et al. 2017 (unrolled GANs): the ring/grid mode counts.
+    Args:
+        samples: [m, d].
+        source: a mixture truth (``source.mixture`` with K >= 1 components).
+    Returns:
+        (nearest [m] int32, within [K, m] bool: within 3 sigma of component k).
     """
     mix = source.mixture
     d = mix.means.shape[1]
@@ -164,10 +178,68 @@ def mode_stats(samples: Data, source: DataSource, share: float) -> dict[str, jax
     chol = linalg.pivoted_cholesky(mix.covs)  # [K, d, d]
     diff = samples[None, :, :] - mix.means[:, None, :]  # [K, n, d]
     z = linalg.whiten(chol, jnp.swapaxes(diff, 1, 2))  # [K, d, n]
-    within = jnp.sum(z**2, axis=1) <= r2  # [K, n]
+    maha = jnp.sum(z**2, axis=1)  # [K, n]
+    nearest = jnp.argmin(0.5 * maha + linalg.half_logdet(chol)[:, None], axis=0)
+    return nearest, maha <= r2
+
+
+def covered_threshold(weights: jax.Array, share: float) -> jax.Array:
+    """[K] the sample share at which a mode counts as covered: ``share`` scaled by the mode's weight relative to
+    uniform (share * K * w_k), so a rare mode of a Zipf truth is held to its own expected share and an equal-weight
+    truth to ``share`` itself."""
+    return share * weights.shape[0] * weights
+
+
+def mode_stats(samples: Data, source: DataSource, share: float) -> dict[str, jax.Array]:
+    """Mode counts, the quality share and the mode-share error for a mixture truth.
+
+    - ``modes``: components that are the nearest component (``mode_assignment``) of at least
+      ``covered_threshold`` of the samples. Diversity only: a blurred sample still counts for its nearest mode.
+    - ``modes_hq``: components holding that share of the samples within 3 sigma of them (VEEGAN's count: mode
+      coverage by high-quality samples; blur away from the modes lowers it too).
+    - ``hq``: the share of samples within 3 sigma of some component (quality).
+    - ``mode_tv``: the total variation 1/2 sum_k |share_k - w_k| between the nearest-mode shares and the truth's
+      weights (0 for a perfect balance; it sees a mode's weight drift before the mode is lost).
+
+    References:
+        Srivastava et al. 2017 (VEEGAN) and Metz et al. 2017 (unrolled GANs): the ring/grid mode counts.
+    """
+    mix = source.mixture
+    k = mix.weights.shape[0]
+    nearest, within = mode_assignment(samples, source)
+    shares = jnp.mean(jax.nn.one_hot(nearest, k, dtype=samples.dtype), axis=0)  # [K]
+    threshold = covered_threshold(mix.weights, share)
     return {
-        "modes": jnp.sum(jnp.mean(within, axis=1) >= share).astype(jnp.float32),
+        "modes": jnp.sum(shares >= threshold).astype(samples.dtype),
+        "modes_hq": jnp.sum(jnp.mean(within, axis=1) >= threshold).astype(samples.dtype),
         "hq": jnp.mean(jnp.any(within, axis=0)),
+        "mode_tv": 0.5 * jnp.sum(jnp.abs(shares - mix.weights)),
+    }
+
+
+def rare_modes(weights: np.ndarray) -> np.ndarray:
+    """The indices of the rarest quarter of the modes (at least one): the ceil(K / 4) smallest weights, ties by
+    index. ``weights`` [K] are the truth's (concrete numbers)."""
+    weights = np.asarray(weights)
+    return np.argsort(weights, kind="stable")[: max(1, -(-weights.shape[0] // 4))]
+
+
+def tail_stats(samples: Data, source: DataSource, share: float) -> dict[str, jax.Array]:
+    """Survival of the rare modes of an unequal-weight mixture truth (``data.weights`` or ``data.zipf``).
+
+    - ``rare_mass``: the samples' share in the rare modes (``rare_modes``, by nearest-mode assignment) divided by
+      the truth's weight of those modes: 1 = kept, 0 = lost (collapse erodes the tails first: Shumailov et al.
+      2024).
+    - ``rare_modes``: the share of the rare modes still covered by high-quality samples (``modes_hq``'s rule).
+    """
+    mix = source.mixture
+    rare = rare_modes(np.asarray(mix.weights))
+    nearest, within = mode_assignment(samples, source)
+    shares = jnp.mean(jax.nn.one_hot(nearest, mix.weights.shape[0], dtype=samples.dtype), axis=0)
+    held = jnp.mean(within, axis=1) >= covered_threshold(mix.weights, share)
+    return {
+        "rare_mass": jnp.sum(shares[rare]) / jnp.sum(mix.weights[rare]),
+        "rare_modes": jnp.mean(held[rare].astype(samples.dtype)),
     }
 
 

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from madloop import linalg
 from madloop.metrics.distances import (
@@ -13,14 +14,17 @@ from madloop.metrics.distances import (
     frechet_distance,
     gaussian_kl,
     kth_neighbour_distance,
+    kth_smallest,
     mode_stats,
     pairwise_distances,
     prdc,
-    rbf_mean,
+    rbf_kernel_mean,
     sliced_w2,
     sort_floats,
+    tail_stats,
 )
 from madloop.metrics.group import FEATURES, LOGITS, MOMENTS, PARAMS, SAMPLES, Columns, Context, MetricGroup, always
+from madloop.mixture import mixture_log_prob
 from madloop.models.gaussian import weighted_moments
 from madloop.types import Data, Key
 
@@ -47,6 +51,23 @@ def mixture_truth(ctx: Context) -> str | None:
     mix = ctx.source.mixture
     if not (mix is not None and mix.weights.shape[0] >= 2):
         return "needs a mixture truth with >= 2 modes (data=ring8, grid25, mixture)"
+    return None
+
+
+def unequal_weights(ctx: Context) -> str | None:
+    """The truth is a mixture whose components have unequal weights (its rare modes are defined)."""
+    if mixture_truth(ctx) is not None:
+        return mixture_truth(ctx)
+    w = np.asarray(ctx.source.mixture.weights)
+    if np.all(w == w[0]):
+        return "needs a mixture truth with unequal weights (data.weights or data.zipf)"
+    return None
+
+
+def known_density(ctx: Context) -> str | None:
+    """The truth is a Gaussian mixture (its log-density is known)."""
+    if ctx.source.mixture is None:
+        return "needs a truth with a known density (data=gaussian, ring8, grid25, mixture)"
     return None
 
 
@@ -84,12 +105,22 @@ class Sliced(NamedTuple):
 
 
 class Kernel(NamedTuple):
-    """The MMD reference: the RBF bandwidth, the median pairwise distance of the held-out set (fixed per run, so
-    MMD values are comparable across generations and seeds), and k_real, the mean RBF kernel over distinct
-    held-out pairs (the constant term of unbiased MMD^2)."""
+    """The MMD reference, fixed per run so that MMD values are comparable across generations and seeds.
 
-    bandwidth: jax.Array
+    Attributes:
+        bandwidths: [S] RBF bandwidths, largest first: the median pairwise distance of the held-out set (``mmd``),
+            then geometric steps down to the local scale (``mmd_local``): the median distance of a held-out point
+            to its ``eval.k``-th nearest held-out neighbour. On the ring of 8 the first is about the ring's radius
+            and the last about a mode's sd, so the family sees both mode weights and within-mode collapse.
+        k_real: [S] the mean RBF kernel over distinct held-out pairs at each bandwidth (the constant term of
+            unbiased MMD^2).
+    """
+
+    bandwidths: jax.Array
     k_real: jax.Array
+
+
+MMD_SCALES = 4  # bandwidths of the MMD family, from the median heuristic down to the local scale
 
 
 class Gaussian(NamedTuple):
@@ -107,11 +138,15 @@ def sliced_reference(key: Key, real: Data, ctx: Context) -> Sliced:
 
 
 def kernel_reference(key: Key, real: Data, ctx: Context) -> Kernel:
-    """The median-heuristic bandwidth and the held-out set's mean kernel."""
-    del key, ctx
+    """The MMD bandwidths (median heuristic down to the local k-NN scale) and the held-out set's mean kernels."""
+    del key
     dist = pairwise_distances(real, real)
-    bandwidth = jnp.median(dist[jnp.triu_indices(real.shape[0], 1)])
-    return Kernel(bandwidth, rbf_mean(real, real, bandwidth, exclude_diagonal=True))
+    wide = jnp.median(dist[jnp.triu_indices(real.shape[0], 1)])
+    local = jnp.minimum(jnp.median(kth_smallest(dist, ctx.eval.k)), wide)
+    steps = jnp.arange(MMD_SCALES, dtype=real.dtype) / (MMD_SCALES - 1)
+    bandwidths = wide ** (1.0 - steps) * local**steps
+    bandwidths = bandwidths.at[0].set(wide)  # the median heuristic exactly (``mmd`` as before the family)
+    return Kernel(bandwidths, rbf_kernel_mean(dist, bandwidths, exclude_diagonal=True))
 
 
 def gaussian_reference(key: Key, real: Data, ctx: Context) -> Gaussian:
@@ -159,15 +194,21 @@ def sw2(samples: Data, real: Data, stats: Sliced, ctx: Context) -> dict:
 
 
 def mmd(samples: Data, real: Data, stats: Kernel, ctx: Context) -> dict:
-    """Unbiased MMD^2 with the run's RBF bandwidth; may be slightly negative when the two sets agree.
+    """Unbiased MMD^2 with RBF kernels at the run's bandwidths; may be slightly negative when the two sets agree.
+
+    ``mmd``: the median-heuristic bandwidth (sees the layout of the modes, blind to their widths); ``mmd_local``:
+    the local k-NN scale (sees within-mode collapse and blur); ``mmd_multi``: the sum over the ``MMD_SCALES``
+    bandwidths (the MMD of the sum kernel, characteristic at every scale; Li et al. 2017, MMD GAN, use such a
+    mixture).
 
     References:
         Gretton et al. 2012, "A Kernel Two-Sample Test", eq. 3.
     """
     del ctx
-    k_ff = rbf_mean(samples, samples, stats.bandwidth, exclude_diagonal=True)
-    k_rf = rbf_mean(real, samples, stats.bandwidth, exclude_diagonal=False)
-    return {"mmd": k_ff + stats.k_real - 2.0 * k_rf}
+    k_ff = rbf_kernel_mean(pairwise_distances(samples, samples), stats.bandwidths, exclude_diagonal=True)
+    k_rf = rbf_kernel_mean(pairwise_distances(real, samples), stats.bandwidths, exclude_diagonal=False)
+    per_scale = k_ff + stats.k_real - 2.0 * k_rf  # [S]
+    return {"mmd": per_scale[0], "mmd_local": per_scale[-1], "mmd_multi": jnp.sum(per_scale)}
 
 
 def fd(feats: Data, real: Data, stats: Gaussian, ctx: Context) -> dict:
@@ -183,9 +224,39 @@ def prdc_metrics(feats: Data, real: Data, radii: jax.Array, ctx: Context) -> dic
 
 
 def modes(samples: Data, real: Data, stats: None, ctx: Context) -> dict:
-    """Modes covered and the share of high-quality samples (within 3 sigma of a component of the truth)."""
+    """Modes by nearest-mode assignment, modes covered by high-quality samples, the quality share, the mode-share
+    error (``distances.mode_stats``)."""
     del real, stats
     return mode_stats(samples, ctx.source, ctx.eval.mode_share)
+
+
+def rare(samples: Data, real: Data, stats: None, ctx: Context) -> dict:
+    """Survival of the rarest quarter of the modes (``distances.tail_stats``)."""
+    del real, stats
+    return tail_stats(samples, ctx.source, ctx.eval.mode_share)
+
+
+TAIL_LEVEL = 0.05  # tail_mass: the truth's lowest-density 5% (an expected 50 of 1000 samples)
+TAIL_DRAWS = 1 << 16  # truth samples that locate the tail's log-density threshold (its quantile's sd ~ 0.002)
+
+
+def tail_reference(key: Key, real: Data, ctx: Context) -> jax.Array:
+    """The truth's TAIL_LEVEL quantile of its own log-density, from TAIL_DRAWS fresh truth samples."""
+    del real
+    mix = ctx.source.mixture
+    log_p = mixture_log_prob(mix, ctx.source.sample(jax.random.fold_in(key, 7), TAIL_DRAWS))
+    return jnp.quantile(log_p, TAIL_LEVEL)
+
+
+def tail(samples: Data, real: Data, threshold: jax.Array, ctx: Context) -> dict:
+    """``tail_mass``: the share of samples in the truth's lowest-density TAIL_LEVEL region, over TAIL_LEVEL.
+
+    1 for the truth; below 1 when the model's samples stay out of the truth's tails (a shrinking Gaussian: its
+    tails go first), above 1 when they fall in low-density regions (a hotter model, or blur between modes).
+    """
+    del real
+    log_p = mixture_log_prob(ctx.source.mixture, samples)
+    return {"tail_mass": jnp.mean(log_p < threshold) / TAIL_LEVEL}
 
 
 def nll(params, real: Data, stats: None, ctx: Context) -> dict:
@@ -215,12 +286,14 @@ GROUPS: tuple[MetricGroup, ...] = (
     MetricGroup("moments", ("trace_ratio", "mean_sqerr", "logdet_ratio"), known_moments, MOMENTS, moment_errors),
     MetricGroup("gaussian", ("w2", "kl"), gaussian_pair, MOMENTS, gaussian_distances),
     MetricGroup("sw2", ("sw2",), always, SAMPLES, sw2, prepare=sliced_reference),
-    MetricGroup("mmd", ("mmd",), always, SAMPLES, mmd, prepare=kernel_reference),
+    MetricGroup("mmd", ("mmd", "mmd_local", "mmd_multi"), always, SAMPLES, mmd, prepare=kernel_reference),
     MetricGroup("fd", ("fd",), always, FEATURES, fd, prepare=gaussian_reference),
     MetricGroup(
         "prdc", ("precision", "recall", "density", "coverage"), always, FEATURES, prdc_metrics, radii_reference
     ),
-    MetricGroup("modes", ("modes", "hq"), mixture_truth, SAMPLES, modes),
+    MetricGroup("modes", ("modes", "modes_hq", "hq", "mode_tv"), mixture_truth, SAMPLES, modes),
+    MetricGroup("rare", ("rare_mass", "rare_modes"), unequal_weights, SAMPLES, rare),
+    MetricGroup("tail", ("tail_mass",), known_density, SAMPLES, tail, prepare=tail_reference),
     MetricGroup("density", ("nll",), has_density, PARAMS, nll),
     MetricGroup(
         "classifier",
