@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The GPU runs that settle issue 17's diffusion findings, as one script for the device tool (about 9 minutes):
+#     run(command="bash benchmarks/issue17_gpu.sh", carry=[".whl"], timeout_s=590)
+# 1. experiments/sims_sweep.py: the SIMS loop vs the standard loop, both regimes, refits from scratch,
+#    n_aux x aux_steps in {256, 4096} x {100, 1000}, 16 seeds x 20 generations (CSV written after every program).
+# 2. experiments/grid25.py: MAD's 25 modes, GMM (16 seeds x 100 generations) and diffusion (16 seeds x 15
+#    generations), both refitted from scratch every generation.
+# Outputs (CSV, figures, logs) go to $OUT; the figures and tables are redrawn here from the CSVs with --from-csv.
+# Prepare the wheels first: bash benchmarks/device_check.sh prepare.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/madloop_issue17}"
+mkdir -p "$OUT"
+PY="${PY:-python3}"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="/tmp/site:$PWD"
+else
+    export PYTHONPATH="$PWD"
+fi
+$PY -c "import madloop.conf" 2>/dev/null || ln -sfn ../conf madloop/conf
+export PYTHONUNBUFFERED=1
+echo "== card: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
+$PY -c "import jax; print('== jax', jax.__version__, jax.devices())"
+SIMS_LIMIT="${SIMS_LIMIT:-380}" GRID_LIMIT="${GRID_LIMIT:-170}"
+SIMS_ARGS="${SIMS_ARGS:-}" GRID_ARGS="${GRID_ARGS:-}"
+start=$SECONDS
+timeout "$SIMS_LIMIT" $PY experiments/sims_sweep.py --csv "$OUT/sims_sweep.csv" --out "$OUT/sims_sweep.png" $SIMS_ARGS \
+    2>&1 | tee "$OUT/sims_sweep.log"
+echo "== sims_sweep: rc ${PIPESTATUS[0]}, $((SECONDS - start)) s"
+start=$SECONDS
+timeout "$GRID_LIMIT" $PY experiments/grid25.py --diffusion-seeds 16 --csv "$OUT/grid25.csv" --out "$OUT/grid25.png" \
+    $GRID_ARGS 2>&1 | tee "$OUT/grid25.log"
+echo "== grid25: rc ${PIPESTATUS[0]}, $((SECONDS - start)) s"
