@@ -9,10 +9,10 @@ Runs ``experiment=mad_grid25`` (a 25-component GMM, 1000 samples per generation,
 generation as MAD did) and the same loop (data, regime, sample sizes, metrics) with ``model=diffusion``: an MLP
 denoiser of width 256, eps-prediction, 8000 steps from scratch every generation (``--warm-start``: fine-tune 1000
 steps from the previous generation instead, the protocol of the first version of this experiment). Every
-generation's 1000 evaluation samples are kept (``eval.snapshots``), so the total variance of the samples relative to the truth's,
-tr Cov(samples) / tr Sigma_true, is measured the same way for both families (a diffusion model has no closed-form
-moments; the GMM's ``trace_ratio`` from its fitted moments is drawn too). The figure shows, per family, the
-metrics vs generation (mean and 95% CI over seeds), modes vs recall / coverage / total variance over every
+generation's 1000 evaluation samples are kept (``eval.snapshots``), so the total variance of the samples relative
+to the truth's, tr Cov(samples) / tr Sigma_true, is measured the same way for both families (a diffusion model has
+no closed-form moments; the GMM's ``trace_ratio`` from its fitted moments is drawn too). The figure shows, per
+family, the metrics vs generation (mean and 95% CI over seeds), modes vs recall / coverage / total variance over every
 (seed, generation) point with Spearman's rho, and seed 0's samples at generation 0 and at the last generation.
 """
 
