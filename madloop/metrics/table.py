@@ -20,6 +20,17 @@ from madloop.metrics.distances import (
     sliced_w2,
     sort_floats,
 )
+from madloop.metrics.fidelity import (
+    PolynomialReference,
+    Supports,
+    VendiReference,
+    alpha_beta,
+    kid,
+    median_bandwidth,
+    polynomial_reference,
+    real_supports,
+    vendi,
+)
 from madloop.metrics.group import FEATURES, LOGITS, MOMENTS, PARAMS, SAMPLES, Columns, Context, MetricGroup, always
 from madloop.models.gaussian import weighted_moments
 from madloop.types import Data, Key
@@ -126,6 +137,26 @@ def radii_reference(key: Key, real: Data, ctx: Context) -> jax.Array:
     return kth_neighbour_distance(real, ctx.eval.k)
 
 
+def kid_reference(key: Key, real: Data, ctx: Context) -> PolynomialReference:
+    """The held-out term of KID: the mean cubic polynomial kernel over distinct held-out pairs."""
+    del key, ctx
+    return polynomial_reference(real)
+
+
+def vendi_reference(key: Key, real: Data, ctx: Context) -> VendiReference:
+    """The Vendi similarity's bandwidth: the held-out median pairwise distance (as ``kernel_reference``'s, computed
+    here so that the group does not need the ``mmd`` group selected)."""
+    del key, ctx
+    return median_bandwidth(real)
+
+
+def support_reference(key: Key, real: Data, ctx: Context) -> Supports:
+    """The real alpha-supports and the held-out 1-NN and ``eval.k``-NN radii (alpha-precision, beta-recall,
+    authenticity)."""
+    del key
+    return real_supports(real, ctx.eval.k)
+
+
 # ---------------------------------------------------------------------------------------------------- metrics
 
 
@@ -219,6 +250,18 @@ GROUPS: tuple[MetricGroup, ...] = (
     MetricGroup("fd", ("fd",), always, FEATURES, fd, prepare=gaussian_reference),
     MetricGroup(
         "prdc", ("precision", "recall", "density", "coverage"), always, FEATURES, prdc_metrics, radii_reference
+    ),
+    # KID, the Vendi scores and the alpha-beta group also read the classifier's features on an image source.
+    MetricGroup("kid", ("kid",), always, FEATURES, kid, prepare=kid_reference),
+    MetricGroup("vendi", ("vendi", "vendi2"), always, FEATURES, vendi, prepare=vendi_reference, default=False),
+    MetricGroup(
+        "alpha_beta",
+        ("alpha_precision", "beta_recall", "authenticity"),
+        always,
+        FEATURES,
+        alpha_beta,
+        prepare=support_reference,
+        default=False,
     ),
     MetricGroup("modes", ("modes", "hq"), mixture_truth, SAMPLES, modes),
     MetricGroup("density", ("nll",), has_density, PARAMS, nll),
