@@ -202,7 +202,7 @@ def buffers(cfg: C.Config) -> list[Buffer]:
 
     # The results: rows [runs, G + 1] per column in float32, then the table's float64 columns.
     names = ev.metrics
-    columns = (len(names) if names is not None else 7) + 1  # the seven sample metrics always apply, + finite
+    columns = (len(names) if names is not None else 10) + 1  # the ten default sample metrics always apply, + finite
     add("the results", [(g + 1, "generations"), (columns, "columns")], ("loop.generations",), size=4 + 8)
 
     # The held-out set, drawn once per run (shared by every seed).
@@ -227,7 +227,8 @@ def buffers(cfg: C.Config) -> list[Buffer]:
             False,
         )
     kt = _truth_modes(cfg.data)
-    if kt >= 2 and (names is None or "modes" in names or "hq" in names):
+    mode_names = ("modes", "modes_hq", "hq", "mode_tv", "rare_mass", "rare_modes", "tail_mass")
+    if kt >= 1 and (names is None or any(n in names for n in mode_names)):
         add("the mode distances", [(kt, "modes"), (ev.n, "samples"), (d, "values")], ("eval.n",), main=False)
     if isinstance(cfg.curation, KChoiceCuration) and (kc := _count(cfg.curation.k)):
         add("the curation's candidates", [(kc * r.n_synth, "samples"), (row, "values")], ("curation.k",), False)
@@ -236,8 +237,9 @@ def buffers(cfg: C.Config) -> list[Buffer]:
     return out
 
 
-# The metric groups (madloop.metrics.GROUPS) that compute a held-out x samples distance matrix.
-DISTANCE_GROUPS = ("mmd", "prdc")
+# The metric groups (madloop.metrics.GROUPS) that compute a held-out x samples distance or kernel matrix (vendi's
+# is samples x samples, the same size with eval.n samples and held-out points).
+DISTANCE_GROUPS = ("mmd", "prdc", "kid", "vendi", "alpha_beta")
 
 
 def _cgroup_limit() -> int | None:

@@ -10,6 +10,7 @@ from madloop import config as C
 from madloop import metrics as M
 from madloop.curation import KChoiceCuration, NoCuration, make_curation
 from madloop.data.images import DigitsData
+from madloop.metrics.fidelity import kid, polynomial_reference
 from madloop.types import GenerativeModel
 
 NAMES = ("fd", "precision", "recall", "density", "coverage", "class_entropy", "confidence", *M.class_columns(10))
@@ -108,10 +109,10 @@ def test_image_groups_read_features_pixels_and_logits_once(digits):
     source, clf = digits
     ctx = context(source, KChoiceCuration(reward="class", label=3))
     names = M.select(ctx)
-    sample_names = ("sw2", "mmd", "fd", "precision", "recall", "density", "coverage")
+    sample_names = ("sw2", "mmd", "mmd_local", "mmd_multi", "fd", "precision", "recall", "density", "coverage", "kid")
     assert names == (*sample_names, "class_entropy", "confidence", "reward", *M.class_columns(10))
     ref = M.make_reference(jax.random.key(3), source.heldout, ctx, names)
-    assert set(ref.stats) == {"sw2", "mmd", "fd", "prdc"}
+    assert set(ref.stats) == {"sw2", "mmd", "fd", "prdc", "kid"}
     x = source.sample(jax.random.key(1), 359)
     x = x + 0.3 * jax.random.normal(jax.random.key(2), x.shape)
     got = M.evaluate_samples(names, x, ctx, ref)
@@ -120,9 +121,10 @@ def test_image_groups_read_features_pixels_and_logits_once(digits):
     fd, mmd = M.group_of("fd"), M.group_of("mmd")
     want = {
         "sw2": M.sliced_w2(ref.stats["sw2"].proj_sorted, x, ref.stats["sw2"].directions),
-        "mmd": mmd.compute(x, source.heldout, mmd.prepare(None, source.heldout, ctx), ctx)["mmd"],
+        **mmd.compute(x, source.heldout, mmd.prepare(None, source.heldout, ctx), ctx),  # mmd, mmd_local, mmd_multi
         "fd": M.frechet_distance(*fd.prepare(None, feats, ctx), *fd.prepare(None, held, ctx)),
         **M.prdc(M.kth_neighbour_distance(held, 5), held, feats, 5),
+        **kid(feats, held, polynomial_reference(held)),  # KID on the classifier's features, as fd
         **M.class_stats(logits, 10),
         "reward": jnp.mean(ctx.curation.reward(x)),
     }

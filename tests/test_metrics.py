@@ -206,11 +206,12 @@ def test_real_vs_real_metrics_are_near_their_floor():
 # ---------------------------------------------------------------------------------------- the table of groups
 
 MOMENT_NAMES = ("trace_ratio", "mean_sqerr", "logdet_ratio")
-SAMPLE_NAMES = ("sw2", "mmd", "mmd_local", "mmd_multi", "fd", "precision", "recall", "density", "coverage")
+SAMPLE_NAMES = ("sw2", "mmd", "mmd_local", "mmd_multi", "fd", "precision", "recall", "density", "coverage", "kid")
+OPT_IN_NAMES = ("vendi", "vendi2", "alpha_precision", "beta_recall", "authenticity")  # default=False groups
 MODE_NAMES = ("modes", "modes_hq", "hq", "mode_tv")
 CLASS_NAMES = tuple(f"class_{c}" for c in range(10))
 RARE_NAMES = ("rare_mass", "rare_modes")
-EVERY_NAME = (*MOMENT_NAMES, "w2", "kl", *SAMPLE_NAMES, *MODE_NAMES, *RARE_NAMES, "tail_mass", "nll")
+EVERY_NAME = (*MOMENT_NAMES, "w2", "kl", *SAMPLE_NAMES, *OPT_IN_NAMES, *MODE_NAMES, *RARE_NAMES, "tail_mass", "nll")
 EVERY_NAME += ("class_entropy", "confidence", "reward")
 WHY_MOMENTS = "needs a truth with known moments (data=gaussian, ring8, grid25, mixture)"
 WHY_PAIR = "needs model=gaussian and data=gaussian (closed form)"
@@ -355,7 +356,7 @@ def test_the_groups_give_the_numbers_of_before():
         "nll": 4.39741325378418,
     }
     got = evaluate(ctx, params, M.select(ctx))
-    assert set(got) == set(want) | {"mmd_local", "mmd_multi", "tail_mass"}  # the metrics added since
+    assert set(got) == set(want) | {"mmd_local", "mmd_multi", "tail_mass", "kid"}  # the metrics added since
     np.testing.assert_allclose([float(got[k]) for k in want], list(want.values()), rtol=1e-6, atol=1e-6)
 
     source = make_source(Ring8Data())
@@ -378,5 +379,5 @@ def test_the_groups_give_the_numbers_of_before():
         "reward": -2.5879642963409424,
     }
     got = evaluate(ctx, Mixture(mix.weights, mix.means * 1.05, mix.covs * 1.5), M.select(ctx))
-    assert set(got) == set(want) | {"mmd_local", "mmd_multi", "modes", "mode_tv", "tail_mass"}
+    assert set(got) == set(want) | {"mmd_local", "mmd_multi", "modes", "mode_tv", "tail_mass", "kid"}
     np.testing.assert_allclose([float(got[k]) for k in want], list(want.values()), rtol=1e-6, atol=1e-6)

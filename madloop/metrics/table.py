@@ -23,6 +23,17 @@ from madloop.metrics.distances import (
     sort_floats,
     tail_stats,
 )
+from madloop.metrics.fidelity import (
+    PolynomialReference,
+    Supports,
+    VendiReference,
+    alpha_beta,
+    kid,
+    median_bandwidth,
+    polynomial_reference,
+    real_supports,
+    vendi,
+)
 from madloop.metrics.group import FEATURES, LOGITS, MOMENTS, PARAMS, SAMPLES, Columns, Context, MetricGroup, always
 from madloop.mixture import mixture_log_prob
 from madloop.models.gaussian import weighted_moments
@@ -161,6 +172,26 @@ def radii_reference(key: Key, real: Data, ctx: Context) -> jax.Array:
     return kth_neighbour_distance(real, ctx.eval.k)
 
 
+def kid_reference(key: Key, real: Data, ctx: Context) -> PolynomialReference:
+    """The held-out term of KID: the mean cubic polynomial kernel over distinct held-out pairs."""
+    del key, ctx
+    return polynomial_reference(real)
+
+
+def vendi_reference(key: Key, real: Data, ctx: Context) -> VendiReference:
+    """The Vendi similarity's bandwidth: the held-out median pairwise distance (as ``kernel_reference``'s, computed
+    here so that the group does not need the ``mmd`` group selected)."""
+    del key, ctx
+    return median_bandwidth(real)
+
+
+def support_reference(key: Key, real: Data, ctx: Context) -> Supports:
+    """The real alpha-supports and the held-out 1-NN and ``eval.k``-NN radii (alpha-precision, beta-recall,
+    authenticity)."""
+    del key
+    return real_supports(real, ctx.eval.k)
+
+
 # ---------------------------------------------------------------------------------------------------- metrics
 
 
@@ -290,6 +321,18 @@ GROUPS: tuple[MetricGroup, ...] = (
     MetricGroup("fd", ("fd",), always, FEATURES, fd, prepare=gaussian_reference),
     MetricGroup(
         "prdc", ("precision", "recall", "density", "coverage"), always, FEATURES, prdc_metrics, radii_reference
+    ),
+    # KID, the Vendi scores and the alpha-beta group also read the classifier's features on an image source.
+    MetricGroup("kid", ("kid",), always, FEATURES, kid, prepare=kid_reference),
+    MetricGroup("vendi", ("vendi", "vendi2"), always, FEATURES, vendi, prepare=vendi_reference, default=False),
+    MetricGroup(
+        "alpha_beta",
+        ("alpha_precision", "beta_recall", "authenticity"),
+        always,
+        FEATURES,
+        alpha_beta,
+        prepare=support_reference,
+        default=False,
     ),
     MetricGroup("modes", ("modes", "modes_hq", "hq", "mode_tv"), mixture_truth, SAMPLES, modes),
     MetricGroup("rare", ("rare_mass", "rare_modes"), unequal_weights, SAMPLES, rare),
