@@ -46,7 +46,8 @@ class Result(NamedTuple):
     Attributes:
         names: metric names in column order.
         metrics: {name: [B, G + 1]}.
-        finite: [B, G + 1] 1 where the generation's parameters are finite.
+        finite: [B, G + 1] 1 where the generation's parameters (and the evaluation samples its sample metrics read)
+            are finite.
         snapshots: [B, n_snap, m, d] model samples at ``snapshot_generations``.
         snapshot_generations: [n_snap].
         heldout: [n, d] the held-out real set.
@@ -76,7 +77,7 @@ class Result(NamedTuple):
             return None
         first = int(np.argmax(self.finite.min(axis=0) < 1))
         return (
-            f"{int(bad.sum())} of {len(bad)} runs have non-finite parameters (first at generation {first}): "
+            f"{int(bad.sum())} of {len(bad)} runs have non-finite parameters or samples (first at generation {first}): "
             "their rows have finite=0 and NaN metrics, and the figures leave them out"
         )
 

@@ -143,7 +143,8 @@ def initial_real(cfg: C.Config, train_source, run_key: Key) -> tuple[jax.Array, 
 
 def make_evaluator(cfg: C.Config, parts: Parts) -> Callable:
     """``evaluate(run_key, g, params, knobs, ref, snapshots) -> (row, snapshots)``: generation g's metrics (NaN
-    where the parameters are not finite), and its samples kept when g is a snapshot generation."""
+    where the parameters, or the evaluation samples that sample metrics read, are not finite: ``finite`` = 0), and
+    its samples kept when g is a snapshot generation."""
     names, guided, ctx, dim = parts.metrics, parts.guided, parts.context, parts.source.dim
     snap_gens = jnp.asarray(snapshot_generations(cfg))
     samples_read = M.needs_samples(names)
@@ -165,7 +166,10 @@ def make_evaluator(cfg: C.Config, parts: Parts) -> Callable:
         else:  # parameter metrics only: draw (the same samples) at snapshot generations alone
             new = jax.lax.cond(jnp.any(hit), lambda: draw(n_draw)[: cfg.eval.snapshot_n], lambda: old)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
-        # Columns in the order eval.metrics names them; NaN wherever the parameters are not finite.
+        if samples_read:  # a sampler can diverge from finite parameters: its metrics would count NaN samples
+            finite = finite & jnp.all(jnp.isfinite(samples[: cfg.eval.n]))
+        # Columns in the order eval.metrics names them; NaN wherever the parameters (or the samples the metrics
+        # read) are not finite.
         metrics = {k: jnp.where(finite, jnp.asarray(metrics[k], float_dtype()), jnp.nan) for k in names}
         # Keep this generation's samples if it is a snapshot generation (one slot update, no full select).
         snapshots = jax.lax.dynamic_update_index_in_dim(snapshots, new, slot, 0)

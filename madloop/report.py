@@ -107,7 +107,7 @@ def plot_metrics(
         ax.set_xlabel("generation")
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
-    note = f"{n_seeds} seeds" + (f"; {bad} with non-finite parameters left out where non-finite" if bad else "")
+    note = f"{n_seeds} seeds" + (f"; {bad} with non-finite parameters or samples left out there" if bad else "")
     if len(groups) < shown:
         note += f"; {len(groups)} of {shown} grid points shown"
     width = fig.get_size_inches()[0]

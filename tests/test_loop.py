@@ -2,6 +2,7 @@
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import TINY_DIFFUSION, TINY_SIMS
@@ -234,3 +235,27 @@ def test_initial_sample_size_keeps_the_real_set_and_fits_a_kde_loop():
         + ["loop.generations=2", "loop.seeds=2", "eval.metrics=[nll]"]
     )
     assert kde["finite"].eq(1).all() and np.isfinite(kde["nll"]).all()
+
+
+def test_non_finite_samples_from_finite_parameters_mark_the_row():
+    """A sampler can diverge while the parameters stay finite (a diffusion trajectory overflowing): the row's sample
+    metrics would then be computed on NaN samples (k-NN counts read NaN distances as "far"), so the row is marked
+    finite = 0 and all its metrics NaN, as for non-finite parameters."""
+    from madloop.engine import Simulation
+    from madloop.loop import make_loop
+
+    cfg = madloop.compose(
+        ["data=gaussian", "model=gaussian", "loop.seeds=1", "loop.generations=1", "eval.n=64", "eval.snapshot_n=8"]
+        + ["eval.metrics=[trace_ratio,precision,sw2]"]
+    )
+    sim = Simulation(cfg)
+    keys, knobs, _, _ = sim.runs()
+    key, knob = keys[0], {k: v[0] for k, v in knobs.items()}
+    guided = sim.loop.parts.guided
+    bad = guided._replace(sample=lambda k, p, n, kn: guided.sample(k, p, n, kn).at[3, 0].set(jnp.inf))
+    for g, want in ((guided, 1.0), (bad, 0.0)):
+        loop = make_loop(cfg, sim.loop.parts._replace(guided=g))
+        _, row = loop.start(key, knob, sim.reference())
+        assert float(row.finite) == want
+        values = np.array([float(v) for v in row.metrics.values()])
+        assert np.isfinite(values).all() if want else np.isnan(values).all()
