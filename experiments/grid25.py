@@ -31,6 +31,7 @@ import pandas as pd  # noqa: E402
 
 import madloop  # noqa: E402
 from madloop.data import make_source  # noqa: E402
+from madloop.engine import simulation  # noqa: E402
 from madloop.report import summarize  # noqa: E402
 
 PRESET = "experiment=mad_grid25"
@@ -106,6 +107,7 @@ def main() -> None:
     p.add_argument("--out", default="docs/grid25.png")
     p.add_argument("--csv", default=None, help="also write both tables (column family) here")
     p.add_argument("--warm-start", action="store_true", help="fine-tune each generation from the previous one")
+    p.add_argument("--from-csv", default=None, help="redraw a saved run's tables and curves (no sample panels)")
     a, common = p.parse_known_args()
     common = [*(["loop.warm_start=true"] if a.warm_start else []), *common]
     preset = madloop.compose([PRESET, *common])
@@ -129,10 +131,17 @@ def main() -> None:
         ],
     }
     results = {}
+    if a.from_csv:
+        saved = pd.read_csv(a.from_csv)
+        results = {label: (saved[saved.family == label].drop(columns="family"), None, None) for label in runs}
     for label, overrides in runs.items():
+        if a.from_csv:
+            break
         results[label] = run(overrides, truth_trace)
         print(f"{label}: {results[label][2]:.1f} s (compilation included)", flush=True)
-    if a.csv:
+    # real vs real at the same sample size: what a perfect model scores (the dotted lines of the first panels)
+    floors = simulation(madloop.compose([PRESET, f"loop.seeds={a.seeds}", *common])).floors()
+    if a.csv and not a.from_csv:
         pd.concat([t.assign(family=label) for label, (t, _, _) in results.items()]).to_csv(a.csv, index=False)
 
     rows, corr = {}, {}
@@ -154,7 +163,8 @@ def main() -> None:
     )
 
     means = np.asarray(make_source(preset.data).mixture.means)
-    fig, axes = plt.subplots(len(results), 3, figsize=(15.0, 4.3 * len(results)), squeeze=False)
+    panels = 3 if a.from_csv is None else 2
+    fig, axes = plt.subplots(len(results), panels, figsize=(5.0 * panels, 4.3 * len(results)), squeeze=False)
     for row, (label, (table, samples, seconds)) in zip(axes, results.items(), strict=True):
         ax = row[0]
         for i, (m, name, style) in enumerate(CURVES):
@@ -163,9 +173,11 @@ def main() -> None:
             s = summarize(table, m)
             ax.plot(s.index, s["mean"], style, color=f"C{i}", label=name)
             ax.fill_between(s.index, s["lo"], s["hi"], color=f"C{i}", alpha=0.2)
+            if m in floors:
+                ax.axhline(floors[m].mean(), color=f"C{i}", ls=":", lw=1)
         ax.set_ylim(bottom=0.0)
         ax.set_xlabel("generation")
-        ax.set_title(f"{label}: {table['seed'].nunique()} seeds, mean and 95% CI", fontsize=9)
+        ax.set_title(f"{label}: {table['seed'].nunique()} seeds, mean and 95% CI; dotted: real vs real", fontsize=9)
         ax.legend(fontsize=7, loc="lower left")
         ax = row[1]
         jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(table))
@@ -179,6 +191,8 @@ def main() -> None:
         ax.set_xlabel("modes covered (of 25; jittered)")
         ax.set_title("every (seed, generation); Spearman ρ with modes", fontsize=9)
         ax.legend(fontsize=7, loc="upper left", markerscale=3)
+        if samples is None:
+            continue
         ax = row[2]
         g_last = samples.shape[1] - 1
         ax.scatter(*samples[0, 0].T, s=2, color="0.6", label="generation 0")
@@ -190,7 +204,7 @@ def main() -> None:
     fig.suptitle("25 modes on a grid, fully synthetic loop (1000 samples per generation)", fontsize=10)
     fig.tight_layout()
     fig.savefig(a.out, dpi=100)
-    print(f"{sum(r[2] for r in results.values()):.1f} s in all; figure: {a.out}")
+    print(f"{sum(r[2] or 0 for r in results.values()):.1f} s in all; figure: {a.out}")
 
 
 if __name__ == "__main__":
