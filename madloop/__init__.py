@@ -6,8 +6,8 @@ _xla.apply_defaults()  # before anything creates the JAX backend
 
 # ruff: noqa: E402
 
-from madloop.api import compose, run_table, simulate
+from madloop.api import compose, parameter_path, run_table, simulate
 from madloop.config import Config, ConfigError
 
-__all__ = ["Config", "ConfigError", "compose", "run_table", "simulate"]
+__all__ = ["Config", "ConfigError", "compose", "parameter_path", "run_table", "simulate"]
 __version__ = "0.1.0"

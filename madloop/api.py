@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from omegaconf import OmegaConf
 
@@ -169,3 +171,70 @@ def run_table(overrides: Sequence[str] = ()) -> pd.DataFrame:
     """The metrics table (the CLI's metrics.csv) for a list of override strings, e.g.
     ``run_table(["model=gaussian", "data=gaussian", "loop.generations=50"])``."""
     return simulate(overrides).table()
+
+
+class ParameterPath(NamedTuple):
+    """The fitted parameters of every generation of every run (numpy arrays, runs first, knob-major as in
+    ``Result``).
+
+    Attributes:
+        params: the family's parameter PyTree with leaves [B, G + 1, ...] (generation 0 first).
+        metrics: {name: [B, G + 1]} the same rows as ``simulate(...).metrics``.
+        seed: [B] each run's seed index.
+        knobs: {swept knob: [B]} each run's value (empty without a sweep).
+    """
+
+    params: Any
+    metrics: dict[str, Any]
+    seed: Any
+    knobs: dict[str, Any]
+
+
+def parameter_path(overrides: Sequence[str] = ()) -> ParameterPath:
+    """Runs an experiment from override strings and keeps every generation's fitted parameters, for statistics of
+    the parameter trajectory itself (e.g. the autocorrelation of the fitted mean, docs/theory.md law 10).
+
+    The runs are those of ``simulate(overrides)`` (the same keys, so the same models and metrics), stepped by the
+    same generation functions (``madloop.loop.Loop.start`` and ``step``) as one compiled scan that stacks the
+    parameters; the program is kept with the experiment's compiled programs (a second call with other traced
+    values does not recompile). It holds (G + 1) copies of the parameters per run: meant for the closed-form
+    families (Gaussian, GMM, KDE), not for a network's weights. The runs are not sharded over devices.
+    """
+    import jax
+    import numpy as np
+
+    from madloop.engine import simulation
+    from madloop.precision import precision
+
+    cfg = compose(overrides)
+    sim = simulation(cfg)
+    with precision(cfg.loop.precision):
+        run_keys, knobs, seed, columns = sim.runs()
+        ref = sim.reference()
+        if sim.programs not in _PATH_PROGRAMS:
+            _PATH_PROGRAMS[sim.programs] = _path_program(sim.loop, cfg.loop.generations)
+        params, metrics = _PATH_PROGRAMS[sim.programs](run_keys, knobs, ref)
+        params, metrics = jax.tree.map(np.asarray, (params, metrics))
+    return ParameterPath(params, metrics, seed, columns)
+
+
+_PATH_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Programs -> compiled path program
+
+
+def _path_program(loop, generations: int) -> Callable:
+    """jit(vmap(run)) of one run's (params, metrics), each stacked over generations 0..G."""
+    import jax
+    import jax.numpy as jnp
+
+    def one_run(run_key, knobs, ref):
+        start, row0 = loop.start(run_key, knobs, ref)
+
+        def body(state, g):
+            state, row = loop.step(run_key, knobs, ref, state, g)
+            return state, (state.params, row.metrics)
+
+        _, (params, rows) = jax.lax.scan(body, start, jnp.arange(1, generations + 1, dtype=jnp.int32))
+        stack = functools.partial(jax.tree.map, lambda first, rest: jnp.concatenate([first[None], rest]))
+        return stack(start.params, params), stack(row0.metrics, rows)
+
+    return jax.jit(jax.vmap(one_run, in_axes=(0, 0, None)))

@@ -17,34 +17,200 @@ def expected_log_det_wishart(d: int, k: int) -> float:
 
 
 def fresh_data_moments(
-    generations: int, lam: float, n_real: int, n_synth: int, d: int, n_initial: int | None = None
+    generations: int,
+    lam: float,
+    n_real: int,
+    n_synth: int,
+    d: int,
+    n_initial: int | None = None,
+    estimator: str = "unbiased",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(E tr Sigma_g / tr Sigma, E ||mu_g - mu||^2) for g = 0..generations of the Gaussian fresh data loop.
 
-    Generation g fits the unbiased Gaussian to n_r fresh real samples of N(mu, Sigma) pooled with n_s samples of
+    Generation g fits the Gaussian to n_r fresh real samples of N(mu, Sigma) pooled with n_s samples of
     N(mu_{g-1}, lam Sigma_{g-1}) (replace pool, unit real weight). With N = n_r + n_s, the pooled scatter's
-    expectation gives exactly
+    expectation gives exactly (unbiased estimator)
         E[Sigma_g | g - 1] = (n_r Sigma + n_s lam Sigma_{g-1}) / N + n_r n_s / (N (N - 1)) (mu_{g-1} - mu)(...)^T,
         mu_g - mu = (n_s / N)(mu_{g-1} - mu) + noise,  E||noise||^2 = (n_r tr Sigma + n_s lam tr Sigma_{g-1}) / N^2,
     a linear recursion in (t_g, m_g) from t_0 = 1, m_0 = tr Sigma / n_r (generation 0: an unbiased fit of n_r
-    real samples). Without the mean term the fixed point is n_r / (n_r - n_s (lam - 1)); the covariance grows
-    without bound ("heat death", Marchi et al. 2024) about when n_s (lam - 1) >= n_r.
+    real samples); the MLE (divide by N) multiplies the covariance's expectation by (N - 1) / N, and t_0 by
+    (n_0 - 1) / n_0. Without the mean term the fixed point is n_r / (n_r - n_s (lam - 1)); the covariance grows
+    without bound ("heat death", Marchi et al. 2024) about when n_s (lam - 1) >= n_r. At lam = 1 the mean error's
+    fixed point is ``fresh_data_mean_fixed_point`` (docs/theory.md, law 11).
 
     Args:
         generations: G; lam: the sampling bias; n_real, n_synth: n_r, n_s; d: the dimension (truth N(mu, I_d)).
         n_initial: generation 0's real samples when they differ from n_r (``regime.n_initial``): m_0 = d / n_0.
             The recursion is a contraction (factor n_s / N on the mean), so every n_0 reaches the same limit.
+        estimator: ``unbiased`` (divide by N - 1, the default) or ``mle`` (divide by N), as ``model.estimator``.
 
     Returns:
         Two arrays [G + 1]: the expected trace ratio and the expected squared error of the mean.
     """
-    n = n_real + n_synth
-    t, m = [1.0], [d / (n_initial or n_real)]
+    if estimator not in ("unbiased", "mle"):
+        raise ValueError(f"estimator={estimator!r}: must be 'unbiased' or 'mle'")
+    n, n0 = n_real + n_synth, n_initial or n_real
+    shrink = 1.0 if estimator == "unbiased" else (n - 1) / n  # E MLE = (N - 1) / N E unbiased
+    t, m = [1.0 if estimator == "unbiased" else (n0 - 1) / n0], [d / n0]
     for _ in range(generations):
         t_prev, m_prev = t[-1], m[-1]
-        t.append((n_real + n_synth * lam * t_prev) / n + n_real * n_synth / (n * (n - 1)) * m_prev / d)
+        t.append(shrink * ((n_real + n_synth * lam * t_prev) / n + n_real * n_synth / (n * (n - 1)) * m_prev / d))
         m.append((n_synth / n) ** 2 * m_prev + (n_real * d + n_synth * lam * d * t_prev) / n**2)
     return np.array(t), np.array(m)
+
+
+COVARIANCES = ("unbiased", "mle", "known")
+
+
+def fresh_data_mean_fixed_point(d: int, n_real: int, n_synth: int, covariance: str = "unbiased") -> float:
+    """The long-run E ||mu_g - mu||^2 of the Gaussian fresh data loop at sampling bias 1, truth N(mu, I_d).
+
+    The mean is an AR(1) around the truth with factor a = n_s / N (N = n_r + n_s) and per-generation noise of
+    variance (n_r tr Sigma + n_s tr Sigma_{g-1}) / N^2, so with the covariance known (Sigma_g = Sigma) the fixed
+    point is (d / N) / (1 - a^2) = d N / (n_r (n_r + 2 n_s)). A refitted covariance is lifted by the between-group
+    term of the pooled scatter (docs/theory.md, law 7), which feeds back into the mean's noise; solving law 7's
+    recursion at its fixed point gives exactly (docs/theory.md, law 11)
+        unbiased (divide by N - 1):  d N / (n_r (n_r + 2 n_s) - n_s^2 / (N - 1)),
+        mle (divide by N):           d N / (n_r (n_r + 2 n_s) + n_s),
+        known:                       d N / (n_r (n_r + 2 n_s)).
+
+    Args:
+        d: dimension (tr Sigma = d).
+        n_real: n_r fresh real samples per generation, >= 1 (>= 2 for ``unbiased``).
+        n_synth: n_s samples of the previous generation per generation, >= 0.
+        covariance: ``unbiased`` or ``mle`` (madloop's ``model.estimator``), or ``known`` (the covariance is not
+            refitted: the issue's form, and the leading order of the other two).
+
+    References:
+        Alemohammad et al. 2023 ("Self-Consuming Generative Models Go MAD"), Sec. 5 (the fresh data loop).
+    """
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance={covariance!r}: must be one of {COVARIANCES}")
+    n = n_real + n_synth
+    denominator = n_real * (n_real + 2 * n_synth)
+    if covariance == "unbiased":
+        denominator -= n_synth**2 / (n - 1)
+    elif covariance == "mle":
+        denominator += n_synth
+    return d * n / denominator
+
+
+def fresh_data_effective_sample_size(n_real: int, n_synth: int, covariance: str = "unbiased") -> float:
+    """MAD's effective sample size n_e of the Gaussian fresh data loop at sampling bias 1, in the mean's error.
+
+    A Gaussian fitted to n real samples has E ||mean - mu||^2 = tr Sigma / n (with either covariance estimator),
+    so n_e = d / ``fresh_data_mean_fixed_point``: n_r (n_r + 2 n_s) / N - n_s^2 / (N (N - 1)) (unbiased),
+    n_r (n_r + 2 n_s) / N + n_s / N (mle), n_r (n_r + 2 n_s) / N (known). It rises from n_r at n_s = 0 through
+    1.5 n_r at n_s = n_r to ``effective_sample_size_limit`` as n_s -> infinity.
+
+    References:
+        Alemohammad et al. 2023, Sec. 5.3, eq. 4 (n_e); docs/theory.md, law 11.
+    """
+    return 1.0 / fresh_data_mean_fixed_point(1, n_real, n_synth, covariance)
+
+
+def effective_sample_size_limit(n_real: int, covariance: str = "unbiased") -> float:
+    """lim n_e as n_s -> infinity of ``fresh_data_effective_sample_size``: 2 n_r - 1 (unbiased), 2 n_r + 1 (mle),
+    2 n_r (known covariance): the loop is worth about twice its fresh real data per generation, never more.
+
+    With many synthetic samples the mean averages the real data of about N / n_r past generations (the real
+    noise vanishes) while the synthetic resampling adds a random walk that the factor n_s / N damps: its
+    stationary variance n_s tr Sigma / (N^2 (1 - (n_s / N)^2)) tends to tr Sigma / (2 n_r).
+    """
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance={covariance!r}: must be one of {COVARIANCES}")
+    return 2.0 * n_real + {"unbiased": -1.0, "mle": 1.0, "known": 0.0}[covariance]
+
+
+def augmentation_autocorrelation(ratio: float, lag: int = 1, real_weight: float = 1.0) -> float:
+    """The lag-k autocorrelation at stationarity of a statistic the fit reproduces (the fitted mean, a maximum-
+    likelihood exponential family's mean parameters) in the synthetic augmentation loop: (r / (w + r))^k.
+
+    Generation t + 1 is fitted to the fixed real set (n_r samples of weight w) and n_s = r n_r samples of generation
+    t. The fit averages the statistic over its training set, so its fluctuation D_t around the fixed point (the
+    real set's value, generation 0's fit) obeys D_{t+1} = a D_t + a xi_t, a = n_s / (w n_r + n_s), with xi_t the
+    synthetic samples' sampling noise (mean zero given the past): an AR(1) with factor a < 1 for every finite
+    ratio (docs/theory.md, law 10).
+
+    Args:
+        ratio: r = n_s / n_r, the synthetic-to-real ratio (Bertrand et al.'s lambda).
+        lag: k >= 0 generations.
+        real_weight: w, ``regime.real_weight`` (1: every sample counts once).
+
+    References:
+        Bertrand et al. 2024 ("On the Stability of Iterative Retraining of Generative Models on their own Data",
+        ICLR): retraining on real data plus lambda times as much synthetic data; their sufficient condition
+        lambda (1 + L eps / alpha) < 1.
+    """
+    if ratio < 0 or real_weight <= 0 or lag < 0:
+        raise ValueError(f"ratio={ratio}, real_weight={real_weight}, lag={lag}: need ratio >= 0, weight > 0, lag >= 0")
+    return (ratio / (real_weight + ratio)) ** lag
+
+
+def _augmentation_map(n_real: int, n_synth: int, estimator: str, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """(A [2, 2], c [2]) of the linear recursion x_{t+1} = A x_t + c in x_t = (tau_t, delta_t), law 10."""
+    if estimator not in ("unbiased", "mle"):
+        raise ValueError(f"estimator={estimator!r}: must be 'unbiased' or 'mle'")
+    n = n_real + n_synth
+    scale = n / (n - 1) if estimator == "unbiased" else 1.0  # unbiased = N / (N - 1) x MLE
+    a = n_synth / n
+    big_a = np.array(
+        [
+            [scale * lam * n_synth * (n - 1) / n**2, scale * n_real * n_synth / n**2],
+            [lam * n_synth / n**2, a**2],
+        ]
+    )
+    return big_a, np.array([scale * n_real / n, 0.0])
+
+
+def augmentation_moments(
+    generations: int, n_real: int, n_synth: int, estimator: str = "mle", lam: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(E[tr Sigma_t | X] / tr S, E[||mu_t - xbar||^2 | X] / tr S) for t = 0..generations of the Gaussian synthetic
+    augmentation loop, given its fixed real set X (n_r samples, mean xbar, maximum-likelihood covariance S).
+
+    Generation t + 1 fits X pooled with n_s samples of N(mu_t, lam Sigma_t) (unit weights, N = n_r + n_s,
+    a = n_s / N). With tau_t = E tr Sigma_t and delta_t = E ||mu_t - xbar||^2, the pooled scatter gives exactly
+        delta_{t+1} = a^2 delta_t + lam n_s tau_t / N^2,
+        tau_{t+1} = c [n_r tr S / N + lam n_s (N - 1) / N^2 tau_t + n_r n_s / N^2 delta_t],
+    with c = 1 (MLE) or N / (N - 1) (unbiased), from delta_0 = 0 (generation 0's mean is xbar) and tau_0 = tr S
+    (MLE) or n_r / (n_r - 1) tr S (unbiased). Both are linear in tr S, so the ratios are exact given X.
+
+    Args:
+        generations: G.
+        n_real, n_synth: n_r, n_s.
+        estimator: ``mle`` or ``unbiased`` (``model.estimator``).
+        lam: the sampling bias.
+
+    Returns:
+        Two arrays [G + 1]: the expected trace and squared mean deviation, over tr S.
+
+    References:
+        docs/theory.md, law 10; Bertrand et al. 2024 (the loop they call iterative retraining on mixed data).
+    """
+    big_a, c = _augmentation_map(n_real, n_synth, estimator, lam)
+    x = np.array([1.0 if estimator == "mle" else n_real / (n_real - 1), 0.0])
+    out = [x]
+    for _ in range(generations):
+        x = big_a @ x + c
+        out.append(x)
+    out = np.asarray(out)
+    return out[:, 0], out[:, 1]
+
+
+def augmentation_mean_variance(n_real: int, n_synth: int, estimator: str = "mle", lam: float = 1.0) -> float:
+    """The stationary E[||mu_t - xbar||^2 | X] / tr S of the Gaussian synthetic augmentation loop (law 10): the
+    fixed point of ``augmentation_moments``' recursion, inf where it has none (its spectral radius >= 1).
+
+    It is lam n_s tau / (n_r (n_r + 2 n_s)) with tau the stationary E tr Sigma_t / tr S; for the MLE at lam = 1
+    the second moment about xbar is reproduced by the fit, tau + delta = 1, and
+        n_s / (n_r (n_r + 2 n_s) + n_s)  ->  1 / (2 n_r + 1)  as n_s -> infinity,
+    bounded for every ratio (the same for a GMM fitted by EM, whose M-step reproduces both moments).
+    """
+    big_a, c = _augmentation_map(n_real, n_synth, estimator, lam)
+    if np.max(np.abs(np.linalg.eigvals(big_a))) >= 1.0:
+        return float("inf")
+    return float(np.linalg.solve(np.eye(2) - big_a, c)[1])
 
 
 def effective_sample_size(loop_error, n_grid, real_error) -> np.ndarray:
@@ -190,3 +356,28 @@ def pool_moments(
             between = n * sum(m[:g]) - n * g * m[g]
             t.append((within + between) / (g * n - 1))
     return np.asarray(t), np.asarray(m)
+
+
+def lag1_autocorrelation(deviations: np.ndarray) -> tuple[float, float]:
+    """The lag-1 autocorrelation of paths about their known fixed point, pooled over runs, and its standard error.
+
+    For D_{t+1} = a D_t + noise with noise of mean zero given the past (law 10's AR(1)), E[D_{t+1} . D_t] =
+    a E||D_t||^2 at every t, stationary or not, so the pooled regression through the fixed point,
+    sum_{s,t} D_{s,t+1} . D_{s,t} / sum_{s,t} ||D_{s,t}||^2, estimates a without a burn-in and without the
+    -(1 + 3 a) / T bias of an autocorrelation about each path's own mean. Its standard error treats runs as
+    independent (the delta method for a ratio of per-run sums).
+
+    Args:
+        deviations: [S, T] or [S, T, k] paths minus their fixed point (S runs, T generations, k coordinates).
+
+    Returns:
+        (estimate, standard error).
+    """
+    dev = np.asarray(deviations, np.float64)
+    dev = dev.reshape(dev.shape[0], dev.shape[1], -1)
+    num = np.sum(dev[:, 1:] * dev[:, :-1], axis=(1, 2))  # [S]
+    den = np.sum(dev[:, :-1] ** 2, axis=(1, 2))
+    est = num.sum() / den.sum()
+    s = num.shape[0]
+    se = np.sqrt(np.sum((num - est * den) ** 2) * s / (s - 1)) / den.sum()
+    return float(est), float(se)

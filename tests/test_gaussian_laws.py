@@ -204,3 +204,81 @@ def test_fresh_data_loop_forgets_its_generation_zero_sample_size():
     (a, law_a), (b, law_b) = ends[4], ends[1000]
     assert law_a[0] / law_b[0] == 250 and abs(law_a[-1] / law_b[-1] - 1) < 0.01
     assert abs(a.mean() - b.mean()) < Z * np.sqrt(a.var() / seeds + b.var() / seeds)
+
+
+def test_synthetic_augmentation_mean_is_an_ar1_with_factor_ratio_over_one_plus_ratio():
+    """Law 10 (docs/theory.md): with a fixed real set of n_r samples and n_s = r n_r synthetic ones per generation,
+    the fitted mean's deviation from the real set's mean is an AR(1) with factor a = r / (1 + r) < 1 at every ratio
+    (Bertrand et al.'s lambda = r), and its squared size follows theory.augmentation_moments to the stationary
+    n_s tr S / (n_r (n_r + 2 n_s) + n_s). Read per generation with madloop.parameter_path (MLE, d = 2, n_r = 4,
+    r in {0.25, 1, 4, 16} as a count sweep, 300 seeds x 60 generations). Power: the lag-1 autocorrelation is not
+    a^2 (the variance's factor) at any ratio nor r itself (Bertrand's lambda) at r = 0.25, and the variance law
+    with a in place of a^2 is rejected."""
+    from madloop.theory import (
+        augmentation_autocorrelation,
+        augmentation_mean_variance,
+        augmentation_moments,
+        lag1_autocorrelation,
+    )
+
+    n_real, g, ratios = 4, 60, (0.25, 1.0, 4.0, 16.0)
+    synth = [int(r * n_real) for r in ratios]
+    path = madloop.parameter_path(
+        ["data=gaussian", "data.dim=2", "model=gaussian", "model.estimator=mle", "regime=synthetic_augmentation"]
+        + [f"regime.n_real={n_real}", f"regime.n_synth={synth[-1]}", f"sweep.regime.n_synth={list(synth)}"]
+        + [f"loop.generations={g}", "loop.seeds=300", "eval.metrics=[mean_sqerr]", "eval.snapshots=0"]
+        + ["eval.snapshot_n=1"]
+    )
+    mean, cov = path.params.mean.astype(np.float64), path.params.cov.astype(np.float64)  # [B, G + 1, d (, d)]
+    np.testing.assert_allclose(path.metrics["mean_sqerr"], np.sum(mean**2, axis=-1), rtol=1e-4, atol=1e-6)
+    for r, n_synth in zip(ratios, synth, strict=True):
+        run = path.knobs["n_synth"] == n_synth
+        dev = mean[run] - mean[run][:, :1]  # generation 0 is the MLE of the real set: its mean is xbar
+        a = augmentation_autocorrelation(r)
+        est, se = lag1_autocorrelation(dev)
+        assert abs(est - a) < Z * se, f"r={r}: lag-1 autocorrelation {est:.4f} +- {se:.4f}, law {a:.4f}"
+        assert abs(est - a**2) > Z * se, f"r={r}: cannot tell the law from a^2"
+        if r < 1:
+            assert abs(est - r) > Z * se, f"r={r}: cannot tell the law from Bertrand's lambda"
+        # E[||mu_t - xbar||^2 | X] / tr S at every generation (tr S = tr Sigma_0, the real set's MLE covariance)
+        delta = np.sum(dev**2, axis=-1) / np.trace(cov[run][:, 0], axis1=-2, axis2=-1)[:, None]
+        law_t, law_m = augmentation_moments(g, n_real, n_synth)
+        wrong = [0.0]  # the same recursion summing the noise with a in place of a^2
+        for t in law_t[:-1]:
+            wrong.append(a * wrong[-1] + n_synth * t / (n_real + n_synth) ** 2)
+        assert_mean_law(delta[:, 1:], law_m[1:], wrong=np.asarray(wrong)[1:])  # generation 0: exactly 0
+        assert law_m[-1] == pytest.approx(augmentation_mean_variance(n_real, n_synth), rel=1e-3)  # stationary
+
+
+def test_fresh_data_mean_error_settles_at_its_fixed_point_and_n_e_rises_toward_twice_n_real():
+    """Law 11: at sampling bias 1 the fresh data loop's E||mu_g - mu||^2 settles at d N / (n_r (n_r + 2 n_s) -
+    n_s^2 / (N - 1)) (unbiased fits), so n_e = d / that rises from n_r toward 2 n_r - 1 as n_s grows. d = 4, n_r = 3,
+    n_s in {0, 3, 12, 24} as a count sweep, 1000 seeds; the long-run mean is generations 30..60, where the exact
+    recursion is within 0.5% of its fixed point. Power: n_r + n_s in place of n_r + 2 n_s (n_e = n_r: the synthetic
+    data adds nothing) and the known-covariance form d N / (n_r (n_r + 2 n_s)) are rejected."""
+    from madloop.theory import fresh_data_effective_sample_size, fresh_data_mean_fixed_point, fresh_data_moments
+
+    n_real, d, g, first, synth = 3, 4, 60, 30, (0, 3, 12, 24)
+    table = madloop.run_table(
+        ["data=gaussian", f"data.dim={d}", "model=gaussian", "model.estimator=unbiased", "regime=fresh_data"]
+        + [f"regime.n_real={n_real}", "regime.n_synth=24", f"sweep.regime.n_synth=[{','.join(map(str, synth))}]"]
+        + [f"loop.generations={g}", "loop.seeds=1000", "eval.metrics=[mean_sqerr]", "eval.snapshots=0"]
+        + ["eval.snapshot_n=1"]
+    )
+    n_e = []
+    for n_synth, part in table.groupby("n_synth"):
+        m = part.pivot(index="seed", columns="generation", values="mean_sqerr").to_numpy()[:, first:]
+        long_run = m.mean(axis=1)  # per seed: the seeds are independent, the generations are not
+        est, se = long_run.mean(), long_run.std(ddof=1) / np.sqrt(long_run.size)
+        law = fresh_data_mean_fixed_point(d, n_real, int(n_synth))
+        window = fresh_data_moments(g, 1.0, n_real, int(n_synth), d)[1][first:].mean()
+        assert abs(window / law - 1) < 0.005 and abs(window - law) < 0.5 * se  # the window has settled
+        assert abs(est - law) < Z * se, f"n_s={n_synth}: {est:.4f} +- {se:.4f}, law {law:.4f}"
+        if n_synth > 0:
+            assert abs(est - d / n_real) > Z * se, f"n_s={n_synth}: cannot tell the law from n_e = n_r"
+        if n_synth == synth[-1]:
+            known = fresh_data_mean_fixed_point(d, n_real, synth[-1], "known")
+            assert abs(est - known) > Z * se, "cannot tell the refitted covariance's law from the known one's"
+        n_e.append(d / est)
+        assert d / law == pytest.approx(fresh_data_effective_sample_size(n_real, int(n_synth)))
+    assert np.all(np.diff(n_e) > 0) and n_e[0] == pytest.approx(n_real, rel=0.05) and n_e[-1] > 1.5 * n_real

@@ -49,6 +49,24 @@ def test_gmm_weighted_em_equals_duplicated_data():
         np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-6)
 
 
+def test_em_step_reproduces_the_weighted_mean_and_second_moment():
+    """After any M-step, sum_k pi_k m_k is the weighted mean of the data and sum_k pi_k (C_k + (m_k - xbar)(...)^T) is
+    its weighted scatter about that mean over the total weight plus reg_covar I, whatever the components do (a
+    poor start, a weight-0 point): the identities that make a GMM's overall moments contract as an exponential
+    family's do in the synthetic augmentation loop (docs/theory.md, law 10)."""
+    x = jax.random.normal(KEY, (200, 2)) * jnp.array([2.0, 0.5]) + jnp.array([1.0, -3.0])
+    w = jnp.where(jnp.arange(200) == 7, 0.0, 1.0) * (1.0 + (jnp.arange(200) % 3))  # weights 0, 1, 2, 3
+    mix = Mixture(jnp.full(3, 1 / 3), jnp.array([[0.0, 0.0], [5.0, 5.0], [-4.0, 1.0]]), jnp.stack([jnp.eye(2)] * 3))
+    xbar = (w @ x) / w.sum()
+    scatter = ((w[:, None] * (x - xbar)).T @ (x - xbar)) / w.sum()
+    for _ in range(3):
+        mix = em_step(mix, x, w, 1e-3)
+        dev = mix.means - (mix.weights @ mix.means)
+        second = jnp.einsum("k,kij->ij", mix.weights, mix.covs + jnp.einsum("ki,kj->kij", dev, dev))
+        np.testing.assert_allclose(mix.weights @ mix.means, xbar, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(second, scatter + 1e-3 * jnp.eye(2), rtol=1e-4, atol=1e-5)
+
+
 def test_kde_weighted_fit_equals_duplicated_data():
     x, w, dup, ones = micro_case()
     model = make_model(KDEModel())

@@ -63,3 +63,61 @@ def test_curated_gaussian_path_collapses_alone_and_settles_with_real_data():
     assert abs(mu[-1] - mu[-2]) < 1e-6 and abs(var[-1] - var[-2]) < 1e-6 and var[-1] > 1
     with pytest.raises(ValueError, match="k = 2 only"):
         theory.curated_gaussian_path(3, 3, 1.0)
+
+
+def test_fresh_data_mean_fixed_point_by_hand_and_as_the_recursions_limit():
+    """n_s = 0 is i.i.d. refitting: d / n_r for every covariance. n_r = n_s = 2, d = 1 (N = 4): known 4 / (2 * 6) = 1/3,
+    MLE 4 / (12 + 2) = 2/7, unbiased 4 / (12 - 4/3) = 3/8. Each is the limit of its exact recursion (law 11), and n_e
+    tends to 2 n_r - 1, 2 n_r + 1 and 2 n_r."""
+    for cov in theory.COVARIANCES:
+        assert theory.fresh_data_mean_fixed_point(3, 7, 0, cov) == pytest.approx(3 / 7, rel=1e-12)
+    np.testing.assert_allclose(
+        [theory.fresh_data_mean_fixed_point(1, 2, 2, c) for c in ("known", "mle", "unbiased")], [1 / 3, 2 / 7, 3 / 8]
+    )
+    for estimator in ("unbiased", "mle"):
+        for n_real, n_synth in ((5, 7), (2, 40), (30, 3)):
+            m = fresh_data_moments(4000, 1.0, n_real, n_synth, 3, estimator=estimator)[1][-1]
+            assert m == pytest.approx(theory.fresh_data_mean_fixed_point(3, n_real, n_synth, estimator), rel=1e-9)
+    for cov, offset in (("unbiased", -1), ("mle", 1), ("known", 0)):
+        far = theory.fresh_data_effective_sample_size(10, 10**7, cov)
+        assert far == pytest.approx(theory.effective_sample_size_limit(10, cov), abs=1e-4) and 20 + offset == round(far)
+    assert theory.fresh_data_effective_sample_size(10, 10, "known") == pytest.approx(15)  # 1.5 n_r at n_s = n_r
+    with pytest.raises(ValueError, match="covariance"):
+        theory.fresh_data_mean_fixed_point(2, 3, 3, "exact")
+
+
+def test_fresh_data_moments_mle_by_hand():
+    """MLE, n_r = n_s = 1, lam = 1, d = 1, generation 0 from n_0 = 2 real samples: t_0 = 1/2, m_0 = 1/2; N = 2 and
+    t_1 = (1/2) ((1 + t_0) / 2 + m_0 / 2) = 1/2, m_1 = m_0 / 4 + (1 + t_0) / 4 = 1/2."""
+    t, m = fresh_data_moments(1, 1.0, 1, 1, 1, n_initial=2, estimator="mle")
+    np.testing.assert_allclose(t, [0.5, 0.5])
+    np.testing.assert_allclose(m, [0.5, 0.5])
+
+
+def test_augmentation_laws_by_hand():
+    """a = r / (w + r); one step of the recursion at n_r = n_s = 2 (N = 4, a = 1/2, MLE, lam = 1):
+    delta_1 = 0 + 2 tau_0 / 16 = 1/8 and tau_1 = 2/4 + 2 * 3 / 16 + 0 = 7/8 (tau + delta = 1: the second moment about
+    xbar is reproduced); the fixed point n_s / (n_r (n_r + 2 n_s) + n_s) = 2 / 14; hot sampling has none."""
+    assert theory.augmentation_autocorrelation(1.0) == 0.5
+    assert theory.augmentation_autocorrelation(3.0, lag=2) == pytest.approx(0.5625)
+    assert theory.augmentation_autocorrelation(2.0, real_weight=2.0) == 0.5
+    t, m = theory.augmentation_moments(60, 2, 2)
+    np.testing.assert_allclose([t[1], m[1]], [7 / 8, 1 / 8])
+    np.testing.assert_allclose(t + m, 1.0)
+    assert m[-1] == pytest.approx(theory.augmentation_mean_variance(2, 2)) == pytest.approx(1 / 7)
+    assert theory.augmentation_mean_variance(100, 1600) == pytest.approx(1600 / (100 * 3300 + 1600))
+    assert np.isinf(theory.augmentation_mean_variance(2, 100, lam=1.5))
+
+
+def test_lag1_autocorrelation_recovers_a_noise_free_ar1_and_a_simulated_one():
+    """D_t = a^t exactly: the estimate is a with no error; a simulated AR(1) (a = 0.9, 400 paths x 50 steps from 0)
+    lands within 4.5 SE of a, and its SE rejects a^2."""
+    paths = 0.7 ** np.arange(30)[None, :, None] * np.array([1.0, -2.0])
+    est, se = theory.lag1_autocorrelation(np.repeat(paths, 3, axis=0))
+    assert est == pytest.approx(0.7, rel=1e-12) and se < 1e-12
+    rng = np.random.default_rng(1)
+    x = np.zeros((400, 50))
+    for t in range(1, 50):
+        x[:, t] = 0.9 * x[:, t - 1] + rng.standard_normal(400)
+    est, se = theory.lag1_autocorrelation(x)
+    assert abs(est - 0.9) < 4.5 * se and abs(est - 0.81) > 4.5 * se
