@@ -32,47 +32,41 @@ class GaussianData(C.DataConfig):
 
 
 @dataclass(frozen=True)
-class WeightedModes(C.DataConfig):
-    """The mode weights of a mixture truth: equal by default.
-
-    Attributes:
-        weights: K positive numbers (normalised to sum to 1), one per mode in the source's order; None = equal.
-        zipf: Zipf weights w_k ~ (k + 1)^-zipf over the modes in the source's order (0 = equal): the first mode
-            the heaviest, the last the rarest (the tails that a collapsing loop erodes first; Shumailov et al.
-            2024, Dohmatob et al. 2024). At most one of weights and zipf.
-    """
-
-    weights: list[float] | None = None
-    zipf: float = 0.0
-
-
-@dataclass(frozen=True)
-class Ring8Data(WeightedModes):
-    """``modes`` isotropic Gaussians of std ``std`` evenly spaced on a circle of radius ``radius`` (2-D)."""
+class Ring8Data(C.DataConfig):
+    """``modes`` isotropic Gaussians of std ``std`` evenly spaced on a circle of radius ``radius`` (2-D), with mode
+    weights ``weights`` or ``zipf`` (``mode_weights``)."""
 
     modes: int = 8
     radius: float = 2.0
     std: float = 0.05
+    weights: list[float] | None = None  # one positive weight per mode (normalised); None = equal (mode_weights)
+    zipf: float = 0.0  # Zipf weights (k + 1)^-zipf over the modes in order; 0 = equal
 
 
 @dataclass(frozen=True)
-class Grid25Data(WeightedModes):
-    """A ``side`` x ``side`` grid of isotropic Gaussians, ``spacing`` apart, centred on 0 (2-D)."""
+class Grid25Data(C.DataConfig):
+    """A ``side`` x ``side`` grid of isotropic Gaussians, ``spacing`` apart, centred on 0 (2-D), with mode weights
+    ``weights`` or ``zipf`` (``mode_weights``)."""
 
     side: int = 5
     spacing: float = 2.0
     std: float = 0.05
+    weights: list[float] | None = None  # one positive weight per mode (normalised); None = equal (mode_weights)
+    zipf: float = 0.0  # Zipf weights (k + 1)^-zipf over the modes in order; 0 = equal
 
 
 @dataclass(frozen=True)
-class MixtureData(WeightedModes):
-    """``components`` isotropic Gaussians with means uniform in [-box, box]^dim drawn from ``layout_seed``."""
+class MixtureData(C.DataConfig):
+    """``components`` isotropic Gaussians with means uniform in [-box, box]^dim drawn from ``layout_seed``, with mode
+    weights ``weights`` or ``zipf`` (``mode_weights``)."""
 
     dim: int = 2
     components: int = 5
     std: float = 0.1
     box: float = 3.0
     layout_seed: int = 0
+    weights: list[float] | None = None  # one positive weight per mode (normalised); None = equal (mode_weights)
+    zipf: float = 0.0  # Zipf weights (k + 1)^-zipf over the modes in order; 0 = equal
 
 
 @dataclass(frozen=True)
@@ -157,8 +151,13 @@ def _sample_truth_labeled(mix: Mixture, key: Key, n: int) -> tuple[Data, jax.Arr
     return sample_mixture_labeled(key, mix, n)
 
 
+WeightedModes = Ring8Data | Grid25Data | MixtureData  # the mixture truths whose modes take weights
+
+
 def mode_weights(cfg: WeightedModes, k: int) -> np.ndarray:
-    """[K] the mode weights of a weighted mixture config (``WeightedModes``), summing to 1."""
+    """[K] the mode weights of a mixture truth's config, summing to 1: ``cfg.weights`` normalised, or Zipf weights
+    w_k ~ (k + 1)^-zipf over the modes in the source's order (0 = equal). The first mode is the heaviest and the last
+    the rarest: the tails a collapsing loop erodes first (Shumailov et al. 2024; Dohmatob et al. 2024)."""
     if cfg.weights is not None:
         w = np.asarray(cfg.weights, float)
     else:
