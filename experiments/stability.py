@@ -213,7 +213,7 @@ def main() -> None:
             row |= {f"{m} (0)": table.loc[table.generation == 0, m].mean() for m in ("trace_ratio", "sw2", "nll")}
             row |= {f"{m} ({big})": mean_se(last[m]) for m in ("trace_ratio", "sw2", "nll")}
             row |= {f"Δnll 0→{g}": mean_se(paired(table, "nll", g)) for g in (big // 2, big)}
-            row |= {f"modes ({big})": last["modes"].mean(), f"hq ({big})": last["hq"].mean()}
+            row |= {f"modes_hq ({big})": last["modes_hq"].mean(), f"hq ({big})": last["hq"].mean()}
             if kde:
                 n_synth = n_real if ratio == FULL else round(ratio * n_real)
                 row["law tr"] = kde_trace_law(n_real, n_synth, big, dim, ratio == FULL)[-1]

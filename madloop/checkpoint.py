@@ -25,8 +25,14 @@ from madloop import config as C
 
 
 def fingerprint(cfg: C.Config) -> str:
-    """A hash of everything in the config that changes the results (not ``plots`` or ``loop.checkpoint``)."""
-    same = dataclasses.replace(cfg, plots=True, loop=dataclasses.replace(cfg.loop, checkpoint=False))
+    """A hash of everything in the config that changes the results (not ``plots``, ``eval.floors`` or
+    ``loop.checkpoint``)."""
+    same = dataclasses.replace(
+        cfg,
+        plots=True,
+        loop=dataclasses.replace(cfg.loop, checkpoint=False),
+        eval=dataclasses.replace(cfg.eval, floors=True),
+    )
     return hashlib.sha256(repr(same).encode()).hexdigest()[:16]
 
 

@@ -213,7 +213,8 @@ def static_config(cfg: C.Config) -> C.Config:
     for k in KNOBS:
         if not k.count and get(cfg, k.path) is not _MISSING:
             cfg = _set(cfg, k.path, 1.0)
-    return dataclasses.replace(cfg, loop=dataclasses.replace(cfg.loop, seed=0, checkpoint=False), plots=True)
+    loop = dataclasses.replace(cfg.loop, seed=0, checkpoint=False)
+    return dataclasses.replace(cfg, loop=loop, plots=True, eval=dataclasses.replace(cfg.eval, floors=True))
 
 
 def columns() -> tuple[str, ...]:

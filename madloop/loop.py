@@ -35,7 +35,8 @@ def role_key(run_key: Key, generation: jax.Array | int, role: int) -> Key:
 
 
 class Row(NamedTuple):
-    """One generation's outputs for one seed: metrics {name: scalar} and finite (1 when the parameters are)."""
+    """One generation's outputs for one seed: metrics {name: scalar} and finite (1 when the parameters and the
+    evaluation samples the sample metrics read are finite)."""
 
     metrics: dict[str, jax.Array]
     finite: jax.Array
@@ -142,12 +143,14 @@ def initial_real(cfg: C.Config, train_source, run_key: Key) -> tuple[jax.Array, 
 
 
 def make_evaluator(cfg: C.Config, parts: Parts) -> Callable:
-    """``evaluate(run_key, g, params, knobs, ref, snapshots) -> (row, snapshots)``: generation g's metrics (NaN
-    where the parameters, or the evaluation samples that sample metrics read, are not finite: ``finite`` = 0), and
-    its samples kept when g is a snapshot generation."""
+    """``evaluate(run_key, g, params, knobs, ref, snapshots) -> (row, snapshots)``: generation g's metrics, and its
+    samples kept when g is a snapshot generation. ``finite`` = 0 where the parameters or the evaluation samples the
+    sample metrics read are not finite; every metric is NaN where the parameters are not finite, and the sample
+    metrics also where the samples are not (the parameter metrics of finite parameters stay)."""
     names, guided, ctx, dim = parts.metrics, parts.guided, parts.context, parts.source.dim
     snap_gens = jnp.asarray(snapshot_generations(cfg))
     samples_read = M.needs_samples(names)
+    sample_names = {k: M.is_sample_metric(k) for k in names}
     n_draw = max(cfg.eval.n if samples_read else 0, cfg.eval.snapshot_n)
 
     def evaluate(run_key, g, params, knobs, ref, snapshots):
@@ -165,12 +168,16 @@ def make_evaluator(cfg: C.Config, parts: Parts) -> Callable:
             new = jnp.where(jnp.any(hit), samples[: cfg.eval.snapshot_n], old)
         else:  # parameter metrics only: draw (the same samples) at snapshot generations alone
             new = jax.lax.cond(jnp.any(hit), lambda: draw(n_draw)[: cfg.eval.snapshot_n], lambda: old)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
-        if samples_read:  # a sampler can diverge from finite parameters: its metrics would count NaN samples
-            finite = finite & jnp.all(jnp.isfinite(samples[: cfg.eval.n]))
-        # Columns in the order eval.metrics names them; NaN wherever the parameters (or the samples the metrics
-        # read) are not finite.
-        metrics = {k: jnp.where(finite, jnp.asarray(metrics[k], float_dtype()), jnp.nan) for k in names}
+        params_ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+        # A sampler can diverge from finite parameters: the sample metrics would then count NaN samples.
+        samples_ok = jnp.all(jnp.isfinite(samples[: cfg.eval.n])) if samples_read else jnp.bool_(True)
+        finite = params_ok & samples_ok
+        # Columns in the order eval.metrics names them; NaN wherever the parameters are not finite, and the sample
+        # metrics also where the samples are not.
+        metrics = {
+            k: jnp.where((finite if sample_names[k] else params_ok), jnp.asarray(metrics[k], float_dtype()), jnp.nan)
+            for k in names
+        }
         # Keep this generation's samples if it is a snapshot generation (one slot update, no full select).
         snapshots = jax.lax.dynamic_update_index_in_dim(snapshots, new, slot, 0)
         return Row(metrics, finite.astype(float_dtype())), snapshots

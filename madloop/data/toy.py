@@ -286,6 +286,9 @@ def check_weighted(d: WeightedModes) -> None:
     if not (C.is_number(d.zipf) and math.isfinite(d.zipf) and d.zipf >= 0):
         raise C.ConfigError("data.zipf", d.zipf, "must be a finite number >= 0 (0 = equal weights)")
     if d.weights is None:
+        w = mode_weights(d, k)
+        if w.min() < 1e-6:
+            raise C.ConfigError("data.zipf", d.zipf, f"gives the rarest mode weight {w.min():.2g}; keep it >= 1e-6")
         return
     if d.zipf != 0:
         raise C.ConfigError("data.weights", list(d.weights), "give data.weights or data.zipf, not both")
@@ -294,6 +297,8 @@ def check_weighted(d: WeightedModes) -> None:
         raise C.ConfigError("data.weights", w, f"must have one weight per mode ({k})")
     if not all(C.is_number(v) and math.isfinite(v) and v > 0 for v in w):
         raise C.ConfigError("data.weights", w, "must be finite numbers > 0 (normalised to sum to 1)")
+    if min(w) / sum(w) < 1e-6:
+        raise C.ConfigError("data.weights", w, "normalised, each weight must be >= 1e-6")
 
 
 def check_circles(d: CirclesData) -> None:

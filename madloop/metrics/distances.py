@@ -183,10 +183,14 @@ def mode_assignment(samples: Data, source: DataSource) -> tuple[jax.Array, jax.A
     return nearest, maha <= r2
 
 
-def covered_threshold(weights: jax.Array, share: float) -> jax.Array:
+def covered_threshold(weights: jax.Array, share: float) -> jax.Array | float:
     """[K] the sample share at which a mode counts as covered: ``share`` scaled by the mode's weight relative to
-    uniform (share * K * w_k), so a rare mode of a Zipf truth is held to its own expected share and an equal-weight
-    truth to ``share`` itself."""
+    uniform (share * K * w_k), so a rare mode of a Zipf truth is held to its own expected share. An equal-weight
+    truth (concrete weights) gets ``share`` itself, exactly: share * K * (1 / K) can round above it in float32 and
+    drop a mode that holds exactly that share."""
+    w = np.asarray(weights)
+    if np.all(w == w[0]):
+        return share
     return share * weights.shape[0] * weights
 
 

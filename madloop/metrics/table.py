@@ -153,7 +153,8 @@ def kernel_reference(key: Key, real: Data, ctx: Context) -> Kernel:
     del key
     dist = pairwise_distances(real, real)
     wide = jnp.median(dist[jnp.triu_indices(real.shape[0], 1)])
-    local = jnp.minimum(jnp.median(kth_smallest(dist, ctx.eval.k)), wide)
+    # (floored: a finite set drawn with repeats can put k duplicates at distance 0)
+    local = jnp.clip(jnp.median(kth_smallest(dist, ctx.eval.k)), 1e-6 * wide, wide)
     steps = jnp.arange(MMD_SCALES, dtype=real.dtype) / (MMD_SCALES - 1)
     bandwidths = wide ** (1.0 - steps) * local**steps
     bandwidths = bandwidths.at[0].set(wide)  # the median heuristic exactly (``mmd`` as before the family)
