@@ -38,15 +38,7 @@ exec > >(tee "$OUT/device_check.log") 2>&1
 
 PY="${PY:-python3}"  # there: the image's python3 (the one with torch); a dry run here: PY=.venv/bin/python
 SIZE="${SIZE:-device}"  # a dry run here: SIZE=quick
-if compgen -G ".whl/*.whl" >/dev/null; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH="/tmp/site:$PWD"
-else
-    export PYTHONPATH="$PWD"
-fi
-# Not installed there: madloop imports from this tree, whose config tree (conf/) ships as madloop.conf only in an
-# install. Link it into place in this (device-side) copy when madloop.conf cannot be imported.
-$PY -c "import madloop.conf" 2>/dev/null || ln -sfn ../conf madloop/conf
+. benchmarks/device_env.sh  # the wheels of .whl/ and this tree on PYTHONPATH
 # JAX and PyTorch share the GPU in the diffusion section: JAX must not take 75% of its memory up front
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 

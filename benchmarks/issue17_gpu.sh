@@ -15,13 +15,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/madloop_issue17}"
 mkdir -p "$OUT"
 PY="${PY:-python3}"
-if compgen -G ".whl/*.whl" >/dev/null; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH="/tmp/site:$PWD"
-else
-    export PYTHONPATH="$PWD"
-fi
-$PY -c "import madloop.conf" 2>/dev/null || ln -sfn ../conf madloop/conf
+. benchmarks/device_env.sh  # the wheels of .whl/ and this tree on PYTHONPATH
 export PYTHONUNBUFFERED=1
 echo "== card: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
 $PY -c "import jax; print('== jax', jax.__version__, jax.devices())"
