@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import warnings
-import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -211,30 +209,6 @@ def parameter_path(overrides: Sequence[str] = ()) -> ParameterPath:
     with precision(cfg.loop.precision):
         run_keys, knobs, seed, columns = sim.runs()
         ref = sim.reference()
-        if sim.programs not in _PATH_PROGRAMS:
-            _PATH_PROGRAMS[sim.programs] = _path_program(sim.loop, cfg.loop.generations)
-        params, metrics = _PATH_PROGRAMS[sim.programs](run_keys, knobs, ref)
+        params, metrics = sim.programs.path_fn()(run_keys, knobs, ref)
         params, metrics = jax.tree.map(np.asarray, (params, metrics))
     return ParameterPath(params, metrics, seed, columns)
-
-
-_PATH_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Programs -> compiled path program
-
-
-def _path_program(loop, generations: int) -> Callable:
-    """jit(vmap(run)) of one run's (params, metrics), each stacked over generations 0..G."""
-    import jax
-    import jax.numpy as jnp
-
-    def one_run(run_key, knobs, ref):
-        start, row0 = loop.start(run_key, knobs, ref)
-
-        def body(state, g):
-            state, row = loop.step(run_key, knobs, ref, state, g)
-            return state, (state.params, row.metrics)
-
-        _, (params, rows) = jax.lax.scan(body, start, jnp.arange(1, generations + 1, dtype=jnp.int32))
-        stack = functools.partial(jax.tree.map, lambda first, rest: jnp.concatenate([first[None], rest]))
-        return stack(start.params, params), stack(row0.metrics, rows)
-
-    return jax.jit(jax.vmap(one_run, in_axes=(0, 0, None)))

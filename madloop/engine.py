@@ -94,6 +94,19 @@ class Result(NamedTuple):
         return pd.DataFrame(cols)
 
 
+def parameter_path_run(loop: Loop, generations: int, run_key: Key, knobs: Knobs, ref: M.Reference):
+    """One run's (params, metrics), each stacked over generations 0..G (stepped by ``loop.start`` and ``step``)."""
+    start, row0 = loop.start(run_key, knobs, ref)
+
+    def body(state, g):
+        state, row = loop.step(run_key, knobs, ref, state, g)
+        return state, (state.params, row.metrics)
+
+    _, (params, rows) = jax.lax.scan(body, start, jnp.arange(1, generations + 1, dtype=jnp.int32))
+    stack = functools.partial(jax.tree.map, lambda first, rest: jnp.concatenate([first[None], rest]))
+    return stack(start.params, params), stack(row0.metrics, rows)
+
+
 class Programs:
     """The compiled programs of one static config, shared by every config that differs only in traced values
     (so a Hydra sweep over bias.lam in one process compiles once)."""
@@ -110,6 +123,8 @@ class Programs:
         run = functools.partial(run_all, self.loop, cfg.loop.generations)
         self.run_all = jax.jit(jax.vmap(run, in_axes=runs_axis))
         self.chunks: dict[int, Callable] = {}
+        self._path: Callable | None = None
+        self._generations = cfg.loop.generations
         ev, source, names, ctx = cfg.eval, self.parts.source, self.loop.names, self.parts.context
 
         # The held-out set and the statistics the selected metrics read, as one program of (held-out key,
@@ -131,6 +146,15 @@ class Programs:
             fn = functools.partial(scan_generations, self.loop, length)
             self.chunks[length] = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0, None)))
         return self.chunks[length]
+
+    def path_fn(self) -> Callable:
+        """The compiled program of ``madloop.parameter_path``: (run keys, knobs, reference) -> (params, metrics),
+        each stacked over generations 0..G (built on first use)."""
+        if self._path is None:
+            self._path = jax.jit(
+                jax.vmap(functools.partial(parameter_path_run, self.loop, self._generations), in_axes=(0, 0, None))
+            )
+        return self._path
 
 
 def _in_precision(method: Callable) -> Callable:

@@ -266,8 +266,6 @@ def test_parameter_path_keeps_every_generation_of_the_same_runs(tiny):
     """madloop.parameter_path steps the runs simulate() steps: the same metrics, its last generation is the final
     state, and generation 0's Gaussian is the real set's fit; a second call with other traced values does not
     recompile (the GMM's path is exercised in tests/validation/test_augmentation.py)."""
-    from madloop.api import _PATH_PROGRAMS
-
     base = tiny + ["data=gaussian", "model=gaussian", "regime=synthetic_augmentation", "loop.generations=3"]
     overrides = base + ["sweep.bias.lam=[1,0.9]", "eval.metrics=[trace_ratio,mean_sqerr]"]
     path, result = madloop.parameter_path(overrides), madloop.simulate(overrides)
@@ -277,6 +275,6 @@ def test_parameter_path_keeps_every_generation_of_the_same_runs(tiny):
     chex.assert_trees_all_close(path.metrics, result.metrics, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(jax.tree.map(lambda a: a[:, -1], path.params), result.state.params, rtol=1e-5)
     np.testing.assert_allclose(path.params.mean[:, 0], np.asarray(result.state.real).mean(axis=1), atol=1e-5)
-    program = _PATH_PROGRAMS[simulation(madloop.compose(overrides)).programs]
+    program = simulation(madloop.compose(overrides)).programs.path_fn()
     madloop.parameter_path(overrides + ["loop.seed=5"])
     assert program._cache_size() == 1
