@@ -17,13 +17,14 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from madloop import config as C
 from madloop import rng
+from madloop.models import training as T
 from madloop.types import Data, GenerativeModel, Guidable, Key, Knobs, Params, Weights
 
 if TYPE_CHECKING:  # Flax and Optax load when a diffusion family is built (0.4 s of every start-up otherwise)
@@ -278,17 +279,12 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None, 
     Returns:
         a DiffusionFamily.
     """
-    import optax
-
-    scan = scan if scan is not None else _plain_scan
+    scan = scan if scan is not None else T.plain_scan
     alpha_bar = SCHEDULES[cfg.schedule]
     convert = from_eps if cfg.prediction == "eps" else from_x0
     classes = cfg.classes
     null = jnp.int32(classes)  # the null label of classifier-free guidance
-    tx = optax.chain(
-        optax.clip_by_global_norm(1.0),
-        optax.inject_hyperparams(optax.adamw)(learning_rate=cfg.lr, weight_decay=cfg.weight_decay),
-    )
+    tx = T.adamw(cfg.lr, cfg.weight_decay)
 
     def split(x: Data) -> tuple[Data, jax.Array]:
         """Samples [n, d] and labels [n] (zeros for an unconditional model)."""
@@ -333,33 +329,21 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None, 
         learning rate and EMA decay are the traced knobs ``lr`` and ``ema`` (the config's values without knobs).
         """
         lr, ema_decay = (cfg.lr, cfg.ema) if knobs is None else (knobs["lr"], knobs["ema"])
-        cdf = jnp.cumsum(w) / jnp.sum(w)
+        rows = T.row_sampler(w)
         data, labels = split(x)
-        clip_state, adamw = params.opt
-        rate = jnp.asarray(lr, adamw.hyperparams["learning_rate"].dtype)
-        opt = (clip_state, adamw._replace(hyperparams={**adamw.hyperparams, "learning_rate": rate}))
-        params = params._replace(label_freq=label_freq(x, w), opt=opt)
+        params = params._replace(label_freq=label_freq(x, w), opt=T.with_learning_rate(params.opt, lr))
 
-        def step(p: DiffusionParams, i: jax.Array) -> tuple[DiffusionParams, jax.Array]:
+        def minibatch(i: jax.Array) -> tuple:
             k_idx, k_t, k_eps = jax.random.split(jax.random.fold_in(key, i), 3)
             k_drop = jax.random.fold_in(k_idx, 1)  # (derived, so unconditional runs keep their draws)
-            idx = jnp.minimum(
-                jnp.searchsorted(cdf, jax.random.uniform(k_idx, (cfg.batch,)), side="right"), x.shape[0] - 1
-            )
+            idx = rows(k_idx, cfg.batch)
             x0, y = data[idx], labels[idx]
             if classes:
                 y = jnp.where(jax.random.bernoulli(k_drop, cfg.label_dropout, y.shape), null, y)
             t = jax.random.uniform(k_t, (cfg.batch,), minval=T_MIN, maxval=1.0)
-            value, grads = jax.value_and_grad(loss)(p.net, x0, t, rng.normal(k_eps, x0.shape), y)
-            updates, opt = tx.update(grads, p.opt, p.net)
-            # Cosine decay of the step size over this fit (scaling AdamW's update scales its learning rate).
-            decay_lr = 0.5 * (1 + jnp.cos(jnp.pi * i / steps))
-            net = optax.apply_updates(p.net, jax.tree.map(lambda u: decay_lr * u, updates))
-            decay = jnp.minimum(ema_decay, (1.0 + i) / (10.0 + i))
-            ema = jax.tree.map(lambda e, v: decay * e + (1 - decay) * v, p.ema, net)
-            return DiffusionParams(net, ema, opt, p.label_freq), value
+            return x0, t, rng.normal(k_eps, x0.shape), y
 
-        return scan(step, params, steps)
+        return T.train(tx, loss, minibatch, params, steps, ema=ema_decay, scan=scan)
 
     def init(key: Key, x: Data, w: Weights) -> DiffusionParams:
         data, labels = split(x)
@@ -423,10 +407,6 @@ def _out_dim(params: DiffusionParams) -> int:
     """d, read from the output layer's bias (the last Dense of the MLP denoiser)."""
     last = max((k for k in params.ema if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
     return params.ema[last]["bias"].shape[-1]
-
-
-def _plain_scan(step: Callable, carry: Any, steps: int):
-    return jax.lax.scan(step, carry, jnp.arange(steps))
 
 
 def build(cfg: DiffusionModel, source=None, scan: Callable | None = None) -> GenerativeModel:
