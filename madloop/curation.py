@@ -42,7 +42,7 @@ class KChoiceCuration(C.CurationConfig):
             ``sweep.curation.temperature``).
         reward: ``mode``: minus the distance to the centre of component ``mode`` of a mixture truth;
             ``point``: minus the distance to ``target``; ``class``: the log-probability of class ``label``
-            under the feature classifier of an image source (data=digits, mnist).
+            under the feature classifier of an image source (data=digits, mnist, cifar10).
         mode: the component of the truth (``reward=mode``).
         target: a point with ``data``'s dimension (``reward=point``).
         label: the class (``reward=class``).
@@ -176,7 +176,9 @@ def fits_k_choice(c: KChoiceCuration, cfg: C.Config, parts) -> None:
             )
     else:
         if source.classifier is None:
-            raise C.ConfigError("curation.reward", "class", "needs an image source with a classifier (digits, mnist)")
+            raise C.ConfigError(
+                "curation.reward", "class", "needs an image source with a classifier (digits, mnist, cifar10)"
+            )
         if not C.is_int(c.label) or not 0 <= c.label < source.classes:
             raise C.ConfigError("curation.label", c.label, f"must be an integer in [0, {source.classes - 1}] (a class)")
 

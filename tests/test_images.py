@@ -262,3 +262,96 @@ def test_a_unet_loop_traces_with_image_shaped_rows():
         madloop.compose(["model=diffusion", "model.network=unet"])
     with pytest.raises(madloop.ConfigError, match=r"model.channels=\[4,8,8,8,8\]: 5 levels pool by 16"):
         madloop.compose(["data=digits", "model=diffusion", "model.network=unet", "model.channels=[4,8,8,8,8]"])
+
+
+def write_cifar(folder, n_per_batch: int, n_test: int) -> tuple[np.ndarray, np.ndarray]:
+    """A small CIFAR-10 binary folder: five training batches of ``n_per_batch`` records and a test batch of
+    ``n_test``; random bytes, labels cycling through the 10 classes. Returns the (train, test) images as
+    [n, 32, 32, 3] uint8 (what a correct reader must give back, before scaling)."""
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {"train": [], "test": []}
+    names = [(f"data_batch_{i}.bin", "train", n_per_batch) for i in range(1, 6)] + [("test_batch.bin", "test", n_test)]
+    for name, part, n in names:
+        images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        # a record: the label byte, then the red, green and blue planes, each 32 x 32 with rows first
+        records = np.concatenate([labels[:, None], images.transpose(0, 3, 1, 2).reshape(n, -1)], axis=1)
+        (folder / name).write_bytes(records.tobytes())
+        out[part].append(images)
+    return np.concatenate(out["train"]), np.concatenate(out["test"])
+
+
+def test_cifar10_reads_the_binary_batches_in_every_layout(tmp_path):
+    import tarfile
+
+    train, test = write_cifar(tmp_path / "flat", 4, 30)
+    data = I.cifar10(tmp_path / "flat", "train")
+    assert data.images.shape == (20, 32, 32, 3) and data.images.dtype == np.float32
+    np.testing.assert_allclose(data.images, train / 127.5 - 1.0, atol=1e-6)  # channels last, the planes in order
+    np.testing.assert_array_equal(data.labels, np.arange(20) % 4)  # each batch of 4 starts its labels at 0
+    # a channel mix-up (reading the record as interleaved RGB) would give other pixels: the check has power
+    wrong = np.frombuffer(train.transpose(0, 3, 1, 2).tobytes(), np.uint8).reshape(20, 32, 32, 3)
+    assert not np.allclose(data.images, wrong / 127.5 - 1.0)
+    np.testing.assert_allclose(I.cifar10(tmp_path / "flat", "test").images, test / 127.5 - 1.0, atol=1e-6)
+    # the official archive's layout: cifar-10-batches-bin/ inside the folder, and the .tar.gz itself
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "flat").rename(tmp_path / "nested" / "cifar-10-batches-bin")
+    assert I.has_cifar10(tmp_path / "nested")
+    np.testing.assert_array_equal(I.cifar10(tmp_path / "nested", "test").labels, np.arange(30) % 10)
+    (tmp_path / "tar").mkdir()
+    with tarfile.open(tmp_path / "tar" / I.CIFAR_TARBALL, "w:gz") as tar:
+        tar.add(tmp_path / "nested" / "cifar-10-batches-bin", arcname="cifar-10-batches-bin")
+    np.testing.assert_allclose(I.cifar10(tmp_path / "tar", "train").images, train / 127.5 - 1.0, atol=1e-6)
+    with pytest.raises(FileNotFoundError, match=r"no CIFAR-10 files in .*data_batch_1.bin .*never downloads"):
+        I.cifar10(tmp_path / "absent", "train")
+    with pytest.raises(ValueError, match="not a whole number of 3073-byte records"):
+        I.decode_cifar(b"\x00" * 3000)
+
+
+def test_cifar10_source_and_config_errors_name_the_field(tmp_path):
+    import madloop
+    from madloop.config import ConfigError
+    from madloop.data import make_source
+    from madloop.parts import validate
+
+    train, test = write_cifar(tmp_path, 12, 30)
+    source = make_source(I.Cifar10Data(path=str(tmp_path), size=8, heldout_n=20))
+    assert source.dim == 192 and source.shape == (8, 8, 3) and source.size == 60 and source.classes == 10
+    held = I.stratified(np.arange(30) % 10, 20, seed=0)
+    blocks = (test[held] / 127.5 - 1.0).reshape(20, 8, 4, 8, 4, 3).mean(axis=(2, 4))  # 4 x 4 block means
+    np.testing.assert_allclose(source.heldout, blocks.reshape(20, -1), atol=1e-5)
+    cfg = madloop.compose(["data=cifar10", f"data.path={tmp_path}", "data.heldout_n=20", "regime.n_real=60"])
+    assert cfg.data == I.Cifar10Data(path=str(tmp_path), heldout_n=20)
+    (tmp_path / "broken").mkdir()
+    for name in I.CIFAR_TRAIN + I.CIFAR_TEST:
+        (tmp_path / "broken" / name).write_bytes(b"\x01" * 100)
+    bad = [
+        ({}, 61, "regime.n_real=61: must be <= the 60 training images"),
+        ({"heldout_n": 31}, 20, "data.heldout_n=31: must be <= the 30 test images there"),
+        ({"size": 33}, 20, r"data.size=33: must be an integer in \[1, 32\]"),
+        ({"path": None}, 20, "data.path=null: required: a local folder with the CIFAR-10 files"),
+        ({"path": str(tmp_path / "absent")}, 20, "absent: no CIFAR-10 files there .* never downloads"),
+        ({"path": str(tmp_path / "broken")}, 20, "broken: unreadable CIFAR-10 files: .*not a whole number"),
+    ]
+    for data, n_real, message in bad:
+        wrong = replace(cfg, data=replace(cfg.data, **data), regime=replace(cfg.regime, n_real=n_real))
+        with pytest.raises(ConfigError, match=message):
+            validate(wrong)
+    # the loop runs on CIFAR rows (a Gaussian on 4 x 4 x 3 block means: the wiring, not a model of CIFAR)
+    table = madloop.run_table(
+        [
+            "data=cifar10",
+            f"data.path={tmp_path}",
+            "data.size=4",
+            "data.heldout_n=20",
+            "model=gaussian",
+            "regime.n_real=60",
+            "regime.n_synth=60",
+            "loop.generations=2",
+            "loop.seeds=2",
+            "eval.n=20",
+            "eval.metrics=[sw2]",
+        ]
+    )
+    assert len(table) == 6 and np.isfinite(table["sw2"]).all()

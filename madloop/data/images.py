@@ -6,16 +6,22 @@ Images are float32 arrays [n, h, w, c] scaled to [-1, 1], with int32 labels [n].
 - ``mnist``: the standard MNIST files in a local folder, as the four IDX files (``train-images-idx3-ubyte``,
   ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally
   ``.gz``) or one ``mnist.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (Keras's layout).
+- ``cifar10``: CIFAR-10's binary version in a local folder (``data_batch_1.bin`` .. ``data_batch_5.bin`` and
+  ``test_batch.bin``, in the folder, in its ``cifar-10-batches-bin`` subfolder, or inside
+  ``cifar-10-binary.tar.gz`` there), read as bytes; the Python version's pickles are never loaded.
 
 References:
     Alpaydin & Kaynak 1998, UCI "Optical Recognition of Handwritten Digits" (scikit-learn's ``load_digits``).
     LeCun et al. 1998, "Gradient-based learning applied to document recognition" (MNIST; the IDX format).
+    Krizhevsky 2009, "Learning Multiple Layers of Features from Tiny Images" (CIFAR-10; the binary version's
+    layout: per image one label byte, then 1,024 red, 1,024 green and 1,024 blue bytes, rows first).
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -49,6 +55,26 @@ class MnistData(C.DataConfig):
         path: the folder holding the files (required).
         size: resize to ``size`` x ``size`` (block means when it divides 28); null keeps 28.
         train_n: the loop draws its real data from the first ``train_n`` training images; null = all (60,000).
+        heldout_n: the evaluation's reference set: a fixed stratified subset (seed 0) of this many test images.
+    """
+
+    path: str | None = None
+    size: int | None = None
+    train_n: int | None = None
+    heldout_n: int = 2000
+
+
+@dataclass(frozen=True)
+class Cifar10Data(C.DataConfig):
+    """CIFAR-10 (Krizhevsky 2009; 50,000 training and 10,000 test images of 32 x 32 x 3, 10 classes) from a local
+    folder, never downloaded: the binary version (``data_batch_1.bin`` .. ``data_batch_5.bin``,
+    ``test_batch.bin``; in the folder, in its ``cifar-10-batches-bin`` subfolder or in ``cifar-10-binary.tar.gz``
+    there). Pixels are scaled to [-1, 1] (value / 127.5 - 1); each image is a row of size x size x 3 values.
+
+    Attributes:
+        path: the folder holding the files (required).
+        size: resize to ``size`` x ``size`` (block means when it divides 32: 16 or 8); null keeps 32.
+        train_n: the loop draws its real data from the first ``train_n`` training images; null = all (50,000).
         heldout_n: the evaluation's reference set: a fixed stratified subset (seed 0) of this many test images.
     """
 
@@ -159,6 +185,70 @@ def mnist(folder: str | Path, part: str = "train") -> ImageSet:
     return ImageSet((images.astype(np.float32) / 127.5 - 1.0)[..., None], labels.astype(np.int32))
 
 
+CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR_TEST = ("test_batch.bin",)
+CIFAR_TARBALL = "cifar-10-binary.tar.gz"
+_CIFAR_RECORD = 1 + 32 * 32 * 3  # a label byte, then the red, green and blue planes (32 x 32 each, rows first)
+
+
+def _cifar_folder(folder: Path) -> Path | None:
+    """The folder that holds the .bin batches: ``folder`` or its ``cifar-10-batches-bin``; None if neither."""
+    for candidate in (folder, folder / "cifar-10-batches-bin"):
+        if all((candidate / name).is_file() for name in CIFAR_TRAIN + CIFAR_TEST):
+            return candidate
+    return None
+
+
+def has_cifar10(folder: str | Path) -> bool:
+    """Whether a folder holds CIFAR-10's binary batches (directly, in ``cifar-10-batches-bin``, or in the
+    ``cifar-10-binary.tar.gz`` archive)."""
+    folder = Path(folder).expanduser()
+    return _cifar_folder(folder) is not None or (folder / CIFAR_TARBALL).is_file()
+
+
+def decode_cifar(raw: bytes, name: str = "CIFAR-10 batch") -> ImageSet:
+    """One binary batch's bytes as [n, 32, 32, 3] in [-1, 1] with labels [n] (a record: label, R, G, B planes).
+
+    Raises:
+        ValueError: when the size is not a whole number of 3,073-byte records or a label is not in 0..9.
+    """
+    if len(raw) == 0 or len(raw) % _CIFAR_RECORD:
+        raise ValueError(f"{name}: {len(raw)} bytes is not a whole number of {_CIFAR_RECORD}-byte records")
+    records = np.frombuffer(raw, np.uint8).reshape(-1, _CIFAR_RECORD)
+    labels = records[:, 0].astype(np.int32)
+    if labels.max() > 9:
+        raise ValueError(f"{name}: label {labels.max()} outside 0..9 (not CIFAR-10's binary version)")
+    planes = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # [n, h, w, c]
+    return ImageSet(planes.astype(np.float32) / 127.5 - 1.0, labels)
+
+
+def cifar10(folder: str | Path, part: str = "train") -> ImageSet:
+    """CIFAR-10's ``train`` (five batches, 50,000 images) or ``test`` part (10,000) from a local folder, as
+    [n, 32, 32, 3] in [-1, 1] with labels [n].
+
+    Raises:
+        FileNotFoundError: one line naming the folder and the files looked for.
+    """
+    folder = Path(folder).expanduser()
+    names = CIFAR_TRAIN if part == "train" else CIFAR_TEST
+    found = _cifar_folder(folder)
+    if found is not None:
+        parts = [decode_cifar((found / name).read_bytes(), str(found / name)) for name in names]
+    elif (folder / CIFAR_TARBALL).is_file():
+        with tarfile.open(folder / CIFAR_TARBALL, "r:gz") as tar:  # members read as bytes, nothing extracted
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            missing = [name for name in names if name not in members]
+            if missing:
+                raise FileNotFoundError(f"{folder / CIFAR_TARBALL}: no {', '.join(missing)} inside")
+            parts = [decode_cifar(tar.extractfile(members[name]).read(), name) for name in names]
+    else:
+        raise FileNotFoundError(
+            f"no CIFAR-10 files in {folder}: expected data_batch_1.bin .. data_batch_5.bin and test_batch.bin "
+            f"(there or in cifar-10-batches-bin/), or {CIFAR_TARBALL} (madloop never downloads data)"
+        )
+    return ImageSet(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
+
+
 def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Sorted indices of a fixed stratified subset of exactly ``min(n, len(labels))`` images.
 
@@ -173,17 +263,28 @@ def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.argsort(rank, kind="stable")[:n])
 
 
+READERS = {"mnist": mnist, "cifar10": cifar10}
+
+
 @functools.lru_cache(maxsize=2)
-def mnist_parts(folder: str, size: int | None, train_n: int | None, heldout_n: int) -> tuple[ImageSet, ImageSet]:
-    """``data=mnist``'s (training images, held-out images), cached per arguments: the first ``train_n`` training
-    images (None = all) and ``stratified(test labels, heldout_n, seed=0)`` of the test part, resized to
-    ``size`` x ``size`` unless ``size`` is None."""
-    train, test = mnist(folder, "train"), mnist(folder, "test")
+def local_parts(
+    kind: str, folder: str, size: int | None, train_n: int | None, heldout_n: int
+) -> tuple[ImageSet, ImageSet]:
+    """A local data set's (training images, held-out images), cached per arguments: the first ``train_n``
+    training images (None = all) and ``stratified(test labels, heldout_n, seed=0)`` of the test part, resized to
+    ``size`` x ``size`` unless ``size`` is None. ``kind``: ``mnist`` or ``cifar10``."""
+    read = READERS[kind]
+    train, test = read(folder, "train"), read(folder, "test")
     held = stratified(test.labels, heldout_n, seed=0)
     parts = ImageSet(train.images[:train_n], train.labels[:train_n]), ImageSet(test.images[held], test.labels[held])
     if size is None or size == train.images.shape[1]:
         return parts
     return tuple(ImageSet(resize(p.images, size), p.labels) for p in parts)
+
+
+def mnist_parts(folder: str, size: int | None, train_n: int | None, heldout_n: int) -> tuple[ImageSet, ImageSet]:
+    """``data=mnist``'s (training images, held-out images): ``local_parts("mnist", ...)``."""
+    return local_parts("mnist", folder, size, train_n, heldout_n)
 
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -236,6 +337,11 @@ def mnist_source(cfg: MnistData) -> DataSource:
     return finite_source(train, held, 10)
 
 
+def cifar10_source(cfg: Cifar10Data) -> DataSource:
+    train, held = local_parts("cifar10", cfg.path, cfg.size, cfg.train_n, cfg.heldout_n)
+    return finite_source(train, held, 10)
+
+
 def check_digits(d: DigitsData) -> None:
     """Field checks of ``data=digits``."""
     if not isinstance(d.heldout, int | float) or not 0 < d.heldout < 1:
@@ -243,33 +349,48 @@ def check_digits(d: DigitsData) -> None:
     C.int_at_least("data.split_seed", d.split_seed, 0)
 
 
-def check_mnist(d: MnistData) -> None:
-    """Checks the fields, then that ``data.path`` holds readable MNIST files with enough images (loaded once and
-    cached, so that the data source reuses them)."""
-    if d.size is not None and (not isinstance(d.size, int) or isinstance(d.size, bool) or not 1 <= d.size <= 28):
-        raise C.ConfigError("data.size", d.size, "must be an integer in [1, 28] (null keeps 28 x 28)")
+def _check_local(d: MnistData | Cifar10Data, kind: str, label: str, side: int, n_test: int, expected: str) -> None:
+    """Checks a local image set's fields, then that ``data.path`` holds readable files with enough images
+    (loaded once and cached, so that the data source reuses them)."""
+    if d.size is not None and (not isinstance(d.size, int) or isinstance(d.size, bool) or not 1 <= d.size <= side):
+        raise C.ConfigError("data.size", d.size, f"must be an integer in [1, {side}] (null keeps {side} x {side})")
     if d.train_n is not None:
         C.int_at_least("data.train_n", d.train_n, 1, " (null = all training images)")
     C.int_at_least("data.heldout_n", d.heldout_n, 1)
-    if d.heldout_n > 10_000:
-        raise C.ConfigError("data.heldout_n", d.heldout_n, "must be an integer in [1, 10000] (MNIST's test images)")
-    if d.path is None or not has_mnist(d.path):
-        expected = ", ".join(f"{i}[.gz] and {lab}[.gz]" for i, lab in MNIST_FILES.values())
+    if d.heldout_n > n_test:
+        raise C.ConfigError(
+            "data.heldout_n", d.heldout_n, f"must be an integer in [1, {n_test}] ({label}'s test images)"
+        )
+    present = has_mnist if kind == "mnist" else has_cifar10
+    if d.path is None or not present(d.path):
         raise C.ConfigError(
             "data.path",
             d.path,
-            ("required: a local folder with the MNIST files" if d.path is None else "no MNIST files there")
-            + f" (expected {expected}, or mnist.npz); madloop never downloads data",
+            (f"required: a local folder with the {label} files" if d.path is None else f"no {label} files there")
+            + f" (expected {expected}); madloop never downloads data",
         )
     try:
-        train, held = mnist_parts(d.path, d.size, d.train_n, d.heldout_n)
-    except (OSError, ValueError, KeyError) as exc:
-        raise C.ConfigError("data.path", d.path, f"unreadable MNIST files: {exc}") from None
+        train, held = local_parts(kind, d.path, d.size, d.train_n, d.heldout_n)
+    except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
+        raise C.ConfigError("data.path", d.path, f"unreadable {label} files: {exc}") from None
     if d.train_n is not None and len(train.labels) < d.train_n:
         raise C.ConfigError("data.train_n", d.train_n, f"must be <= the {len(train.labels)} training images there")
     if len(held.labels) < d.heldout_n:
         raise C.ConfigError("data.heldout_n", d.heldout_n, f"must be <= the {len(held.labels)} test images there")
 
 
+def check_mnist(d: MnistData) -> None:
+    """Field checks of ``data=mnist``, then that ``data.path`` holds readable MNIST files with enough images."""
+    expected = ", ".join(f"{i}[.gz] and {lab}[.gz]" for i, lab in MNIST_FILES.values()) + ", or mnist.npz"
+    _check_local(d, "mnist", "MNIST", 28, 10_000, expected)
+
+
+def check_cifar10(d: Cifar10Data) -> None:
+    """Field checks of ``data=cifar10``, then that ``data.path`` holds readable CIFAR-10 binary batches."""
+    expected = f"data_batch_1.bin .. data_batch_5.bin and test_batch.bin, or {CIFAR_TARBALL}"
+    _check_local(d, "cifar10", "CIFAR-10", 32, 10_000, expected)
+
+
 C.register("data", "digits", DigitsData, build=digits_source, check=check_digits)
 C.register("data", "mnist", MnistData, build=mnist_source, check=check_mnist)
+C.register("data", "cifar10", Cifar10Data, build=cifar10_source, check=check_cifar10)

@@ -90,7 +90,7 @@ def has_density(ctx: Context) -> str | None:
 def has_classifier(ctx: Context) -> str | None:
     """The source is an image source with a feature classifier."""
     if ctx.source.classifier is None:
-        return "needs an image source with a feature classifier (data=digits, mnist)"
+        return "needs an image source with a feature classifier (data=digits, mnist, cifar10)"
     return None
 
 
