@@ -46,15 +46,13 @@ class DigitsData(C.DataConfig):
 
 
 @dataclass(frozen=True)
-class MnistData(C.DataConfig):
-    """MNIST (LeCun et al. 1998) from a local folder, never downloaded: the four IDX files (optionally ``.gz``)
-    or Keras's ``mnist.npz``. Images are scaled to [-1, 1] (pixel / 127.5 - 1) and carried as rows of
-    ``size`` x ``size`` pixels (784 at 28).
+class LocalImages(C.DataConfig):
+    """The fields of an image set read from a user's local folder (each set is its own subclass and option).
 
     Attributes:
         path: the folder holding the files (required).
-        size: resize to ``size`` x ``size`` (block means when it divides 28); null keeps 28.
-        train_n: the loop draws its real data from the first ``train_n`` training images; null = all (60,000).
+        size: resize to ``size`` x ``size`` (block means when it divides the side); null keeps the side.
+        train_n: the loop draws its real data from the first ``train_n`` training images; null = all.
         heldout_n: the evaluation's reference set: a fixed stratified subset (seed 0) of this many test images.
     """
 
@@ -65,23 +63,23 @@ class MnistData(C.DataConfig):
 
 
 @dataclass(frozen=True)
-class Cifar10Data(C.DataConfig):
+class MnistData(LocalImages):
+    """MNIST (LeCun et al. 1998) from a local folder, never downloaded: the four IDX files (optionally ``.gz``)
+    or Keras's ``mnist.npz``. Images are scaled to [-1, 1] (pixel / 127.5 - 1) and carried as rows of
+    ``size`` x ``size`` pixels (784 at 28; ``size`` at most 28, block means when it divides 28); the training set
+    has 60,000 images (the fields are ``LocalImages``'s).
+    """
+
+
+@dataclass(frozen=True)
+class Cifar10Data(LocalImages):
     """CIFAR-10 (Krizhevsky 2009; 50,000 training and 10,000 test images of 32 x 32 x 3, 10 classes) from a local
     folder, never downloaded: the binary version (``data_batch_1.bin`` .. ``data_batch_5.bin``,
     ``test_batch.bin``; in the folder, in its ``cifar-10-batches-bin`` subfolder or in ``cifar-10-binary.tar.gz``
-    there). Pixels are scaled to [-1, 1] (value / 127.5 - 1); each image is a row of size x size x 3 values.
-
-    Attributes:
-        path: the folder holding the files (required).
-        size: resize to ``size`` x ``size`` (block means when it divides 32: 16 or 8); null keeps 32.
-        train_n: the loop draws its real data from the first ``train_n`` training images; null = all (50,000).
-        heldout_n: the evaluation's reference set: a fixed stratified subset (seed 0) of this many test images.
+    there). Pixels are scaled to [-1, 1] (value / 127.5 - 1); each image is a row of size x size x 3 values
+    (``size`` at most 32, block means when it divides 32); the training set has 50,000 images (the fields are
+    ``LocalImages``'s).
     """
-
-    path: str | None = None
-    size: int | None = None
-    train_n: int | None = None
-    heldout_n: int = 2000
 
 
 # IDX type codes (the third byte of the magic number) and their big-endian numpy dtypes.
@@ -349,7 +347,7 @@ def check_digits(d: DigitsData) -> None:
     C.int_at_least("data.split_seed", d.split_seed, 0)
 
 
-def _check_local(d: MnistData | Cifar10Data, kind: str, label: str, side: int, n_test: int, expected: str) -> None:
+def _check_local(d: LocalImages, kind: str, label: str, side: int, n_test: int, expected: str) -> None:
     """Checks a local image set's fields, then that ``data.path`` holds readable files with enough images
     (loaded once and cached, so that the data source reuses them)."""
     if d.size is not None and (not isinstance(d.size, int) or isinstance(d.size, bool) or not 1 <= d.size <= side):
