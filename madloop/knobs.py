@@ -35,7 +35,8 @@ class Knob(NamedTuple):
             its owner).
         allowed: what ``check`` allows, for the error message ("values > 0").
         absent: the value when the config has no such field (``guidance.omega`` without guidance: 0).
-        needs: what the config needs for the field to exist, for the error message ("guidance=sims").
+        needs: what the config needs for the field to exist, for the error message ("guidance=sims"); empty: the
+            registered options of the field's group that have it (``model=diffusion|edm`` for ``model.lr``).
     """
 
     name: str
@@ -61,8 +62,8 @@ KNOBS: list[Knob] = [
     Knob(
         "temperature", "curation.temperature", False, lambda v: v >= 1e-30, "values >= 1e-30", 1.0, "curation=k_choice"
     ),
-    Knob("lr", "model.lr", False, lambda v: v > 0, "values > 0", 0.0, "model=diffusion"),
-    Knob("ema", "model.ema", False, lambda v: 0 <= v < 1, "values in [0, 1)", 0.0, "model=diffusion"),
+    Knob("lr", "model.lr", False, lambda v: v > 0, "values > 0", 0.0),
+    Knob("ema", "model.ema", False, lambda v: 0 <= v < 1, "values in [0, 1)", 0.0),
 ]
 
 
@@ -72,6 +73,15 @@ def add_knob(knob: Knob) -> None:
 
 
 _MISSING = object()
+
+
+def options_with(path: str) -> str:
+    """``group=a|b``: the registered options of a dotted path's group whose schema has its field."""
+    group, name = path.split(".", 1)
+    have = [
+        o for o, opt in C.OPTIONS.get(group, {}).items() if name in {f.name for f in dataclasses.fields(opt.schema)}
+    ]
+    return f"{group}={'|'.join(have)}"
 
 
 def get(cfg: Any, path: str) -> Any:
@@ -162,7 +172,7 @@ def check(cfg: C.Config) -> None:
                 raise C.ConfigError(k.sweep, vals, f"must be a list of finite numbers, {k.allowed}")
         base = get(cfg, k.path)
         if base is _MISSING:
-            raise C.ConfigError(k.sweep, vals, f"needs {k.needs}")
+            raise C.ConfigError(k.sweep, vals, f"needs {k.needs or options_with(k.path)}")
         if k.count and C.is_int(base) and max(vals) > base:
             raise C.ConfigError(
                 k.sweep, vals, f"values must be <= {k.path}={base}, the buffer they mask: set {k.path}={max(vals)}"
