@@ -33,13 +33,19 @@ def test_every_config_composes_and_validates(override, tmp_path):
         x, y = np.zeros((256, 28, 28), np.uint8), np.arange(256) % 10
         np.savez(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
         overrides += [f"data.path={tmp_path}", "data.heldout_n=20"]
+    if override == "data=cifar10":  # the binary batches: 5 x 52 training and 20 test records of zero pixels
+        record = lambda n: (np.arange(n, dtype=np.uint8) % 10)[:, None].repeat(3073, 1)  # noqa: E731 label bytes
+        for i in range(1, 6):
+            (tmp_path / f"data_batch_{i}.bin").write_bytes(record(52).tobytes())
+        (tmp_path / "test_batch.bin").write_bytes(record(20).tobytes())
+        overrides += [f"data.path={tmp_path}", "data.heldout_n=20"]
     cfg = madloop.compose(overrides)
     assert isinstance(cfg, C.Config)
     assert isinstance(cfg.data, C.DataConfig) and isinstance(cfg.regime, C.RegimeConfig)
 
 
 BAD = [
-    (["data=nope"], "data=nope: unknown option; allowed: circles, digits, gaussian"),
+    (["data=nope"], "data=nope: unknown option; allowed: cifar10, circles, digits, gaussian"),
     (["model=nope"], "model=nope: unknown option; allowed: diffusion, gaussian, gmm, kde"),
     (["regime=nope"], "regime=nope: unknown option"),
     (["data.nope=1"], "data.nope=1: unknown field; allowed: modes, radius, std"),
