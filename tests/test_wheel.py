@@ -128,9 +128,14 @@ COMPOSE_ALL = textwrap.dedent(
     mnist = Path(sys.argv[1])  # data=mnist reads local files: a small mnist.npz
     x, y = np.zeros((256, 28, 28), np.uint8), np.arange(256) % 10
     np.savez(mnist / "mnist.npz", x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
+    cifar = mnist / "cifar"  # data=cifar10 too: 5 x 52 training and 20 test records of the binary batches
+    cifar.mkdir()
+    for name, n in [(f"data_batch_{i}.bin", 52) for i in range(1, 6)] + [("test_batch.bin", 20)]:
+        (cifar / name).write_bytes((np.arange(n, dtype=np.uint8) % 10)[:, None].repeat(3073, 1).tobytes())
     extra = {
         "guidance=sims": ["model=diffusion"],  # SIMS guides a diffusion sampler
         "data=mnist": [f"data.path={mnist}", "data.heldout_n=20"],
+        "data=cifar10": [f"data.path={cifar}", "data.heldout_n=20"],
     }
     composed = []
     for group, names in groups.items():
