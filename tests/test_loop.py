@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY_DIFFUSION, TINY_SIMS
+from conftest import TINY_DIFFUSION, TINY_EDM, TINY_SIMS
 
 import madloop
 from madloop.engine import simulation
@@ -16,6 +16,8 @@ FAMILIES = {
     "kde": ["data=moons", "model=kde"],
     # a tiny diffusion model with SIMS guidance: the base, the auxiliary fine-tune and the guided sampler
     "diffusion_sims": TINY_DIFFUSION + TINY_SIMS,
+    # the same with EDM's preconditioned denoiser and Heun sampler
+    "edm_sims": TINY_EDM + TINY_SIMS,
 }
 HAS_DENSITY = {"gaussian", "gmm", "kde"}
 
@@ -25,7 +27,7 @@ POOLS = ["replace", "accumulate", "accumulate_subsample"]
 # Every regime x pool for the closed-form families (the regime and pool code is family-agnostic); diffusion with
 # SIMS, whose programs take ~13 s each to compile, on the three pairs that cover every regime and every pool once.
 COMBINATIONS = [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS] + [
-    ("diffusion_sims", r, p) for r, p in zip(REGIMES, reversed(POOLS), strict=True)
+    (f, r, p) for f in ("diffusion_sims", "edm_sims") for r, p in zip(REGIMES, reversed(POOLS), strict=True)
 ]
 
 
@@ -184,7 +186,7 @@ def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
     calls = re.findall(r"stablehlo.custom_call @(\w+)", text)
     # the only custom calls allowed are the progress ticks of neural training scans (madloop.progress)
     assert [c for c in calls if "callback" not in c] == []
-    assert not any("callback" in c for c in calls) or family.startswith("diffusion")
+    assert not any("callback" in c for c in calls) or family.startswith(("diffusion", "edm"))
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,9 @@ def test_hand_checked_sizes():
     # diffusion MLP: (2 + 32 + 1) x 128 + 2 x 129 x 128 + 129 x 2 weights, 4 copies (weights, EMA, 2 moments)
     _, bufs = estimate(["model=diffusion", "loop.seeds=2"])
     assert bufs["the network (weights, EMA, optimiser moments)"].nbytes == 2 * 4 * (35 * 128 + 2 * 129 * 128 + 258) * 4
+    # EDM: the same MLP; with SIMS 8 copies (the auxiliary model's four)
+    _, bufs = estimate(["model=edm", "guidance=sims", "loop.seeds=2"])
+    assert bufs["the network (weights, EMA, optimiser moments)"].nbytes == 2 * 8 * (35 * 128 + 2 * 129 * 128 + 258) * 4
 
 
 def test_just_under_fits_and_just_over_is_refused():

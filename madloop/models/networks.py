@@ -10,15 +10,16 @@ import jax
 import jax.numpy as jnp
 
 
-def time_embedding(t: jax.Array, features: int) -> jax.Array:
-    """Sinusoidal features [features] of a diffusion time t in [0, 1] (scaled by 1000, as in DDPM).
+def time_embedding(t: jax.Array, features: int, scale: float = 1000.0) -> jax.Array:
+    """Sinusoidal features [features] of a diffusion time t, multiplied by ``scale`` first: 1000 for t in [0, 1]
+    (as in DDPM); 1 for an input that is already on the network's scale (EDM's c_noise, Karras et al. 2022).
 
     References:
         Vaswani et al. 2017, Sec. 3.5; Ho et al. 2020, Appendix B.
     """
     half = features // 2
     freqs = jnp.exp(-jnp.log(10_000.0) * jnp.arange(half, dtype=jnp.float32) / half)
-    angle = 1000.0 * t * freqs
+    angle = scale * t * freqs
     return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)])
 
 
@@ -31,6 +32,8 @@ class MLPDenoiser(nn.Module):
         depth: hidden layers.
         time_features: sinusoidal features of t.
         classes: C class labels (0 = unconditional); label C is the null label of classifier-free guidance.
+        time_scale: t is multiplied by it before the sinusoidal features (1000: t in [0, 1]; see
+            ``time_embedding``).
     """
 
     dim: int
@@ -38,11 +41,12 @@ class MLPDenoiser(nn.Module):
     depth: int
     time_features: int
     classes: int = 0
+    time_scale: float = 1000.0
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None) -> jax.Array:
         """x [d], t [], y [] int (a class in 0..C-1, or C for none) -> the prediction [d] (noise or clean sample)."""
-        parts = [x, time_embedding(t, self.time_features)]
+        parts = [x, time_embedding(t, self.time_features, self.time_scale)]
         if self.classes:
             parts.append(jax.nn.one_hot(y, self.classes + 1, dtype=x.dtype))
         h = jnp.concatenate(parts)
@@ -146,6 +150,7 @@ class UNetDenoiser(nn.Module):
         blocks: ResBlocks per level on the way down (one more on the way up, as in DDPM).
         time_features: sinusoidal features of t.
         classes: C class labels (0 = unconditional).
+        time_scale: t is multiplied by it before the sinusoidal features (see ``time_embedding``).
 
     References:
         Ronneberger et al. 2015 (U-Net); Ho et al. 2020, Appendix B; Ho & Salimans 2022 (classifier-free
@@ -157,12 +162,13 @@ class UNetDenoiser(nn.Module):
     blocks: int = 1
     time_features: int = 32
     classes: int = 0
+    time_scale: float = 1000.0
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None) -> jax.Array:
         """x [h w c], t [], y [] int (a class in 0..C-1, or C for none) -> the prediction [h w c]."""
         width = 4 * self.channels[0]
-        emb = nn.Dense(width)(nn.silu(nn.Dense(width)(time_embedding(t, self.time_features))))
+        emb = nn.Dense(width)(nn.silu(nn.Dense(width)(time_embedding(t, self.time_features, self.time_scale))))
         if self.classes:
             emb = emb + nn.Embed(self.classes + 1, width)(jnp.asarray(y, jnp.int32))
         h = Conv3x3(self.channels[0])(x.reshape(self.shape))
