@@ -50,6 +50,22 @@ TINY_DIFFUSION = [
     "model.sample_steps=4",
     "model.batch=16",
 ]
+# A tiny flow matching model with the minibatch OT coupling (a few Sinkhorn iterations); Euler's sampler (one
+# network evaluation a step, two with SIMS: half of Heun's compile time).
+TINY_FLOW_MATCHING = [
+    "data=ring8",
+    "model=flow_matching",
+    "model.width=16",
+    "model.depth=1",
+    "model.time_features=4",
+    "model.train_steps=20",
+    "model.finetune_steps=5",
+    "model.sample_steps=3",
+    "model.batch=16",
+    "model.coupling=ot",
+    "model.ot_iters=6",
+    "model.solver=euler",
+]
 # SIMS on top of it: a small auxiliary set and fine-tune.
 TINY_SIMS = ["guidance=sims", "guidance.n_aux=32", "guidance.aux_steps=4"]
 

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY_DIFFUSION, TINY_SIMS
+from conftest import TINY_DIFFUSION, TINY_FLOW_MATCHING, TINY_SIMS
 
 import madloop
 from madloop.engine import simulation
@@ -16,7 +16,10 @@ FAMILIES = {
     "kde": ["data=moons", "model=kde"],
     # a tiny diffusion model with SIMS guidance: the base, the auxiliary fine-tune and the guided sampler
     "diffusion_sims": TINY_DIFFUSION + TINY_SIMS,
+    # flow matching (OT coupling) with SIMS: the base, the auxiliary fine-tune and the guided ODE sampler
+    "flow_matching_sims": TINY_FLOW_MATCHING + TINY_SIMS,
 }
+NEURAL = ("diffusion", "flow_matching")  # families whose training scans report progress
 HAS_DENSITY = {"gaussian", "gmm", "kde"}
 
 
@@ -24,9 +27,11 @@ REGIMES = ["fully_synthetic", "synthetic_augmentation", "fresh_data"]
 POOLS = ["replace", "accumulate", "accumulate_subsample"]
 # Every regime x pool for the closed-form families (the regime and pool code is family-agnostic); diffusion with
 # SIMS, whose programs take ~13 s each to compile, on the three pairs that cover every regime and every pool once.
-COMBINATIONS = [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS] + [
-    ("diffusion_sims", r, p) for r, p in zip(REGIMES, reversed(POOLS), strict=True)
-]
+COMBINATIONS = (
+    [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS]
+    + [("diffusion_sims", r, p) for r, p in zip(REGIMES, reversed(POOLS), strict=True)]
+    + [("flow_matching_sims", r, p) for r, p in zip(REGIMES, POOLS, strict=True)]
+)
 
 
 @pytest.mark.parametrize("family,regime,pool", COMBINATIONS)
@@ -184,7 +189,7 @@ def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
     calls = re.findall(r"stablehlo.custom_call @(\w+)", text)
     # the only custom calls allowed are the progress ticks of neural training scans (madloop.progress)
     assert [c for c in calls if "callback" not in c] == []
-    assert not any("callback" in c for c in calls) or family.startswith("diffusion")
+    assert not any("callback" in c for c in calls) or family.startswith(NEURAL)
 
 
 @pytest.mark.parametrize(
