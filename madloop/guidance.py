@@ -112,7 +112,7 @@ def sims(cfg: SimsGuidance, model: GenerativeModel, source: DataSource) -> Guide
     """SIMS: each generation fits the base, then fine-tunes a copy on its own samples (the auxiliary model), and
     samples with the extrapolated score (1 + omega) s_base - omega s_aux."""
     if model.guidance is None:
-        raise TypeError("guidance=sims needs a family with the guidance capability (model=diffusion)")
+        raise TypeError(f"guidance=sims needs a family with the guidance capability ({guidable()})")
     finetune, guided_sample = model.guidance
     if cfg.control == "modes":
         truth = source.mixture
@@ -152,11 +152,24 @@ def check_sims(g: SimsGuidance) -> None:
         raise C.ConfigError("guidance.target", list(g.target), "only applies to guidance.control=modes")
 
 
+def guidable() -> str:
+    """``model=a|b``: the registered model families whose default build has the guidance capability."""
+    have = []
+    for name, opt in C.OPTIONS["model"].items():
+        try:
+            built = opt.build(opt.schema()) if opt.build is not None else None
+        except Exception:  # noqa: BLE001 (a family that needs a data source to build is not listed)
+            continue
+        if getattr(built, "guidance", None) is not None:
+            have.append(name)
+    return f"model={'|'.join(have)}"
+
+
 def fits_sims(g: SimsGuidance, cfg: C.Config, parts) -> None:
     """SIMS needs a family it can guide; distribution control needs a mixture truth (and a target per mode)."""
     del cfg
     if parts.model.guidance is None:
-        raise C.ConfigError("guidance", "sims", "needs model=diffusion (SIMS guides a diffusion sampler's score)")
+        raise C.ConfigError("guidance", "sims", f"needs {guidable()} (a family with a sampler SIMS can guide)")
     if g.control == "none":
         return
     mix = parts.source.mixture

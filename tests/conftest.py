@@ -54,7 +54,23 @@ TINY_DIFFUSION = [
 ]
 # A tiny EDM model (Karras et al. 2022) with the same budget.
 TINY_EDM = [o.replace("model=diffusion", "model=edm") for o in TINY_DIFFUSION]
-# SIMS on top of either: a small auxiliary set and fine-tune.
+# A tiny flow matching model with the minibatch OT coupling (a few Sinkhorn iterations); Euler's sampler (one
+# network evaluation a step, two with SIMS: half of Heun's compile time).
+TINY_FLOW_MATCHING = [
+    "data=ring8",
+    "model=flow_matching",
+    "model.width=16",
+    "model.depth=1",
+    "model.time_features=4",
+    "model.train_steps=20",
+    "model.finetune_steps=5",
+    "model.sample_steps=3",
+    "model.batch=16",
+    "model.coupling=ot",
+    "model.ot_iters=6",
+    "model.solver=euler",
+]
+# SIMS on top of any of them: a small auxiliary set and fine-tune.
 TINY_SIMS = ["guidance=sims", "guidance.n_aux=32", "guidance.aux_steps=4"]
 
 

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY_DIFFUSION, TINY_EDM, TINY_SIMS
+from conftest import TINY_DIFFUSION, TINY_EDM, TINY_FLOW_MATCHING, TINY_SIMS
 
 import madloop
 from madloop.engine import simulation
@@ -18,7 +18,10 @@ FAMILIES = {
     "diffusion_sims": TINY_DIFFUSION + TINY_SIMS,
     # the same with EDM's preconditioned denoiser and Heun sampler
     "edm_sims": TINY_EDM + TINY_SIMS,
+    # flow matching (OT coupling) with SIMS: the base, the auxiliary fine-tune and the guided ODE sampler
+    "flow_matching_sims": TINY_FLOW_MATCHING + TINY_SIMS,
 }
+NEURAL = ("diffusion", "edm", "flow_matching")  # families whose training scans report progress
 HAS_DENSITY = {"gaussian", "gmm", "kde"}
 
 
@@ -26,9 +29,11 @@ REGIMES = ["fully_synthetic", "synthetic_augmentation", "fresh_data"]
 POOLS = ["replace", "accumulate", "accumulate_subsample"]
 # Every regime x pool for the closed-form families (the regime and pool code is family-agnostic); diffusion with
 # SIMS, whose programs take ~13 s each to compile, on the three pairs that cover every regime and every pool once.
-COMBINATIONS = [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS] + [
-    (f, r, p) for f in ("diffusion_sims", "edm_sims") for r, p in zip(REGIMES, reversed(POOLS), strict=True)
-]
+COMBINATIONS = (
+    [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS]
+    + [(f, r, p) for f in ("diffusion_sims", "edm_sims") for r, p in zip(REGIMES, reversed(POOLS), strict=True)]
+    + [("flow_matching_sims", r, p) for r, p in zip(REGIMES, POOLS, strict=True)]
+)
 
 
 @pytest.mark.parametrize("family,regime,pool", COMBINATIONS)
@@ -186,7 +191,7 @@ def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
     calls = re.findall(r"stablehlo.custom_call @(\w+)", text)
     # the only custom calls allowed are the progress ticks of neural training scans (madloop.progress)
     assert [c for c in calls if "callback" not in c] == []
-    assert not any("callback" in c for c in calls) or family.startswith(("diffusion", "edm"))
+    assert not any("callback" in c for c in calls) or family.startswith(NEURAL)
 
 
 @pytest.mark.parametrize(

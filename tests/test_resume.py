@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, TINY_DIFFUSION, TINY_EDM, TINY_SIMS
+from conftest import TINY, TINY_DIFFUSION, TINY_EDM, TINY_FLOW_MATCHING, TINY_SIMS
 
 import madloop
 from madloop import checkpoint, report
@@ -126,6 +126,8 @@ FAMILIES = {
     "sims": [*TINY_DIFFUSION, *TINY_SIMS, "regime=fully_synthetic", "eval.metrics=[sw2]"],
     # EDM with SIMS: the base (weights, AdamW moments, EMA) and the auxiliary model, all restored
     "edm_sims": [*TINY_EDM, *TINY_SIMS, "regime=fresh_data", "eval.metrics=[sw2]"],
+    # flow matching with SIMS: the warm-started base (weights, AdamW moments, EMA) and its auxiliary model
+    "flow_matching": [*TINY_FLOW_MATCHING, *TINY_SIMS, "regime=synthetic_augmentation", "eval.metrics=[sw2]"],
     "curation": ["data=ring8", "model=gmm", "model.components=4", "model.init_iters=5", "model.iters=2"]
     + ["curation=k_choice", "curation.k=3", "sweep.curation.temperature=[0.1,1.0]", "regime=fully_synthetic"]
     + ["eval.metrics=[sw2,reward]"],
@@ -143,21 +145,25 @@ def fresh_optimiser(state):
 
 # The power check: a checkpoint that loses what each family carries besides the obvious parameters makes the
 # resumed run differ (each lambda maps the restored LoopState to what such a checkpoint would give back).
+# A SIMS-guided neural family's state: the base's optimiser and EMA, and the auxiliary model.
+SIMS_FORGETS = [
+    lambda s: s._replace(params=s.params._replace(base=fresh_optimiser(s._replace(params=s.params.base)).params)),
+    lambda s: s._replace(params=s.params._replace(base=s.params.base._replace(ema=s.params.base.net))),  # EMA
+    lambda s: s._replace(params=s.params._replace(aux=s.params.base)),  # the auxiliary model
+]
 FORGETFUL = {
     "gmm": [lambda s: s._replace(pool=jax.tree.map(np.zeros_like, s.pool))],  # the pool's statistics
     "kde": [lambda s: s._replace(pool_w=np.zeros_like(s.pool_w))],  # the accumulated pool
     "diffusion": [fresh_optimiser, lambda s: s._replace(params=s.params._replace(ema=s.params.net))],  # EMA
     "sims": [lambda s: s._replace(params=s.params._replace(aux=s.params.base))],  # the auxiliary model
-    "edm_sims": [
-        lambda s: s._replace(params=s.params._replace(base=fresh_optimiser(s._replace(params=s.params.base)).params)),
-        lambda s: s._replace(params=s.params._replace(base=s.params.base._replace(ema=s.params.base.net))),  # EMA
-        lambda s: s._replace(params=s.params._replace(aux=s.params.base)),  # the auxiliary model
-    ],
+    "edm_sims": SIMS_FORGETS,
+    "flow_matching": SIMS_FORGETS,
     # (curation keeps no state of its own) a checkpoint that gives the runs back in another order: runs of the
     # swept temperature and of the seeds swapped
     "curation": [lambda s: jax.tree.map(lambda a: a[::-1], s)],
 }
-SLOW = {"diffusion", "sims", "edm_sims"}  # 50-60 s of CPU each (two CLI processes and this one compile the network)
+# 50-60 s of CPU each (two CLI processes and this one compile the network)
+SLOW = {"diffusion", "sims", "edm_sims", "flow_matching"}
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])

@@ -3,7 +3,8 @@
 A family supplies its denoiser (a function of the network weights and the labels) and its sampler; this module
 turns them into ``sample`` and ``guided_sample``: labels drawn from the training frequencies, classifier-free
 guidance when ``bias.lam`` acts as a guidance weight, and SIMS's extrapolation between a base and an auxiliary
-model. ``model=edm`` uses it; ``model=diffusion`` has the same logic written inline (same keys, same numbers).
+model. ``model=edm`` uses all of it, ``model=flow_matching`` the labels; ``model=diffusion`` has the same logic
+written inline (same keys, same numbers).
 """
 
 from __future__ import annotations
@@ -34,6 +35,19 @@ def label_frequencies(x: Data, w: Weights, classes: int) -> jax.Array:
         return jnp.ones((1,), jnp.float32)
     counts = jnp.sum(w[:, None] * jax.nn.one_hot(split_labels(x, classes)[1], classes, dtype=w.dtype), axis=0)
     return counts / jnp.sum(counts)
+
+
+def drop_labels(key: Key, y: jax.Array, classes: int, rate: float) -> jax.Array:
+    """Labels y [n] each replaced by the null label ``classes`` with probability ``rate`` (classifier-free
+    guidance's training, Ho & Salimans 2022)."""
+    return jnp.where(jax.random.bernoulli(key, rate, y.shape), jnp.int32(classes), y)
+
+
+def draw_labels(key: Key, freq: jax.Array, n: int, classes: int) -> jax.Array:
+    """n int labels [n] drawn from the class frequencies freq [C] (zeros when unconditional)."""
+    if not classes:
+        return jnp.zeros((n,), jnp.int32)
+    return jax.random.categorical(key, jnp.log(freq), shape=(n,)).astype(jnp.int32)
 
 
 def extrapolate(base: Any, aux: Any, weight: jax.Array | float) -> Any:
@@ -81,7 +95,7 @@ def guided_sampling(
         if not classes:
             return run_sampler(make(jnp.zeros((n,), jnp.int32), 0.0), key, n, d, lam)
         k_label, k_sample = jax.random.split(key)
-        y = jax.random.categorical(k_label, jnp.log(params.label_freq), shape=(n,)).astype(jnp.int32)
+        y = draw_labels(k_label, params.label_freq, n, classes)
         cfg_weight, temperature = (1.0 / lam - 1.0, jnp.ones_like(lam)) if bias == "cfg" else (0.0, lam)
         x = run_sampler(make(y, cfg_weight), k_sample, n, d, temperature)
         return jnp.concatenate([x, y[:, None].astype(x.dtype)], axis=1)

@@ -375,7 +375,7 @@ def edm_family(cfg: EDMModel, shape: tuple[int, ...] | None = None, scan: Callab
             idx = rows(k_idx, cfg.batch)
             y, lab = data[idx], labels[idx]
             if classes:
-                lab = jnp.where(jax.random.bernoulli(k_drop, cfg.label_dropout, lab.shape), classes, lab)
+                lab = N.drop_labels(k_drop, lab, classes, cfg.label_dropout)
             return y, pre.sample_sigma(k_sigma, (cfg.batch,)), rng.normal(k_noise, y.shape), lab
 
         return T.train(tx, loss, minibatch, params, steps, ema=ema_decay, scan=scan)
