@@ -50,6 +50,17 @@ TINY_DIFFUSION = [
     "model.sample_steps=4",
     "model.batch=16",
 ]
+# A tiny normalising flow on the Rosenbrock truth: every stage (data-dependent init, train, warm fit, sample).
+TINY_FLOW = [
+    "data=rosenbrock",
+    "model=flow",
+    "model.layers=2",
+    "model.width=8",
+    "model.depth=1",
+    "model.train_steps=10",
+    "model.finetune_steps=5",
+    "model.batch=16",
+]
 # SIMS on top of it: a small auxiliary set and fine-tune.
 TINY_SIMS = ["guidance=sims", "guidance.n_aux=32", "guidance.aux_steps=4"]
 

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY_DIFFUSION, TINY_SIMS
+from conftest import TINY_DIFFUSION, TINY_FLOW, TINY_SIMS
 
 import madloop
 from madloop.engine import simulation
@@ -16,8 +16,10 @@ FAMILIES = {
     "kde": ["data=moons", "model=kde"],
     # a tiny diffusion model with SIMS guidance: the base, the auxiliary fine-tune and the guided sampler
     "diffusion_sims": TINY_DIFFUSION + TINY_SIMS,
+    "flow": TINY_FLOW,
 }
 HAS_DENSITY = {"gaussian", "gmm", "kde"}
+NEURAL = {"diffusion_sims", "flow"}  # training scans that report progress (host callbacks)
 
 
 REGIMES = ["fully_synthetic", "synthetic_augmentation", "fresh_data"]
@@ -27,11 +29,12 @@ POOLS = ["replace", "accumulate", "accumulate_subsample"]
 COMBINATIONS = [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS] + [
     ("diffusion_sims", r, p) for r, p in zip(REGIMES, reversed(POOLS), strict=True)
 ]
+COMBINATIONS += [("flow", r, p) for r, p in zip(REGIMES, POOLS, strict=True)]
 
 
 @pytest.mark.parametrize("family,regime,pool", COMBINATIONS)
 def test_every_combination_runs_two_generations(tiny, family, regime, pool):
-    metrics = ["sw2", "nll"] if family in HAS_DENSITY else ["sw2", "recall"]
+    metrics = ["sw2", "nll"] if family in HAS_DENSITY | {"flow"} else ["sw2", "recall"]
     table = madloop.run_table(
         tiny + FAMILIES[family] + [f"regime={regime}", f"regime.pool={pool}", f"eval.metrics=[{','.join(metrics)}]"]
     )
@@ -184,7 +187,7 @@ def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
     calls = re.findall(r"stablehlo.custom_call @(\w+)", text)
     # the only custom calls allowed are the progress ticks of neural training scans (madloop.progress)
     assert [c for c in calls if "callback" not in c] == []
-    assert not any("callback" in c for c in calls) or family.startswith("diffusion")
+    assert not any("callback" in c for c in calls) or family in NEURAL
 
 
 @pytest.mark.parametrize(

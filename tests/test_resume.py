@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, TINY_DIFFUSION, TINY_SIMS
+from conftest import TINY, TINY_DIFFUSION, TINY_FLOW, TINY_SIMS
 
 import madloop
 from madloop import checkpoint, report
@@ -124,6 +124,8 @@ FAMILIES = {
     "diffusion": [*TINY_DIFFUSION, "regime=fresh_data", "eval.metrics=[sw2]"],
     # the base and the auxiliary model, both restored
     "sims": [*TINY_DIFFUSION, *TINY_SIMS, "regime=fully_synthetic", "eval.metrics=[sw2]"],
+    # warm start: the flow's weights, AdamW moments and EMA; an accumulated pool buffer
+    "flow": [*TINY_FLOW, "regime=synthetic_augmentation", "regime.pool=accumulate", "eval.metrics=[nll,sw2]"],
     "curation": ["data=ring8", "model=gmm", "model.components=4", "model.init_iters=5", "model.iters=2"]
     + ["curation=k_choice", "curation.k=3", "sweep.curation.temperature=[0.1,1.0]", "regime=fully_synthetic"]
     + ["eval.metrics=[sw2,reward]"],
@@ -146,11 +148,12 @@ FORGETFUL = {
     "kde": [lambda s: s._replace(pool_w=np.zeros_like(s.pool_w))],  # the accumulated pool
     "diffusion": [fresh_optimiser, lambda s: s._replace(params=s.params._replace(ema=s.params.net))],  # EMA
     "sims": [lambda s: s._replace(params=s.params._replace(aux=s.params.base))],  # the auxiliary model
+    "flow": [fresh_optimiser, lambda s: s._replace(params=s.params._replace(ema=s.params.net))],  # EMA
     # (curation keeps no state of its own) a checkpoint that gives the runs back in another order: runs of the
     # swept temperature and of the seeds swapped
     "curation": [lambda s: jax.tree.map(lambda a: a[::-1], s)],
 }
-SLOW = {"diffusion", "sims"}  # 50-60 s of CPU each (two CLI processes and this one compile the network)
+SLOW = {"diffusion", "sims", "flow"}  # 50-60 s of CPU each (two CLI processes and this one compile the network)
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])
