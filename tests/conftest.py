@@ -70,7 +70,18 @@ TINY_FLOW_MATCHING = [
     "model.ot_iters=6",
     "model.solver=euler",
 ]
-# SIMS on top of any of them: a small auxiliary set and fine-tune.
+# A tiny normalising flow on the Rosenbrock truth: every stage (data-dependent init, train, warm fit, sample).
+TINY_FLOW = [
+    "data=rosenbrock",
+    "model=flow",
+    "model.layers=2",
+    "model.width=8",
+    "model.depth=1",
+    "model.train_steps=10",
+    "model.finetune_steps=5",
+    "model.batch=16",
+]
+# SIMS on top of a guidable one (diffusion, EDM, flow matching): a small auxiliary set and fine-tune.
 TINY_SIMS = ["guidance=sims", "guidance.n_aux=32", "guidance.aux_steps=4"]
 
 

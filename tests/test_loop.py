@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY_DIFFUSION, TINY_EDM, TINY_FLOW_MATCHING, TINY_SIMS
+from conftest import TINY_DIFFUSION, TINY_EDM, TINY_FLOW, TINY_FLOW_MATCHING, TINY_SIMS
 
 import madloop
 from madloop.engine import simulation
@@ -20,8 +20,9 @@ FAMILIES = {
     "edm_sims": TINY_EDM + TINY_SIMS,
     # flow matching (OT coupling) with SIMS: the base, the auxiliary fine-tune and the guided ODE sampler
     "flow_matching_sims": TINY_FLOW_MATCHING + TINY_SIMS,
+    "flow": TINY_FLOW,
 }
-NEURAL = ("diffusion", "edm", "flow_matching")  # families whose training scans report progress
+NEURAL = ("diffusion", "edm", "flow")  # families whose training scans report progress (flow: flow_matching too)
 HAS_DENSITY = {"gaussian", "gmm", "kde"}
 
 
@@ -32,13 +33,13 @@ POOLS = ["replace", "accumulate", "accumulate_subsample"]
 COMBINATIONS = (
     [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS]
     + [(f, r, p) for f in ("diffusion_sims", "edm_sims") for r, p in zip(REGIMES, reversed(POOLS), strict=True)]
-    + [("flow_matching_sims", r, p) for r, p in zip(REGIMES, POOLS, strict=True)]
+    + [(f, r, p) for f in ("flow_matching_sims", "flow") for r, p in zip(REGIMES, POOLS, strict=True)]
 )
 
 
 @pytest.mark.parametrize("family,regime,pool", COMBINATIONS)
 def test_every_combination_runs_two_generations(tiny, family, regime, pool):
-    metrics = ["sw2", "nll"] if family in HAS_DENSITY else ["sw2", "recall"]
+    metrics = ["sw2", "nll"] if family in HAS_DENSITY | {"flow"} else ["sw2", "recall"]
     table = madloop.run_table(
         tiny + FAMILIES[family] + [f"regime={regime}", f"regime.pool={pool}", f"eval.metrics=[{','.join(metrics)}]"]
     )

@@ -218,7 +218,7 @@ WHY_PAIR = "needs model=gaussian and data=gaussian (closed form)"
 WHY_MODES = "needs a mixture truth with >= 2 modes (data=ring8, grid25, mixture)"
 WHY_DENSITY = "needs a model with a log-density"
 WHY_RARE = "needs a mixture truth with unequal weights (data.weights or data.zipf)"
-WHY_TRUTH = "needs a truth with a known density (data=gaussian, ring8, grid25, mixture)"
+WHY_TRUTH = "needs a truth with a known density (data=gaussian, ring8, grid25, mixture, rosenbrock)"
 WHY_IMAGE = "needs an image source with a feature classifier (data=digits, mnist, cifar10)"
 WHY_CURATION = "needs curation=k_choice (the reward it curates by)"
 NOT_IMAGE = {"class_entropy": WHY_IMAGE, "confidence": WHY_IMAGE, "reward": WHY_CURATION}

@@ -18,6 +18,7 @@ from madloop.guidance import SimsGuidance
 from madloop.knobs import swept
 from madloop.models.diffusion import DiffusionModel
 from madloop.models.edm import EDMModel
+from madloop.models.flow import FlowModel
 from madloop.models.flow_matching import FlowMatchingModel
 from madloop.models.gmm import GMMModel
 
@@ -64,6 +65,8 @@ def reduced(preset: str) -> list[str]:
         out.append("regime.n_synth=128")
     if isinstance(cfg.model, DiffusionModel | EDMModel | FlowMatchingModel):
         out += ["model.train_steps=8", "model.finetune_steps=4", "model.sample_steps=4", "model.batch=32"]
+    if isinstance(cfg.model, FlowModel):
+        out += ["model.train_steps=8", "model.finetune_steps=4", "model.batch=32"]
     if isinstance(cfg.model, GMMModel):
         out += ["model.init_iters=5", "model.iters=2"]
     if isinstance(cfg.guidance, SimsGuidance):

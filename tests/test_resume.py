@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, TINY_DIFFUSION, TINY_EDM, TINY_FLOW_MATCHING, TINY_SIMS
+from conftest import TINY, TINY_DIFFUSION, TINY_EDM, TINY_FLOW, TINY_FLOW_MATCHING, TINY_SIMS
 
 import madloop
 from madloop import checkpoint, report
@@ -128,6 +128,8 @@ FAMILIES = {
     "edm_sims": [*TINY_EDM, *TINY_SIMS, "regime=fresh_data", "eval.metrics=[sw2]"],
     # flow matching with SIMS: the warm-started base (weights, AdamW moments, EMA) and its auxiliary model
     "flow_matching": [*TINY_FLOW_MATCHING, *TINY_SIMS, "regime=synthetic_augmentation", "eval.metrics=[sw2]"],
+    # warm start: the flow's weights, AdamW moments and EMA; an accumulated pool buffer
+    "flow": [*TINY_FLOW, "regime=synthetic_augmentation", "regime.pool=accumulate", "eval.metrics=[nll,sw2]"],
     "curation": ["data=ring8", "model=gmm", "model.components=4", "model.init_iters=5", "model.iters=2"]
     + ["curation=k_choice", "curation.k=3", "sweep.curation.temperature=[0.1,1.0]", "regime=fully_synthetic"]
     + ["eval.metrics=[sw2,reward]"],
@@ -158,12 +160,13 @@ FORGETFUL = {
     "sims": [lambda s: s._replace(params=s.params._replace(aux=s.params.base))],  # the auxiliary model
     "edm_sims": SIMS_FORGETS,
     "flow_matching": SIMS_FORGETS,
+    "flow": [fresh_optimiser, lambda s: s._replace(params=s.params._replace(ema=s.params.net))],  # EMA
     # (curation keeps no state of its own) a checkpoint that gives the runs back in another order: runs of the
     # swept temperature and of the seeds swapped
     "curation": [lambda s: jax.tree.map(lambda a: a[::-1], s)],
 }
 # 50-60 s of CPU each (two CLI processes and this one compile the network)
-SLOW = {"diffusion", "sims", "edm_sims", "flow_matching"}
+SLOW = {"diffusion", "sims", "edm_sims", "flow_matching", "flow"}
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])

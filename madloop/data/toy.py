@@ -1,4 +1,5 @@
-"""Toy truths in closed form: Gaussian, Gaussian mixtures (ring, grid, random), moons, swiss roll, circles."""
+"""Toy truths in closed form: Gaussian, Gaussian mixtures (ring, grid, random), moons, swiss roll, circles,
+Rosenbrock."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from madloop import config as C
 from madloop import rng
-from madloop.mixture import Mixture, mixture_moments, sample_mixture, sample_mixture_labeled
+from madloop.mixture import Mixture, mixture_log_prob, mixture_moments, sample_mixture, sample_mixture_labeled
 from madloop.precision import float_dtype
 from madloop.types import Data, Key
 
@@ -91,6 +92,26 @@ class CirclesData(C.DataConfig):
     noise: float = 0.05
 
 
+@dataclass(frozen=True)
+class RosenbrockData(C.DataConfig):
+    """The 2-D Rosenbrock ("banana") density p(x1, x2) ~ exp(-a (x1 - mu)^2 - b (x2 - x1^2)^2), sampled exactly as
+    x1 ~ N(mu, 1 / (2a)), x2 | x1 ~ N(x1^2, 1 / (2b)) (Pagani, Wiegand & Nadarajah 2022, Sec. 2).
+
+    The defaults (mu = 0, a = 1/2, b = 1: x1 ~ N(0, 1), x2 | x1 ~ N(x1^2, 1/2)) are those of the Rosenbrock
+    sampler by A. Siahkoohi, an author of MAD (Alemohammad et al. 2023), whose flow experiment uses this truth;
+    mu = 1, a = 1/20, b = 5 gives Goodman & Weare's (2010) classic exp(-(100 (x2 - x1^2)^2 + (1 - x1)^2) / 20).
+
+    Attributes:
+        mu: mean of x1.
+        a: precision parameter of x1 (variance 1 / (2a)).
+        b: coupling strength: x2's precision about x1^2 is 2b (variance 1 / (2b)).
+    """
+
+    mu: float = 0.0
+    a: float = 0.5
+    b: float = 1.0
+
+
 # ------------------------------------------------------------------------------------------- the data source
 
 
@@ -114,6 +135,8 @@ class DataSource(NamedTuple):
             many), or None for a distribution.
         classifier: ``classifier() -> madloop.classifier.Classifier`` for a labelled image source: the feature
             classifier of the image metrics, trained (or loaded from its disk cache) on first call; else None.
+        log_prob: ``log_prob(x) -> [n]``, the truth's normalised log-density of x [n, d] where it is known in closed
+            form (mixtures, Rosenbrock), else None (the tail metric needs it).
     """
 
     dim: int
@@ -127,6 +150,7 @@ class DataSource(NamedTuple):
     heldout: jax.Array | None = None
     size: int | None = None
     classifier: Callable[[], Any] | None = None
+    log_prob: Callable[[Data], jax.Array] | None = None
 
     @property
     def gaussian(self) -> bool:
@@ -139,7 +163,14 @@ def _mixture_source(mix: Mixture) -> DataSource:
     k = mix.weights.shape[0]
     labeled = functools.partial(_sample_truth_labeled, mix) if k >= 2 else None
     return DataSource(
-        mix.means.shape[1], functools.partial(_sample_truth, mix), mix, mean, cov, k if k >= 2 else 0, labeled
+        mix.means.shape[1],
+        functools.partial(_sample_truth, mix),
+        mix,
+        mean,
+        cov,
+        k if k >= 2 else 0,
+        labeled,
+        log_prob=functools.partial(mixture_log_prob, mix),
     )
 
 
@@ -262,6 +293,42 @@ def circles_source(cfg: CirclesData) -> DataSource:
     return DataSource(2, _noisy(functools.partial(_circles, cfg.factor), cfg.noise))
 
 
+def rosenbrock_moments(mu: float, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """The Rosenbrock truth's mean [2] and covariance [2, 2] in closed form (float64).
+
+    With x1 ~ N(mu, v1), v1 = 1 / (2a), and x2 = x1^2 + e, e ~ N(0, v2), v2 = 1 / (2b) independent of x1:
+    E x2 = mu^2 + v1; Var x2 = Var(x1^2) + v2 = 4 mu^2 v1 + 2 v1^2 + v2; Cov(x1, x2) = E[x1^3] - mu E[x1^2] = 2 mu v1.
+    """
+    v1, v2 = 1.0 / (2 * a), 1.0 / (2 * b)
+    mean = np.array([mu, mu**2 + v1])
+    cov = np.array([[v1, 2 * mu * v1], [2 * mu * v1, 4 * mu**2 * v1 + 2 * v1**2 + v2]])
+    return mean, cov
+
+
+def _rosenbrock(mu: float, a: float, b: float, key: Key, n: int) -> Data:
+    e = rng.normal(key, (n, 2))
+    x1 = mu + e[:, 0] / math.sqrt(2 * a)
+    return jnp.stack([x1, x1**2 + e[:, 1] / math.sqrt(2 * b)], axis=1)
+
+
+def _rosenbrock_log_prob(mu: float, a: float, b: float, x: Data) -> jax.Array:
+    # log N(x1; mu, 1/(2a)) + log N(x2; x1^2, 1/(2b)): the product of the two conditionals, so normalised.
+    log_norm = 0.5 * math.log(a / math.pi) + 0.5 * math.log(b / math.pi)
+    return log_norm - a * (x[:, 0] - mu) ** 2 - b * (x[:, 1] - x[:, 0] ** 2) ** 2
+
+
+def rosenbrock_source(cfg: RosenbrockData) -> DataSource:
+    mean, cov = rosenbrock_moments(cfg.mu, cfg.a, cfg.b)
+    params = (float(cfg.mu), float(cfg.a), float(cfg.b))
+    return DataSource(
+        2,
+        functools.partial(_rosenbrock, *params),
+        mean=jnp.asarray(mean, float_dtype()),
+        cov=jnp.asarray(cov, float_dtype()),
+        log_prob=functools.partial(_rosenbrock_log_prob, *params),
+    )
+
+
 def check_gaussian(d: GaussianData) -> None:
     """Field checks of ``data=gaussian``: a mean of ``dim`` entries and a symmetric positive definite cov."""
     check_fields(d)
@@ -301,6 +368,22 @@ def check_weighted(d: WeightedModes) -> None:
         raise C.ConfigError("data.weights", w, "normalised, each weight must be >= 1e-6")
 
 
+def check_rosenbrock(d: RosenbrockData) -> None:
+    """Field checks of ``data=rosenbrock``: a finite mu, precisions a, b > 0, and closed-form moments that float32
+    holds (|entries| < 1e30)."""
+    if not C.is_number(d.mu):
+        raise C.ConfigError("data.mu", d.mu, "must be a finite number")
+    C.positive("data.a", d.a)
+    C.positive("data.b", d.b)
+    try:
+        mean, cov = rosenbrock_moments(d.mu, d.a, d.b)
+        ok = bool(np.all(np.abs(mean) < 1e30) and np.all(np.abs(cov) < 1e30))
+    except OverflowError:  # Python's float power raises where a product would give inf
+        ok = False
+    if not ok:
+        raise C.ConfigError("data.a", d.a, f"with data.mu={d.mu}, data.b={d.b} gives moments beyond float32's range")
+
+
 def check_circles(d: CirclesData) -> None:
     """Field checks of ``data=circles``: the inner radius is a fraction of the outer one."""
     check_fields(d)
@@ -315,3 +398,4 @@ C.register("data", "mixture", MixtureData, build=mixture_source, check=check_wei
 C.register("data", "moons", MoonsData, build=moons_source, check=check_fields)
 C.register("data", "swissroll", SwissRollData, build=swissroll_source, check=check_fields)
 C.register("data", "circles", CirclesData, build=circles_source, check=check_circles)
+C.register("data", "rosenbrock", RosenbrockData, build=rosenbrock_source, check=check_rosenbrock)

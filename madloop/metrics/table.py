@@ -35,7 +35,6 @@ from madloop.metrics.fidelity import (
     vendi,
 )
 from madloop.metrics.group import FEATURES, LOGITS, MOMENTS, PARAMS, SAMPLES, Columns, Context, MetricGroup, always
-from madloop.mixture import mixture_log_prob
 from madloop.models.gaussian import weighted_moments
 from madloop.types import Data, Key
 
@@ -76,9 +75,9 @@ def unequal_weights(ctx: Context) -> str | None:
 
 
 def known_density(ctx: Context) -> str | None:
-    """The truth is a Gaussian mixture (its log-density is known)."""
-    if ctx.source.mixture is None:
-        return "needs a truth with a known density (data=gaussian, ring8, grid25, mixture)"
+    """The truth's log-density is known in closed form (``DataSource.log_prob``)."""
+    if ctx.source.log_prob is None:
+        return "needs a truth with a known density (data=gaussian, ring8, grid25, mixture, rosenbrock)"
     return None
 
 
@@ -275,8 +274,7 @@ TAIL_DRAWS = 1 << 16  # truth samples that locate the tail's log-density thresho
 def tail_reference(key: Key, real: Data, ctx: Context) -> jax.Array:
     """The truth's TAIL_LEVEL quantile of its own log-density, from TAIL_DRAWS fresh truth samples."""
     del real
-    mix = ctx.source.mixture
-    log_p = mixture_log_prob(mix, ctx.source.sample(jax.random.fold_in(key, 7), TAIL_DRAWS))
+    log_p = ctx.source.log_prob(ctx.source.sample(jax.random.fold_in(key, 7), TAIL_DRAWS))
     return jnp.quantile(log_p, TAIL_LEVEL)
 
 
@@ -287,7 +285,7 @@ def tail(samples: Data, real: Data, threshold: jax.Array, ctx: Context) -> dict:
     tails go first), above 1 when they fall in low-density regions (a hotter model, or blur between modes).
     """
     del real
-    log_p = mixture_log_prob(ctx.source.mixture, samples)
+    log_p = ctx.source.log_prob(samples)
     return {"tail_mass": jnp.mean(log_p < threshold) / TAIL_LEVEL}
 
 
