@@ -188,19 +188,25 @@ def test_warm_start_continues_both_networks_and_both_optimisers():
 
 def test_convolutional_networks_map_image_rows():
     """On 8 x 8 x 1 rows (data=digits): the generator maps latents to rows of 64 pixels in [-1, 1], the critic
-    rows to one score each, with no normalisation layer (WGAN-GP penalises each example's gradient)."""
+    rows to one score each, with no normalisation layer (WGAN-GP penalises each example's gradient). An MLP
+    generator on image rows squashes its output to [-1, 1] too (even with latents spread 50-fold)."""
     cfg = GANModel(network="auto", channels=[4, 8], latent=8, batch=8)
-    fam = G.gan_family(cfg, shape=(8, 8, 1))
-    x = jax.random.uniform(KEY, (16, 64), minval=-1, maxval=1)
-    p = jax.jit(fam.model.init)(KEY, x, jnp.ones(16))
-    assert set(p.critic) == {"Conv3x3_0", "Conv3x3_1", "Dense_0"}
-    y = jax.jit(fam.model.sample, static_argnums=2)(KEY, p, 10, knobs(cfg))
-    assert y.shape == (10, 64) and float(jnp.max(jnp.abs(y))) <= 1.0
-    assert jax.jit(fam.critic)(p.critic, x).shape == (16,)
-    # an MLP on image rows squashes its output to [-1, 1] too; on vectors it does not
+    conv = G.gan_family(cfg, shape=(8, 8, 1))
     mlp = G.gan_family(GANModel(network="mlp", width=8, depth=1, latent=4), shape=(8, 8, 1))
-    out = mlp.model.sample(KEY, mlp.model.init(KEY, 50 * x, jnp.ones(16)), 10, knobs(cfg, 50.0))
-    assert out.shape == (10, 64) and float(jnp.max(jnp.abs(out))) <= 1.0
+    x = jax.random.uniform(KEY, (16, 64), minval=-1, maxval=1)
+
+    @jax.jit
+    def run(key):
+        p = conv.model.init(key, x, jnp.ones(16))
+        q = mlp.model.init(key, x, jnp.ones(16))
+        out = (conv.model.sample(key, p, 10, knobs(cfg)), conv.critic(p.critic, x))
+        return jax.tree.map(jnp.shape, p.critic), out, mlp.model.sample(key, q, 10, knobs(cfg, 50.0))
+
+    critic_shapes, (images, scores), squashed = run(KEY)
+    assert set(critic_shapes) == {"Conv3x3_0", "Conv3x3_1", "Dense_0"}
+    assert images.shape == (10, 64) and float(jnp.max(jnp.abs(images))) <= 1.0
+    assert scores.shape == (16,)
+    assert squashed.shape == (10, 64) and float(jnp.max(jnp.abs(squashed))) <= 1.0
 
 
 def test_penalty_weight_defaults_to_the_papers_choices():
