@@ -81,6 +81,18 @@ TINY_FLOW = [
     "model.finetune_steps=5",
     "model.batch=16",
 ]
+# A tiny WGAN-GP: every stage (critic and generator updates, warm start, truncated sampling), not a fit.
+TINY_GAN = [
+    "data=ring8",
+    "model=gan",
+    "model.width=16",
+    "model.depth=1",
+    "model.latent=4",
+    "model.n_critic=2",
+    "model.train_steps=10",
+    "model.finetune_steps=4",
+    "model.batch=16",
+]
 # SIMS on top of a guidable one (diffusion, EDM, flow matching): a small auxiliary set and fine-tune.
 TINY_SIMS = ["guidance=sims", "guidance.n_aux=32", "guidance.aux_steps=4"]
 

@@ -46,7 +46,10 @@ def test_every_config_composes_and_validates(override, tmp_path):
 
 BAD = [
     (["data=nope"], "data=nope: unknown option; allowed: cifar10, circles, digits, gaussian"),
-    (["model=nope"], "model=nope: unknown option; allowed: diffusion, flow_matching, gaussian, gmm, kde"),
+    (
+        ["model=nope"],
+        "model=nope: unknown option; allowed: diffusion, edm, flow, flow_matching, gan, gaussian, gmm, kde",
+    ),
     (["regime=nope"], "regime=nope: unknown option"),
     (["data.nope=1"], "data.nope=1: unknown field; allowed: modes, radius, std"),
     (["loop.seeds=abc"], "loop.seeds=abc: must be of type integer"),

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY_DIFFUSION, TINY_EDM, TINY_FLOW, TINY_FLOW_MATCHING, TINY_SIMS
+from conftest import TINY_DIFFUSION, TINY_EDM, TINY_FLOW, TINY_FLOW_MATCHING, TINY_GAN, TINY_SIMS
 
 import madloop
 from madloop.engine import simulation
@@ -21,18 +21,21 @@ FAMILIES = {
     # flow matching (OT coupling) with SIMS: the base, the auxiliary fine-tune and the guided ODE sampler
     "flow_matching_sims": TINY_FLOW_MATCHING + TINY_SIMS,
     "flow": TINY_FLOW,
+    # a tiny WGAN-GP, truncated (bias.lam = psi = 0.8): critic and generator updates, warm start, sampling
+    "gan": [*TINY_GAN, "bias.lam=0.8"],
 }
-NEURAL = ("diffusion", "edm", "flow")  # families whose training scans report progress (flow: flow_matching too)
+# families whose training scans report progress (host callbacks; "flow" covers flow_matching too)
+NEURAL = ("diffusion", "edm", "flow", "gan")
 HAS_DENSITY = {"gaussian", "gmm", "kde"}
 
 
 REGIMES = ["fully_synthetic", "synthetic_augmentation", "fresh_data"]
 POOLS = ["replace", "accumulate", "accumulate_subsample"]
-# Every regime x pool for the closed-form families (the regime and pool code is family-agnostic); diffusion with
-# SIMS, whose programs take ~13 s each to compile, on the three pairs that cover every regime and every pool once.
+# Every regime x pool for the closed-form families (the regime and pool code is family-agnostic); the neural
+# families, whose programs take ~13 s each to compile, on three pairs that cover every regime and every pool once.
 COMBINATIONS = (
     [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS]
-    + [(f, r, p) for f in ("diffusion_sims", "edm_sims") for r, p in zip(REGIMES, reversed(POOLS), strict=True)]
+    + [(f, r, p) for f in ("diffusion_sims", "edm_sims", "gan") for r, p in zip(REGIMES, reversed(POOLS), strict=True)]
     + [(f, r, p) for f in ("flow_matching_sims", "flow") for r, p in zip(REGIMES, POOLS, strict=True)]
 )
 

@@ -20,6 +20,7 @@ from madloop.models.diffusion import DiffusionModel
 from madloop.models.edm import EDMModel
 from madloop.models.flow import FlowModel
 from madloop.models.flow_matching import FlowMatchingModel
+from madloop.models.gan import GANModel
 from madloop.models.gmm import GMMModel
 
 EXPERIMENTS = files("madloop.conf").joinpath("experiment")
@@ -65,7 +66,7 @@ def reduced(preset: str) -> list[str]:
         out.append("regime.n_synth=128")
     if isinstance(cfg.model, DiffusionModel | EDMModel | FlowMatchingModel):
         out += ["model.train_steps=8", "model.finetune_steps=4", "model.sample_steps=4", "model.batch=32"]
-    if isinstance(cfg.model, FlowModel):
+    if isinstance(cfg.model, FlowModel | GANModel):
         out += ["model.train_steps=8", "model.finetune_steps=4", "model.batch=32"]
     if isinstance(cfg.model, GMMModel):
         out += ["model.init_iters=5", "model.iters=2"]

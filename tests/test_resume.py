@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, TINY_DIFFUSION, TINY_EDM, TINY_FLOW, TINY_FLOW_MATCHING, TINY_SIMS
+from conftest import TINY, TINY_DIFFUSION, TINY_EDM, TINY_FLOW, TINY_FLOW_MATCHING, TINY_GAN, TINY_SIMS
 
 import madloop
 from madloop import checkpoint, report
@@ -130,19 +130,26 @@ FAMILIES = {
     "flow_matching": [*TINY_FLOW_MATCHING, *TINY_SIMS, "regime=synthetic_augmentation", "eval.metrics=[sw2]"],
     # warm start: the flow's weights, AdamW moments and EMA; an accumulated pool buffer
     "flow": [*TINY_FLOW, "regime=synthetic_augmentation", "regime.pool=accumulate", "eval.metrics=[nll,sw2]"],
+    # warm start: the next fit continues the generator, the critic, both Adam states and the EMA
+    "gan": [*TINY_GAN, "regime=synthetic_augmentation", "eval.metrics=[sw2]"],
     "curation": ["data=ring8", "model=gmm", "model.components=4", "model.init_iters=5", "model.iters=2"]
     + ["curation=k_choice", "curation.k=3", "sweep.curation.temperature=[0.1,1.0]", "regime=fully_synthetic"]
     + ["eval.metrics=[sw2,reward]"],
 }
 
 
-def fresh_optimiser(state):
-    """A checkpoint that does not save the optimiser: AdamW's moments and step count restart at 0 (lr kept)."""
+def fresh_adam(opt):
+    """An optimiser state whose moments and step count restart at 0 (the injected learning rate kept)."""
 
     def reset(path, a):
         return a if "hyperparams" in jax.tree_util.keystr(path) else np.zeros_like(a)
 
-    return state._replace(params=state.params._replace(opt=jax.tree_util.tree_map_with_path(reset, state.params.opt)))
+    return jax.tree_util.tree_map_with_path(reset, opt)
+
+
+def fresh_optimiser(state):
+    """A checkpoint that does not save the optimiser: AdamW's moments and step count restart at 0 (lr kept)."""
+    return state._replace(params=state.params._replace(opt=fresh_adam(state.params.opt)))
 
 
 # The power check: a checkpoint that loses what each family carries besides the obvious parameters makes the
@@ -161,12 +168,18 @@ FORGETFUL = {
     "edm_sims": SIMS_FORGETS,
     "flow_matching": SIMS_FORGETS,
     "flow": [fresh_optimiser, lambda s: s._replace(params=s.params._replace(ema=s.params.net))],  # EMA
+    # the critic (a GAN's warm start keeps it: a checkpoint of the generator alone is not the run) and its Adam
+    # state alone (moments and step count zeroed, the learning rate kept)
+    "gan": [
+        lambda s: s._replace(params=s.params._replace(critic=jax.tree.map(np.zeros_like, s.params.critic))),
+        lambda s: s._replace(params=s.params._replace(critic_opt=fresh_adam(s.params.critic_opt))),
+    ],
     # (curation keeps no state of its own) a checkpoint that gives the runs back in another order: runs of the
     # swept temperature and of the seeds swapped
     "curation": [lambda s: jax.tree.map(lambda a: a[::-1], s)],
 }
 # 50-60 s of CPU each (two CLI processes and this one compile the network)
-SLOW = {"diffusion", "sims", "edm_sims", "flow_matching", "flow"}
+SLOW = {"diffusion", "sims", "edm_sims", "flow_matching", "flow", "gan"}
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])

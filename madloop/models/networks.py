@@ -1,4 +1,4 @@
-"""Denoiser networks (Flax linen): per-example modules, batched with vmap at the call site."""
+"""The neural families' networks (Flax linen): per-example modules, batched with vmap at the call site."""
 
 from __future__ import annotations
 
@@ -189,3 +189,85 @@ class UNetDenoiser(nn.Module):
                 h = upsample(h)
         out = Conv3x3(self.shape[-1], kernel_init=nn.initializers.zeros)(nn.silu(GroupNorm()(h)))
         return out.reshape(-1)
+
+
+class MLP(nn.Module):
+    """A plain MLP on one vector: depth x (Dense(width), activation) -> Dense(out), optionally squashed by tanh.
+
+    The GAN's generator (latent [k] -> row [d]) and critic (row [d] -> score [1]) for vectors.
+
+    Attributes:
+        out: output size.
+        width: hidden units per layer.
+        depth: hidden layers.
+        slope: negative slope of the leaky ReLU (0 = ReLU).
+        squash: tanh on the output (rows of an image source, pixels in [-1, 1]).
+    """
+
+    out: int
+    width: int
+    depth: int
+    slope: float = 0.0
+    squash: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [k] -> [out]."""
+        h = x
+        for _ in range(self.depth):
+            h = nn.leaky_relu(nn.Dense(self.width)(h), self.slope)
+        h = nn.Dense(self.out)(h)
+        return jnp.tanh(h) if self.squash else h
+
+
+class ConvGenerator(nn.Module):
+    """A convolutional generator: latent [k] -> Dense to a low-resolution map [h / 2^L, w / 2^L, channels[-1]],
+    then per level (deepest first) nearest 2x upsampling and Conv3x3(channels[l]) with ReLU, then Conv3x3 to the
+    image's channels and tanh (pixels in [-1, 1]); returns the image as a row [h w c].
+
+    Attributes:
+        shape: the image shape (h, w, c); h and w divisible by 2^L, L = len(channels).
+        channels: channels per resolution level, finest first (as the critic's).
+
+    References:
+        Radford et al. 2016 (DCGAN: ReLU generator, tanh output); Gulrajani et al. 2017, Appendix (ResNet-free
+        variant with nearest upsampling).
+    """
+
+    shape: tuple[int, int, int]
+    channels: tuple[int, ...] = (32, 64)
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        """z [k] -> the image row [h w c] in [-1, 1]."""
+        h, w, c = self.shape
+        f = 2 ** len(self.channels)
+        x = nn.relu(nn.Dense((h // f) * (w // f) * self.channels[-1])(z)).reshape(h // f, w // f, -1)
+        for ch in reversed(self.channels):
+            x = nn.relu(Conv3x3(ch)(upsample(x)))
+        return jnp.tanh(Conv3x3(c)(x)).reshape(-1)
+
+
+class ConvCritic(nn.Module):
+    """A convolutional critic without normalisation (WGAN-GP penalises the gradient of each example's score,
+    which batch normalisation would couple across the batch): per level Conv3x3(channels[l]) with a leaky ReLU
+    (slope 0.2) and 2 x 2 mean pooling, then Dense(1) of the flattened map: an image row [h w c] -> a score [].
+
+    Attributes:
+        shape: the image shape (h, w, c); h and w divisible by 2^L, L = len(channels).
+        channels: channels per resolution level, finest first.
+
+    References:
+        Gulrajani et al. 2017, Sec. 4 ("No critic batch normalization").
+    """
+
+    shape: tuple[int, int, int]
+    channels: tuple[int, ...] = (32, 64)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [h w c] -> the critic's score []."""
+        h = x.reshape(self.shape)
+        for ch in self.channels:
+            h = downsample(nn.leaky_relu(Conv3x3(ch)(h), 0.2))
+        return nn.Dense(1)(h.reshape(-1))[0]
