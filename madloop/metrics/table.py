@@ -94,6 +94,13 @@ def has_classifier(ctx: Context) -> str | None:
     return None
 
 
+def regression_pair(ctx: Context) -> str | None:
+    """The model is a regressor and the truth a regression truth."""
+    if ctx.source.linear is None or ctx.model.regression is None:
+        return "needs model=linear and data=linear (a regressor of a regression truth)"
+    return None
+
+
 def has_reward(ctx: Context) -> str | None:
     """The run curates by a reward."""
     return "needs curation=k_choice (the reward it curates by)" if ctx.curation.reward is None else None
@@ -303,6 +310,15 @@ def classes(logits: jax.Array, real: Data, stats: None, ctx: Context) -> dict:
     return class_stats(logits, ctx.source.classes)
 
 
+def regression(params, real: Data, stats: None, ctx: Context) -> dict:
+    """``test_error``: the excess risk E_x[(x . (w - w*))^2] = (w - w*)^T S (w - w*) in closed form (S the features'
+    diagonal covariance); ``weight_error``: ||w - w*||^2 (Dohmatob et al. 2024's test error and weight error)."""
+    del real, stats
+    truth = ctx.source.linear
+    diff = ctx.model.regression.weights(params) - truth.weights
+    return {"test_error": jnp.sum(truth.variances * diff**2), "weight_error": jnp.sum(diff**2)}
+
+
 def reward(samples: Data, real: Data, stats: None, ctx: Context) -> dict:
     """The model's expected reward under the curation's reward (of its own, uncurated samples)."""
     del real, stats
@@ -339,6 +355,7 @@ GROUPS: tuple[MetricGroup, ...] = (
     MetricGroup("rare", ("rare_mass", "rare_modes"), unequal_weights, SAMPLES, rare),
     MetricGroup("tail", ("tail_mass",), known_density, SAMPLES, tail, prepare=tail_reference),
     MetricGroup("density", ("nll",), has_density, PARAMS, nll),
+    MetricGroup("regression", ("test_error", "weight_error"), regression_pair, PARAMS, regression),
     MetricGroup(
         "classifier",
         ("class_entropy", "confidence"),
