@@ -34,7 +34,18 @@ from madloop.metrics.fidelity import (
     real_supports,
     vendi,
 )
-from madloop.metrics.group import FEATURES, LOGITS, MOMENTS, PARAMS, SAMPLES, Columns, Context, MetricGroup, always
+from madloop.metrics.group import (
+    FEATURES,
+    LOGITS,
+    LOOP,
+    MOMENTS,
+    PARAMS,
+    SAMPLES,
+    Columns,
+    Context,
+    MetricGroup,
+    always,
+)
 from madloop.mixture import mixture_log_prob
 from madloop.models.gaussian import weighted_moments
 from madloop.types import Data, Key
@@ -104,6 +115,11 @@ def regression_pair(ctx: Context) -> str | None:
 def has_reward(ctx: Context) -> str | None:
     """The run curates by a reward."""
     return "needs curation=k_choice (the reward it curates by)" if ctx.curation.reward is None else None
+
+
+def reports_candidates(ctx: Context) -> str | None:
+    """The run's curation reports on its candidates (a verifier)."""
+    return None if ctx.curation.report else "needs curation=verifier (its report on each generation's candidates)"
 
 
 def class_count(ctx: Context) -> int:
@@ -319,6 +335,14 @@ def regression(params, real: Data, stats: None, ctx: Context) -> dict:
     return {"test_error": jnp.sum(truth.variances * diff**2), "weight_error": jnp.sum(diff**2)}
 
 
+def verifier(report: dict, real: Data, stats: None, ctx: Context) -> dict:
+    """The verifier's report on generation g - 1's candidates for generation g (``curation.VERIFIER_REPORT``):
+    ``kept_share``, ``false_accept`` and ``false_reject`` (against the noiseless verdict), ``unfilled`` (the share
+    of slots the cap left to rejected candidates)."""
+    del real, stats, ctx
+    return dict(report)
+
+
 def reward(samples: Data, real: Data, stats: None, ctx: Context) -> dict:
     """The model's expected reward under the curation's reward (of its own, uncurated samples)."""
     del real, stats
@@ -365,4 +389,7 @@ GROUPS: tuple[MetricGroup, ...] = (
         columns=Columns("class_", class_count),
     ),
     MetricGroup("curation", ("reward",), has_reward, SAMPLES, reward),
+    MetricGroup(
+        "verifier", ("kept_share", "false_accept", "false_reject", "unfilled"), reports_candidates, LOOP, verifier
+    ),
 )

@@ -1,0 +1,131 @@
+"""curation=verifier (Feng et al. 2024): the fill rule, the report, the label and density verdicts against closed
+forms, the truths' log-densities it thresholds, and the must-show: a noiseless label verifier holds the supervised
+loop at its generation-0 error while an unverified loop grows at law 12's rate."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import i0e
+from scipy.stats import norm
+
+import madloop
+from madloop import theory
+from madloop.curation import fill_slots, verdict_report, verifier_curation
+from madloop.data import make_source
+from madloop.data.toy import CirclesData, MoonsData, Ring8Data, SwissRollData
+from madloop.knobs import knobs_of
+from madloop.parts import parts_of
+from tests.test_gaussian_laws import Z, assert_mean_law
+
+
+def test_fill_rule_and_report_by_hand():
+    # accepted (F, T, F, T, T, F), 3 slots: rows 1, 3, 4; 4 slots: rows 1, 3, 4, then the first rejected row 0.
+    x = jnp.arange(6.0)[:, None]
+    acc = jnp.array([False, True, False, True, True, False])
+    np.testing.assert_array_equal(fill_slots(x, acc, 3)[:, 0], [1, 3, 4])
+    np.testing.assert_array_equal(fill_slots(x, acc, 4)[:, 0], [1, 3, 4, 0])
+    # noiseless verdict (T, T, F, F, T, F): the noisy one accepts row 3 (a false accept, 1 of 3 bad) and rejects
+    # row 0 (a false reject, 1 of 3 good); 3 of 6 accepted; 4 slots, 3 accepted: 1 slot of 4 unfilled.
+    clean = jnp.array([True, True, False, False, True, False])
+    report = {k: float(v) for k, v in verdict_report(clean, acc, jnp.int32(4)).items()}
+    assert report == pytest.approx({"kept_share": 0.5, "false_accept": 1 / 3, "false_reject": 1 / 3, "unfilled": 0.25})
+    none_bad = verdict_report(jnp.ones(6, bool), acc, jnp.int32(2))
+    assert np.isnan(float(none_bad["false_accept"])) and float(none_bad["unfilled"]) == 0
+
+
+def label_candidates(n: int, offsets: np.ndarray):
+    """The data=linear source (d = 2) and rows [x, w* . x + delta] with the given label offsets delta."""
+    cfg = madloop.compose(["data=linear", "data.dim=2", "model=linear", "curation=verifier"])
+    source = make_source(cfg.data)
+    x = np.random.default_rng(0).standard_normal((n, 2)).astype(np.float32)
+    y = x @ np.asarray(source.linear.weights) + offsets
+    return cfg, source, jnp.asarray(np.concatenate([x, y[:, None]], axis=1), jnp.float32)
+
+
+def test_label_verifier_error_rates_follow_the_normal_law():
+    """Label offsets delta in {0.5, 1.5} (accepted / rejected by the noiseless verdict at tolerance 1): with noise s
+    the verifier accepts with probability Phi((1 - delta) / s) - Phi((-1 - delta) / s), so its false reject rate is
+    1 - that at delta = 0.5 and its false accept rate that at delta = 1.5 (20,000 candidates, 4.5 SE)."""
+    n, s = 20000, 0.7
+    offsets = np.where(np.arange(n) % 2 == 0, 0.5, 1.5).astype(np.float32)
+    cfg, source, x = label_candidates(n, offsets)
+    cur = verifier_curation(cfg.curation, source)
+    knobs = knobs_of(cfg) | {"verifier_noise": jnp.float32(s), "n_synth": jnp.int32(n // 2)}
+    kept, report = jax.jit(cur.select)(jax.random.key(3), x, knobs)
+    accept = lambda delta: norm.cdf((1 - delta) / s) - norm.cdf((-1 - delta) / s)
+    for name, p in (("false_reject", 1 - accept(0.5)), ("false_accept", accept(1.5))):
+        assert abs(float(report[name]) - p) < Z * np.sqrt(p * (1 - p) / (n / 2)), name
+    assert abs(float(report["false_reject"]) - (1 - accept(0.0))) > Z * 0.005  # power: not the offset-0 law
+    # noiseless: exactly the rows with offset 0.5 are kept, in order, and every slot is filled by them
+    kept0, report0 = jax.jit(cur.select)(jax.random.key(3), x, knobs | {"verifier_noise": jnp.float32(0.0)})
+    np.testing.assert_array_equal(kept0, x[::2])
+    assert float(report0["kept_share"]) == 0.5 and float(report0["unfilled"]) == 0.0
+
+
+@pytest.mark.parametrize("data", ["ring8", "moons", "swissroll", "circles", "gaussian"])
+def test_density_threshold_rejects_its_quantile_of_real_samples(data):
+    """A null threshold is the truth's 5% quantile of its own log-density: the noiseless verifier accepts 95% of
+    fresh truth samples (binomial 4.5 SE over 8192); not 90% (power)."""
+    cfg = madloop.compose([f"data={data}", "model=kde", "curation=verifier"])
+    parts = parts_of(cfg)  # the parts validation built (the threshold is computed once)
+    cur = parts.curation
+    x = parts.source.sample(jax.random.key(11), 8192)
+    knobs = knobs_of(cfg) | {"n_synth": jnp.int32(4096)}
+    share = float(jax.jit(cur.select)(jax.random.key(1), x, knobs)[1]["kept_share"])
+    se = np.sqrt(0.95 * 0.05 / 8192)
+    assert abs(share - 0.95) < Z * se and abs(share - 0.90) > Z * se
+
+
+def test_curve_log_densities_are_normalised_and_match_the_circles_closed_form():
+    """The noisy curves' quadrature log-densities integrate to 1 on a grid; for circles they equal the closed form
+    p(x) = sum_r (1/2) exp(-(rho^2 + r^2) / (2 s^2)) I0(rho r / s^2) / (2 pi s^2), rho = |x|; a point of the
+    noiseless curve projects to itself."""
+    s = 0.1
+    circles = make_source(CirclesData(factor=0.5, noise=s))
+    x = np.random.default_rng(0).uniform(-1.4, 1.4, (2000, 2)).astype(np.float32)
+    rho = np.linalg.norm(x.astype(float), axis=1)
+    ref = sum(0.5 * i0e(rho * r / s**2) * np.exp(-((rho - r) ** 2) / (2 * s**2)) for r in (1.0, 0.5)) / (
+        2 * np.pi * s**2
+    )
+    got = np.exp(np.asarray(circles.log_prob(jnp.asarray(x)), float))
+    np.testing.assert_allclose(got, ref, rtol=2e-3, atol=1e-6)
+    h = 0.025
+    ticks = np.arange(-3.5, 3.5, h) + h / 2
+    grid = jnp.asarray(np.stack(np.meshgrid(ticks, ticks), -1).reshape(-1, 2), jnp.float32)
+    for cfg in (MoonsData(noise=0.1), SwissRollData(noise=0.1), CirclesData(noise=0.1), Ring8Data()):
+        src = make_source(cfg)
+        density = jax.jit(lambda x, f=src.log_prob: jnp.sum(jnp.exp(f(x))))
+        mass = sum(float(density(part)) for part in jnp.split(grid, 8)) * h * h
+        assert mass == pytest.approx(1.0, abs=5e-3), type(cfg).__name__
+        on_curve = make_source(type(cfg)(**{**cfg.__dict__, "noise": 0.0})) if hasattr(cfg, "noise") else None
+        if on_curve is not None:
+            pts = on_curve.sample(jax.random.key(2), 256)
+            moved = np.linalg.norm(np.asarray(src.project(pts)) - np.asarray(pts), axis=1)
+            assert moved.max() < 0.5 * 0.5 * s + 1e-5  # half the node spacing (0.5 noise sds)
+
+
+def test_noiseless_label_verifier_holds_the_generation_zero_error():
+    """The must-show, in one program (d = 4, T = 12, 12 generations, 1000 seeds): the noiseless label verifier
+    (tolerance = sigma, 2 candidates per slot) keeps the test error at or below its generation-0 level at every
+    generation, while a verifier whose noise (1e9) accepts nothing leaves the first n_synth candidates (unfilled =
+    1): the unverified loop, which follows law 12's replace rate (g + 1) sigma^2 d / (T - d - 1) within 4.5 SE;
+    the verified loop is far below that law (power). tests/validation/test_regression.py repeats this at the
+    preset's size over 100 generations against curation=none."""
+    d, n, g = 4, 12, 12
+    table = madloop.run_table(
+        ["data=linear", f"data.dim={d}", "model=linear", f"regime.n_real={n}", f"regime.n_synth={n}"]
+        + [f"loop.generations={g}", f"loop.chunk={g}", "loop.seeds=1000", "curation=verifier"]
+        + ["sweep.curation.noise=[0.0,1e9]", "eval.metrics=[test_error,kept_share,unfilled]", "eval.snapshots=0"]
+        + ["eval.snapshot_n=1"]
+    )
+    law = theory.regression_test_error(g, d, n, n)
+    verified, blind = (table[table["verifier_noise"] == v] for v in sorted(table["verifier_noise"].unique()))
+    risk = blind.pivot(index="seed", columns="generation", values="test_error").to_numpy()
+    assert_mean_law(risk, law, np.full(g + 1, law[0]))
+    assert (blind[blind.generation > 0]["unfilled"] == 1).all()
+    risk = verified.pivot(index="seed", columns="generation", values="test_error").to_numpy()
+    mean, se = risk.mean(axis=0), risk.std(axis=0, ddof=1) / np.sqrt(risk.shape[0])
+    assert np.all(mean[1:] < mean[0] + Z * np.sqrt(se[1:] ** 2 + se[0] ** 2))  # at or below generation 0
+    assert np.all(mean[2:] < law[2:] - Z * se[2:])  # not the unverified law
+    assert verified[verified.generation > 0]["unfilled"].mean() < 0.05
