@@ -17,6 +17,7 @@ samples of ``draws`` * n_synth candidates (``VerifierCuration``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -309,15 +310,19 @@ def truth_quantile(source: DataSource, score: Callable[[Data], jax.Array], q: fl
 
 def verifier_curation(cfg: VerifierCuration, source: DataSource) -> Curation:
     """The verifier of the source (a label check, the classifier's confidence, or the truth's log-density)."""
-    if source.linear is not None:
-        margin = label_margin(source, cfg.tolerance)
-    else:
+    @functools.cache
+    def verdict() -> Callable[[Data, jax.Array], jax.Array]:
+        # Built on first use (when select is first traced), so validating a config does not compute the threshold.
+        if source.linear is not None:
+            return label_margin(source, cfg.tolerance)
         score = verifier_score(source)
         threshold = cfg.threshold if cfg.threshold is not None else truth_quantile(source, score, cfg.quantile)
-        margin = score_margin(score, threshold)
+        return score_margin(score, threshold)
+
     draws = cfg.draws
 
     def select(key: Key, x: Data, knobs: Knobs) -> tuple[Data, dict[str, jax.Array]]:
+        margin = verdict()
         e = knobs["verifier_noise"] * rng.normal(key, (x.shape[0],), x.dtype)
         clean, noisy = margin(x, jnp.zeros_like(e)) >= 0, margin(x, e) >= 0
         slots = jnp.minimum(knobs["n_synth"], x.shape[0] // draws)  # the slots that get weight (a count sweep's mask)

@@ -1,8 +1,9 @@
 """The generation loop: generation 0 and one generation as pure functions of a run key, its knobs and the state.
 
-The step reads as the numbered steps of docs/concepts.md: (1) generation g - 1 samples (and a curation keeps some),
-(2) the samples enter the pool, (3) the regime supplies the real part, (4) generation g is fitted on both, (5) it is
-evaluated. ``madloop.engine`` scans the step, vmapped over runs (``madloop.pools``, ``madloop.regimes``).
+The step reads as the numbered steps of docs/concepts.md: (1) generation g - 1 samples (a curation keeps some, a
+correction moves them), (2) the samples enter the pool, (3) the regime supplies the real part, (4) generation g is
+fitted on both, (5) it is evaluated. ``madloop.engine`` scans the step, vmapped over runs (``madloop.pools``,
+``madloop.regimes``).
 
 Keys are derived, never carried: generation g's key for a role is ``fold_in(fold_in(run_key, g), role)``, so
 a run is deterministic, can resume from any generation, and configs that share a seed share their noise
@@ -100,6 +101,7 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
         # the k * n_synth (k = 1 without curation) and reports on them (a verifier's kept share).
         synth = guided.sample(role_key(run_key, g, SYNTH), state.params, curation.k * regime.n_synth, knobs)
         synth, report = curation.select(role_key(run_key, g, CURATE), synth, knobs)
+        synth = parts.correction.apply(synth, knobs)  # a correction moves them toward the truth (gamma traced)
         # 2. They enter the synthetic pool by its policy (their first knobs n_synth: a count sweep's mask).
         pool_state, pool_w = pool.add(state.pool, state.pool_w, synth, g, knobs["n_synth"])
         # 3. The regime supplies the real part of the training set (its first knobs n_real samples).

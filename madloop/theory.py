@@ -493,3 +493,24 @@ def regression_accumulate_bound(d: int, n: int, noise: float = 1.0) -> float:
     since i n - d - 1 >= i (n - d - 1) (law 12).
     """
     return noise**2 * ols_variance(n, d) * np.pi**2 / 6
+
+
+def corrected_gaussian_moments(
+    generations: int, n_real: int, n_synth: int, gamma: float, lam: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(E tr Sigma_g / tr Sigma, E ||mu_g - mu||^2 / tr Sigma) for g = 0..generations of the Gaussian fully synthetic
+    replace loop (unbiased estimator) whose samples move a fraction gamma toward the truth's mean
+    (``correction=toward_truth``; docs/theory.md, law 13).
+
+    A sample x ~ N(mu_{g-1}, lam Sigma_{g-1}) becomes x + gamma (mu - x) ~ N(mu + (1 - gamma)(mu_{g-1} - mu),
+    (1 - gamma)^2 lam Sigma_{g-1}), so with k = (1 - gamma)^2:
+        t_g = k lam t_{g-1} = (k lam)^g,    M_g = k (M_{g-1} + lam t_{g-1} / n_s),    M_0 = 1 / n_r.
+    The mean is pulled to the truth's (M_g -> 0 for any gamma > 0 at lam <= 1) while the covariance shrinks by k per
+    generation: the toy expert concentrates the distribution, the opposite of Gillman et al.'s stability.
+    """
+    k = (1.0 - gamma) ** 2
+    t, m = [1.0], [1.0 / n_real]
+    for _ in range(generations):
+        m.append(k * (m[-1] + lam * t[-1] / n_synth))
+        t.append(k * lam * t[-1])
+    return np.asarray(t), np.asarray(m)
