@@ -90,16 +90,16 @@ def check_toward_truth(c: TowardTruth) -> None:
         raise C.ConfigError("correction.gamma", c.gamma, "must lie in [0, 1] (0 = no correction)")
 
 
+# The refusal when the truth has no most likely nearby point (an image set).
+NEEDS_PROJECTION = "needs a truth with a most likely nearby point (gaussian, ring8, grid25, mixture, moons, swissroll, "
+NEEDS_PROJECTION += "circles, linear)"
+
+
 def fits_toward_truth(c: TowardTruth, cfg: C.Config, parts) -> None:
     """The truth's most likely nearby point is defined."""
     del c, cfg
     if parts.source.project is None:
-        raise C.ConfigError(
-            "correction",
-            "toward_truth",
-            "needs a truth with a most likely nearby point (gaussian, ring8, grid25, mixture, moons, swissroll, "
-            "circles, linear)",
-        )
+        raise C.ConfigError("correction", "toward_truth", NEEDS_PROJECTION)
 
 
 C.register("correction", "none", NoCorrection, build=no_correction)
