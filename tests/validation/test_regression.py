@@ -7,7 +7,7 @@ import pytest
 
 import madloop
 from madloop import theory
-from tests.test_gaussian_laws import assert_mean_law
+from tests.test_gaussian_laws import Z, assert_mean_law
 
 D, T, G = 10, 100, 100
 
@@ -39,3 +39,17 @@ def test_supervised_loop_follows_law_12_for_100_generations(loop, pool, seeds, w
     else:
         other = theory.regression_test_error(G, D, T, T, *wrong)
     assert_mean_law(risk(loop, pool, seeds), law, other)
+
+
+def test_noiseless_label_verifier_holds_generation_zero_while_replace_grows():
+    """The must-show at the preset's size over 100 generations: with a noiseless label verifier (experiment=verifier
+    at noise 0) the test error stays at or below its generation-0 level at every generation; without it
+    (curation=none) the same loop grows at law 12's rate (4.5 SE at every generation), which the verified loop is
+    far below (power)."""
+    law = theory.regression_test_error(G, D, T, T)
+    plain = risk("fully_synthetic", "replace", 500)
+    assert_mean_law(plain, law, np.full(G + 1, law[0]))
+    verified = risk("fully_synthetic", "replace", 500, "curation=verifier", "curation.noise=0.0")
+    mean, se = verified.mean(axis=0), verified.std(axis=0, ddof=1) / np.sqrt(verified.shape[0])
+    assert np.all(mean[1:] < mean[0] + Z * np.sqrt(se[1:] ** 2 + se[0] ** 2))
+    assert np.all(mean[2:] < law[2:] - Z * se[2:])
