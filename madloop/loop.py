@@ -67,11 +67,12 @@ class Loop(NamedTuple):
 
 def make_loop(cfg: C.Config, parts: Parts) -> Loop:
     """Builds generation 0 and the generation step of a validated config from its parts."""
-    source, train_source, guided, curation, pool = (
+    source, train_source, guided, curation, correction, pool = (
         parts.source,
         parts.train_source,
         parts.guided,
         parts.curation,
+        parts.correction,
         parts.pool,
     )
     regime, names, dim = cfg.regime, parts.metrics, source.dim
@@ -101,7 +102,7 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
         # the k * n_synth (k = 1 without curation) and reports on them (a verifier's kept share).
         synth = guided.sample(role_key(run_key, g, SYNTH), state.params, curation.k * regime.n_synth, knobs)
         synth, report = curation.select(role_key(run_key, g, CURATE), synth, knobs)
-        synth = parts.correction.apply(synth, knobs)  # a correction moves them toward the truth (gamma traced)
+        synth = correction.apply(synth, knobs)  # a correction moves them toward the truth (gamma traced)
         # 2. They enter the synthetic pool by its policy (their first knobs n_synth: a count sweep's mask).
         pool_state, pool_w = pool.add(state.pool, state.pool_w, synth, g, knobs["n_synth"])
         # 3. The regime supplies the real part of the training set (its first knobs n_real samples).
@@ -148,9 +149,9 @@ def initial_real(cfg: C.Config, train_source, run_key: Key) -> tuple[jax.Array, 
 def make_evaluator(cfg: C.Config, parts: Parts) -> Callable:
     """``evaluate(run_key, g, params, knobs, ref, snapshots, report) -> (row, snapshots)``: generation g's metrics
     (with the curation's report on the candidates generation g was trained on), and its samples kept when g is a
-    snapshot generation. ``finite`` = 0 where the parameters or the evaluation samples the
-    sample metrics read are not finite; every metric is NaN where the parameters are not finite, and the sample
-    metrics also where the samples are not (the parameter metrics of finite parameters stay)."""
+    snapshot generation. ``finite`` = 0 where the parameters or the evaluation samples the sample metrics read are
+    not finite; every metric is NaN where the parameters are not finite, and the sample metrics also where the
+    samples are not (the parameter metrics of finite parameters stay)."""
     names, guided, ctx, dim = parts.metrics, parts.guided, parts.context, parts.source.dim
     snap_gens = jnp.asarray(snapshot_generations(cfg))
     samples_read = M.needs_samples(names)
