@@ -17,7 +17,9 @@ from madloop.data.toy import Grid25Data, Ring8Data
 from tests.test_gaussian_laws import assert_mean_law
 
 
-@pytest.mark.parametrize("cfg", [Ring8Data(), Grid25Data(std=0.3)], ids=["ring8", "grid25"])
+@pytest.mark.parametrize(
+    "cfg", [Ring8Data(), pytest.param(Grid25Data(std=0.3), marks=pytest.mark.slow)], ids=["ring8", "grid25"]
+)
 def test_gamma_one_returns_each_samples_nearest_mode_mean_and_gamma_zero_is_the_identity(cfg):
     source = make_source(cfg)
     x = source.sample(jax.random.key(0), 4000) * 1.3  # pushed off the modes, so the nearest mode is not trivial

@@ -156,7 +156,9 @@ FORGETFUL = {
     # a checkpoint that loses the accumulated pool, and one that swaps the swept runs
     "operators": [lambda s: s._replace(pool_w=np.zeros_like(s.pool_w)), lambda s: jax.tree.map(lambda a: a[::-1], s)],
 }
-SLOW = {"diffusion", "sims"}  # 50-60 s of CPU each (two CLI processes and this one compile the network)
+# diffusion and SIMS: 50-60 s of CPU each (two CLI processes and this one compile the network); the operators' case
+# compiles three loops with a verifier and a correction (the default tier's budget).
+SLOW = {"diffusion", "sims", "operators"}
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])
