@@ -42,8 +42,8 @@ def test_every_combination_runs_two_generations(tiny, family, regime, pool):
 
 
 # The loop operators (curation=verifier, correction=toward_truth) on the supervised family, both traced knobs swept in
-# one program: every regime with every pool. One pair runs in the default tier (each program compiles for about 10 s
-# of CPU); the other eight in the slow tier.
+# one program: every regime with every pool, in the slow tier (each program compiles for about 10 s of CPU); the
+# default tier runs both operators under sweeps in tests/test_regression_laws.py.
 OPERATORS = [
     "data=linear",
     "data.dim=3",
@@ -53,13 +53,10 @@ OPERATORS = [
     "correction=toward_truth",
     "sweep.correction.gamma=[0.0,0.5]",
 ]
-DEFAULT_PAIR = ("fully_synthetic", "replace")
 
 
-@pytest.mark.parametrize(
-    "regime,pool",
-    [pytest.param(r, p, marks=[pytest.mark.slow] * ((r, p) != DEFAULT_PAIR)) for r in REGIMES for p in POOLS],
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("regime,pool", [(r, p) for r in REGIMES for p in POOLS])
 def test_verifier_and_correction_run_in_every_regime_and_pool_under_sweeps(tiny, regime, pool):
     metrics = ["test_error", "kept_share", "false_accept", "false_reject", "unfilled"]
     table = madloop.run_table(

@@ -6,6 +6,7 @@ independently of madloop, 20,000 seeds at small d and T), and through the real e
 preset's size (d = 10, T = 100) and 100 generations are in tests/validation/test_regression.py.
 """
 
+import jax
 import numpy as np
 import pytest
 
@@ -129,8 +130,9 @@ def test_weighted_least_squares_and_its_statistics_match_numpy():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((40, 5)).astype(np.float32)
     w = rng.integers(0, 3, 40).astype(np.float32)
+    fitted = jax.jit(lambda x, w, ridge: fit_stats(ridge, linear_stats(x, w)).weights)
     for ridge in (0.0, 0.5):
-        fit = np.asarray(fit_stats(ridge, linear_stats(x, w)).weights)
+        fit = np.asarray(fitted(x, w, ridge))
         xf, y = x[:, :4].astype(float), x[:, 4].astype(float)
         ref = np.linalg.solve((xf.T * w) @ xf + ridge * w.sum() * np.eye(4), (xf.T * w) @ y)
         np.testing.assert_allclose(fit, ref, rtol=1e-4, atol=1e-5)
@@ -154,21 +156,39 @@ def test_weighted_least_squares_and_its_statistics_match_numpy():
     )
 
 
-def test_engine_follows_the_replace_and_corrected_laws():
-    """The real engine, fully synthetic replace loop at d = 4, T = 12, 12 generations, 2000 seeds, the correction's
-    gamma in {0, 0.5} vmapped in one program: the test error follows law 12 within 4.5 SE at every generation; the
-    weight error equals it (isotropic features); the naive d / T per generation and, for gamma = 0.5, the
-    uncorrected law are rejected."""
+def test_engine_follows_law_12_with_and_without_correction_and_a_noiseless_verifier_holds_generation_zero():
+    """One program of the real engine (fully synthetic replace, d = 4, T = 12, 12 generations, 1000 seeds) with the
+    loop operators' knobs vmapped: the verifier's noise in {0, 1e9} x the correction's gamma in {0, 0.5}.
+
+    - noise 1e9 accepts nothing (unfilled = 1), so the slots take the first n_synth candidates: the unverified
+      loop. At gamma = 0 it follows law 12's replace rate (g + 1) sigma^2 d / (T - d - 1) within 4.5 SE at every
+      generation (the naive d / T per generation is rejected); at gamma = 0.5 the corrected law (the uncorrected one
+      is rejected).
+    - The must-show: the noiseless label verifier (tolerance = sigma, 2 candidates per slot, gamma = 0) keeps the
+      test error at or below its generation-0 level at every generation, far below the unverified law (power).
+      tests/validation/test_regression.py repeats it at the preset's size over 100 generations against
+      curation=none.
+    - The weight error equals the test error (isotropic features).
+    """
     d, n, g = 4, 12, 12
     table = madloop.run_table(
         ["data=linear", f"data.dim={d}", "model=linear", f"regime.n_real={n}", f"regime.n_synth={n}"]
-        + [f"loop.generations={g}", f"loop.chunk={g}", "loop.seeds=2000", "correction=toward_truth"]
-        + ["sweep.correction.gamma=[0.0,0.5]", "eval.metrics=[test_error,weight_error]", "eval.snapshots=0"]
-        + ["eval.snapshot_n=1"]
+        + [f"loop.generations={g}", f"loop.chunk={g}", "loop.seeds=1000", "curation=verifier"]
+        + ["sweep.curation.noise=[0.0,1e9]", "correction=toward_truth", "sweep.correction.gamma=[0.0,0.5]"]
+        + ["eval.metrics=[test_error,weight_error,unfilled]", "eval.snapshots=0", "eval.snapshot_n=1"]
     )
     np.testing.assert_allclose(table["test_error"], table["weight_error"], rtol=1e-5)
-    for gamma, part in table.groupby("gamma"):
+    blind = table[table["verifier_noise"] > 1]
+    assert (blind.loc[blind.generation > 0, "unfilled"] == 1).all()
+    for gamma, part in blind.groupby("gamma"):
         risk = part.pivot(index="seed", columns="generation", values="test_error").to_numpy()
         law = theory.regression_test_error(g, d, n, n, gamma=float(gamma))
         wrong = (np.arange(g + 1) + 1) * d / n if gamma == 0 else theory.regression_test_error(g, d, n, n)
         assert_mean_law(risk, law, wrong)
+    verified = table[(table["verifier_noise"] == 0) & (table["gamma"] == 0)]
+    risk = verified.pivot(index="seed", columns="generation", values="test_error").to_numpy()
+    mean, se = risk.mean(axis=0), risk.std(axis=0, ddof=1) / np.sqrt(risk.shape[0])
+    assert np.all(mean[1:] < mean[0] + Z * np.sqrt(se[1:] ** 2 + se[0] ** 2))  # at or below generation 0
+    law = theory.regression_test_error(g, d, n, n)
+    assert np.all(mean[2:] < law[2:] - Z * se[2:])  # not the unverified law
+    assert verified.loc[verified.generation > 0, "unfilled"].mean() < 0.05
