@@ -1,6 +1,7 @@
 """The ground floor: config schemas, the registry of group options and the Hydra store, and ConfigError.
 
-Each option of a config group (``data=``, ``model=``, ``regime=``, ``guidance=``, ``curation=``) is a frozen
+Each option of a config group (``data=``, ``model=``, ``regime=``, ``guidance=``, ``curation=``, ``correction=``) is
+a frozen
 dataclass defined by the module that implements it, registered here with one line
 (``register("model", "gaussian", GaussianModel, build=..., check=..., fits=...)``) together with the functions
 that build its part of a run, check its own fields, and check it against the other built parts. This module
@@ -17,7 +18,7 @@ from typing import Any, NamedTuple
 from omegaconf import MISSING, OmegaConf
 
 # The option groups a user composes (``group=option``), in the order --help lists them.
-GROUPS = ("data", "model", "regime", "guidance", "curation")
+GROUPS = ("data", "model", "regime", "guidance", "curation", "correction")
 
 
 # ------------------------------------------------------------------------------------------------ the errors
@@ -128,6 +129,12 @@ class CurationConfig:
     enter generation g's training set."""
 
 
+@dataclass(frozen=True)
+class CorrectionConfig:
+    """Base of the correction options (``correction=``): how generation g - 1's samples are moved (after any
+    curation) before they enter generation g's training set."""
+
+
 # ------------------------------------------------------------------------------ loop, bias, eval (no options)
 
 
@@ -214,6 +221,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     guidance: Any = MISSING
     curation: Any = MISSING
+    correction: Any = MISSING
     sweep: Any = MISSING
     plots: bool = True
 

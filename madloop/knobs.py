@@ -62,6 +62,8 @@ KNOBS: list[Knob] = [
     Knob(
         "temperature", "curation.temperature", False, lambda v: v >= 1e-30, "values >= 1e-30", 1.0, "curation=k_choice"
     ),
+    Knob("verifier_noise", "curation.noise", False, lambda v: v >= 0, "values >= 0", 0.0, "curation=verifier"),
+    Knob("gamma", "correction.gamma", False, lambda v: 0 <= v <= 1, "values in [0, 1]", 0.0, "correction=toward_truth"),
     Knob("lr", "model.lr", False, lambda v: v > 0, "values > 0", 0.0),
     Knob("ema", "model.ema", False, lambda v: 0 <= v < 1, "values in [0, 1)", 0.0),
 ]

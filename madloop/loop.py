@@ -1,8 +1,9 @@
 """The generation loop: generation 0 and one generation as pure functions of a run key, its knobs and the state.
 
-The step reads as the numbered steps of docs/concepts.md: (1) generation g - 1 samples (and a curation keeps some),
-(2) the samples enter the pool, (3) the regime supplies the real part, (4) generation g is fitted on both, (5) it is
-evaluated. ``madloop.engine`` scans the step, vmapped over runs (``madloop.pools``, ``madloop.regimes``).
+The step reads as the numbered steps of docs/concepts.md: (1) generation g - 1 samples (a curation keeps some, a
+correction moves them), (2) the samples enter the pool, (3) the regime supplies the real part, (4) generation g is
+fitted on both, (5) it is evaluated. ``madloop.engine`` scans the step, vmapped over runs (``madloop.pools``,
+``madloop.regimes``).
 
 Keys are derived, never carried: generation g's key for a role is ``fold_in(fold_in(run_key, g), role)``, so
 a run is deterministic, can resume from any generation, and configs that share a seed share their noise
@@ -66,11 +67,12 @@ class Loop(NamedTuple):
 
 def make_loop(cfg: C.Config, parts: Parts) -> Loop:
     """Builds generation 0 and the generation step of a validated config from its parts."""
-    source, train_source, guided, curation, pool = (
+    source, train_source, guided, curation, correction, pool = (
         parts.source,
         parts.train_source,
         parts.guided,
         parts.curation,
+        parts.correction,
         parts.pool,
     )
     regime, names, dim = cfg.regime, parts.metrics, source.dim
@@ -91,14 +93,16 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
         params = fit(run_key, 0, None, x, w, knobs, warm=False)
         pool_state, pool_w = pool.empty(real.shape[1], real.dtype)
         snapshots = jnp.zeros((len(snapshot_generations(cfg)), cfg.eval.snapshot_n, dim), real.dtype)
-        row, snapshots = evaluate(run_key, 0, params, knobs, ref, snapshots)
+        no_report = {name: jnp.asarray(jnp.nan, float_dtype()) for name in curation.report}  # no candidates yet
+        row, snapshots = evaluate(run_key, 0, params, knobs, ref, snapshots, no_report)
         return LoopState(params, real, pool_state, pool_w, snapshots), row
 
     def step(run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, g: jax.Array) -> tuple[LoopState, Row]:
-        # 1. Generation g - 1 draws the synthetic samples (with its sampling bias); a curation keeps one of every
-        # k (k = 1 without curation).
+        # 1. Generation g - 1 draws the synthetic samples (with its sampling bias); a curation keeps n_synth of
+        # the k * n_synth (k = 1 without curation) and reports on them (a verifier's kept share).
         synth = guided.sample(role_key(run_key, g, SYNTH), state.params, curation.k * regime.n_synth, knobs)
-        synth = curation.select(role_key(run_key, g, CURATE), synth, knobs["temperature"])
+        synth, report = curation.select(role_key(run_key, g, CURATE), synth, knobs)
+        synth = correction.apply(synth, knobs)  # a correction moves them toward the truth (gamma traced)
         # 2. They enter the synthetic pool by its policy (their first knobs n_synth: a count sweep's mask).
         pool_state, pool_w = pool.add(state.pool, state.pool_w, synth, g, knobs["n_synth"])
         # 3. The regime supplies the real part of the training set (its first knobs n_real samples).
@@ -114,8 +118,8 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
             knobs,
             lambda x, w: fit(run_key, g, state.params, x, w, knobs, warm=cfg.loop.warm_start),
         )
-        # 5. Generation g is evaluated (its parameters, and its own fresh samples).
-        row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots)
+        # 5. Generation g is evaluated (its parameters, its own fresh samples, and the curation's report).
+        row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots, report)
         return LoopState(params, state.real, pool_state, pool_w, snapshots), row
 
     return Loop(start, step, names, parts)
@@ -143,18 +147,20 @@ def initial_real(cfg: C.Config, train_source, run_key: Key) -> tuple[jax.Array, 
 
 
 def make_evaluator(cfg: C.Config, parts: Parts) -> Callable:
-    """``evaluate(run_key, g, params, knobs, ref, snapshots) -> (row, snapshots)``: generation g's metrics, and its
-    samples kept when g is a snapshot generation. ``finite`` = 0 where the parameters or the evaluation samples the
-    sample metrics read are not finite; every metric is NaN where the parameters are not finite, and the sample
-    metrics also where the samples are not (the parameter metrics of finite parameters stay)."""
+    """``evaluate(run_key, g, params, knobs, ref, snapshots, report) -> (row, snapshots)``: generation g's metrics
+    (with the curation's report on the candidates generation g was trained on), and its samples kept when g is a
+    snapshot generation. ``finite`` = 0 where the parameters or the evaluation samples the sample metrics read are
+    not finite; every metric is NaN where the parameters are not finite, and the sample metrics also where the
+    samples are not (the parameter metrics of finite parameters stay)."""
     names, guided, ctx, dim = parts.metrics, parts.guided, parts.context, parts.source.dim
     snap_gens = jnp.asarray(snapshot_generations(cfg))
     samples_read = M.needs_samples(names)
     sample_names = {k: M.is_sample_metric(k) for k in names}
     n_draw = max(cfg.eval.n if samples_read else 0, cfg.eval.snapshot_n)
 
-    def evaluate(run_key, g, params, knobs, ref, snapshots):
+    def evaluate(run_key, g, params, knobs, ref, snapshots, report):
         metrics = M.evaluate_params(names, guided.base(params), ctx, ref)
+        metrics.update(M.evaluate_loop(names, report, ctx, ref))
 
         def draw(n: int) -> jax.Array:
             return guided.sample(role_key(run_key, g, EVAL), params, n, knobs)[:, :dim]

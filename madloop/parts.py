@@ -3,7 +3,8 @@
 A config is checked in two rounds. First each node's own fields, by its owner (``config.register(...,
 check=...)``), the loop / bias / eval fields, the sweep lists against the knob table, and the memory estimate;
 nothing is built yet. Then the parts are built in order (data source, regime, model family, guidance, curation,
-metrics, pool), and before each is built its option's cross-group check runs against the parts built so far.
+correction, metrics, pool), and before each is built its option's cross-group check runs against the parts built so
+far.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from madloop import config as C
 from madloop import knobs as K
 from madloop import metrics as M
 from madloop import pools, regimes
+from madloop.correction import Correction, make_correction
 from madloop.curation import Curation, make_curation
 from madloop.data import DataSource, make_source
 from madloop.guidance import Guided, make_guidance
@@ -40,6 +42,7 @@ class Parts(NamedTuple):
         model: the model family (handed the engine's training scan, which reports progress).
         guided: the family with its sampling guidance (what the loop fits and samples).
         curation: the curation of the synthetic samples.
+        correction: the correction of the (curated) synthetic samples.
         metrics: the metric names a run computes, in column order.
         context: what the metrics read (``madloop.metrics.Context``).
         train_size: T, the slots of every training set.
@@ -53,6 +56,7 @@ class Parts(NamedTuple):
     model: GenerativeModel | None = None
     guided: Guided | None = None
     curation: Curation | None = None
+    correction: Correction | None = None
     metrics: tuple[str, ...] | None = None
     context: M.Context | None = None
     train_size: int | None = None
@@ -126,6 +130,8 @@ def build_parts(cfg: C.Config) -> Parts:
         parts = parts._replace(guided=make_guidance(cfg.guidance, model, source))
         _fits("curation", cfg, parts)
         parts = parts._replace(curation=make_curation(cfg.curation, source))
+        _fits("correction", cfg, parts)
+        parts = parts._replace(correction=make_correction(cfg.correction, source))
         context = M.Context(source, model, parts.curation, cfg.eval)
         M.check(context)
         parts = parts._replace(metrics=M.select(context), context=context)

@@ -19,7 +19,15 @@ from importlib.metadata import entry_points
 
 ENV = "MADLOOP_PLUGINS"
 GROUP = "madloop.plugins"
-BUILTIN = ("madloop.data", "madloop.models", "madloop.regimes", "madloop.guidance", "madloop.curation", "madloop.knobs")
+BUILTIN = (
+    "madloop.data",
+    "madloop.models",
+    "madloop.regimes",
+    "madloop.guidance",
+    "madloop.curation",
+    "madloop.correction",
+    "madloop.knobs",
+)
 
 
 def plugin_modules() -> list[str]:

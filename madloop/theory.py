@@ -381,3 +381,136 @@ def lag1_autocorrelation(deviations: np.ndarray) -> tuple[float, float]:
     s = num.shape[0]
     se = np.sqrt(np.sum((num - est * den) ** 2) * s / (s - 1)) / den.sum()
     return float(est), float(se)
+
+
+# ------------------------------------------------------------------------ the supervised loop (docs/theory.md law 12)
+
+REGRESSION_LOOPS = (
+    ("fully_synthetic", "replace"),
+    ("fully_synthetic", "accumulate"),
+    ("synthetic_augmentation", "accumulate"),
+    ("fresh_data", "replace"),
+)
+
+
+def ols_variance(n: int, d: int) -> float:
+    """E tr (X^T X)^-1 = d / (n - d - 1) for X [n, d] with iid N(0, 1) entries (the inverse Wishart's mean): the
+    expected excess risk of least squares on n samples with unit label noise, for any feature covariance."""
+    if n <= d + 1:
+        return float("inf")
+    return d / (n - d - 1)
+
+
+def fresh_contraction(d: int, n_real: int, n_synth: int) -> float:
+    """c = E tr(B A^-2 B) / d for B = X_s^T X_s (n_s rows), A = B + X_r^T X_r (n_r more rows), iid N(0, 1) rows:
+    the factor by which the fresh data loop carries generation g - 1's excess risk into generation g (law 12).
+
+    Write X = Q A^(1/2) with Q [N, d] uniform on the Stiefel manifold and independent of A (N = n_r + n_s), so
+    B = A^(1/2) U A^(1/2) with U = Q_s^T Q_s independent of A, and tr(B A^-2 B) = tr(U A^-1 U A). Wishart's mixed
+    moment E[A_ab (A^-1)_ce] = (N d_ab d_ce - d_ac d_be - d_ae d_bc) / (N - d - 1) gives
+    E tr(B A^-2 B) = ((N - 1) E tr U^2 - E (tr U)^2) / (N - d - 1), and H = Q Q^T, the projection onto a uniform
+    d-dimensional subspace, has E H_kk^2 = d (d + 2) / (N (N + 2)), E H_kl^2 = d (N - d) / (N (N + 2) (N - 1)) and
+    E H_kk H_ll = d (d N + d - 2) / (N (N - 1) (N + 2)) (k != l), with tr U^2 = sum_{k,l in s} H_kl^2 and
+    tr U = sum_{k in s} H_kk.
+    """
+    n, s = n_real + n_synth, n_synth
+    h_kk2 = d * (d + 2) / (n * (n + 2))
+    h_kl2 = d * (n - d) / (n * (n + 2) * (n - 1))
+    h_kk_ll = d * (d * n + d - 2) / (n * (n - 1) * (n + 2))
+    tr_u2 = s * h_kk2 + s * (s - 1) * h_kl2
+    tr_u_sq = s * h_kk2 + s * (s - 1) * h_kk_ll
+    return ((n - 1) * tr_u2 - tr_u_sq) / (d * (n - d - 1))
+
+
+def regression_test_error(
+    generations: int,
+    d: int,
+    n_real: int,
+    n_synth: int,
+    loop: str = "fully_synthetic",
+    pool: str = "replace",
+    noise: float = 1.0,
+    synth_noise: float | None = None,
+    lam: float = 1.0,
+    gamma: float = 0.0,
+) -> np.ndarray:
+    """E[(w_g - w*)^T S (w_g - w*)] for g = 0..generations: the expected excess risk (``test_error``) of least
+    squares in the supervised loop, exact for Gaussian features of any covariance S (docs/theory.md, law 12).
+
+    Generation 0 fits n_r real rows (labels x . w* + N(0, sigma^2)); a synthetic set is n_s fresh features labelled
+    x . w_{g-1} + N(0, tau^2), tau^2 = lam s^2, then moved a fraction gamma toward x . w* (``correction``). With
+    v(n) = d / (n - d - 1) and m_0 = sigma^2 v(n_r):
+    - fully synthetic, replace: m_g = (1 - gamma)^2 (m_{g-1} + tau^2 v(n_s)); at gamma = 0,
+      m_g = sigma^2 v(n_r) + g tau^2 v(n_s) (Dohmatob et al.'s linear growth, (g + 1) sigma^2 d / (T - d - 1)).
+    - fully synthetic, accumulate: m_g = m_{g-1} + tau^2 v(g n_s) / g.
+    - synthetic augmentation, accumulate (the real rows stay): m_g = m_{g-1} + tau^2 (n_s / N_g) v(N_g),
+      N_g = n_r + g n_s; at n_r = n_s = T, m_g = sigma^2 sum_{i=1..g+1} d / (i (i T - d - 1)), below
+      Gerstgrasser et al.'s sigma^2 d / (T - d - 1) pi^2 / 6 (``regression_accumulate_bound``).
+    - fresh data, replace: m_g = (1 - gamma)^2 c m_{g-1} + (sigma^2 n_r + (1 - gamma)^2 tau^2 n_s) v(N) / N,
+      N = n_r + n_s, c = ``fresh_contraction(d, n_r, n_s)``.
+
+    Args:
+        generations: G.
+        d: features.
+        n_real, n_synth: n_r, n_s.
+        loop, pool: one of ``REGRESSION_LOOPS`` (the others have no closed form here).
+        noise: sigma, the real labels' noise sd (``data.noise``).
+        synth_noise: s, the synthetic labels' noise sd (``model.noise``); None = sigma.
+        lam: the sampling bias (scales the synthetic noise's variance).
+        gamma: the correction's strength (``correction=toward_truth``); replace pools only.
+
+    Returns:
+        [G + 1] the expected test error (with S = I, also the expected weight error ||w_g - w*||^2).
+    """
+    if (loop, pool) not in REGRESSION_LOOPS:
+        raise ValueError(f"loop={loop!r}, pool={pool!r}: the law covers {REGRESSION_LOOPS}")
+    if gamma != 0 and pool != "replace":
+        raise ValueError(f"gamma={gamma}: the corrected law covers replace pools")
+    sigma2 = noise**2
+    tau2 = lam * (noise if synth_noise is None else synth_noise) ** 2
+    keep = (1.0 - gamma) ** 2
+    m = [sigma2 * ols_variance(n_real, d)]
+    n = n_real + n_synth
+    c = fresh_contraction(d, n_real, n_synth) if loop == "fresh_data" else 0.0
+    for g in range(1, generations + 1):
+        if loop == "fully_synthetic" and pool == "replace":
+            m.append(keep * (m[-1] + tau2 * ols_variance(n_synth, d)))
+        elif loop == "fully_synthetic":
+            m.append(m[-1] + tau2 * ols_variance(g * n_synth, d) / g)
+        elif loop == "synthetic_augmentation":
+            n_g = n_real + g * n_synth
+            m.append(m[-1] + tau2 * n_synth / n_g * ols_variance(n_g, d))
+        else:
+            m.append(keep * c * m[-1] + (sigma2 * n_real + keep * tau2 * n_synth) * ols_variance(n, d) / n)
+    return np.asarray(m)
+
+
+def regression_accumulate_bound(d: int, n: int, noise: float = 1.0) -> float:
+    """Gerstgrasser et al. 2024's bound on the accumulating loop's test error, sigma^2 d / (n - d - 1) pi^2 / 6.
+
+    sigma^2 d / (n - d - 1) sum_{i <= g + 1} 1 / i^2 is exact when every generation reuses one design matrix
+    (generation i's pool is then i copies of X); with fresh features each term d / (i (i n - d - 1)) is smaller,
+    since i n - d - 1 >= i (n - d - 1) (law 12).
+    """
+    return noise**2 * ols_variance(n, d) * np.pi**2 / 6
+
+
+def corrected_gaussian_moments(
+    generations: int, n_real: int, n_synth: int, gamma: float, lam: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(E tr Sigma_g / tr Sigma, E ||mu_g - mu||^2 / tr Sigma) for g = 0..generations of the Gaussian fully synthetic
+    replace loop (unbiased estimator) whose samples move a fraction gamma toward the truth's mean
+    (``correction=toward_truth``; docs/theory.md, law 13).
+
+    A sample x ~ N(mu_{g-1}, lam Sigma_{g-1}) becomes x + gamma (mu - x) ~ N(mu + (1 - gamma)(mu_{g-1} - mu),
+    (1 - gamma)^2 lam Sigma_{g-1}), so with k = (1 - gamma)^2:
+        t_g = k lam t_{g-1} = (k lam)^g,    M_g = k (M_{g-1} + lam t_{g-1} / n_s),    M_0 = 1 / n_r.
+    The mean is pulled to the truth's (M_g -> 0 for any gamma > 0 at lam <= 1) while the covariance shrinks by k per
+    generation: the toy expert concentrates the distribution, the opposite of Gillman et al.'s stability.
+    """
+    k = (1.0 - gamma) ** 2
+    t, m = [1.0], [1.0 / n_real]
+    for _ in range(generations):
+        m.append(k * (m[-1] + lam * t[-1] / n_synth))
+        t.append(k * lam * t[-1])
+    return np.asarray(t), np.asarray(m)

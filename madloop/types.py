@@ -72,6 +72,16 @@ class Guidable(NamedTuple):
     guided_sample: Callable[..., Data]
 
 
+class Regression(NamedTuple):
+    """A regressor of a row's last column on the others (the supervised family, ``model=linear``).
+
+    Attributes:
+        weights: ``weights(params) -> [d]``: the fitted weight vector w; the prediction for row [x, y] is x . w.
+    """
+
+    weights: Callable[[Params], jax.Array]
+
+
 class GenerativeModel(NamedTuple):
     """A model family as pure functions over PyTrees, with its optional capabilities.
 
@@ -91,6 +101,7 @@ class GenerativeModel(NamedTuple):
         guidance: what SIMS guidance needs, or None.
         labelled: the family trains on rows [x, label] (a class-conditional model): the loop appends the truth's
             label to real samples, and the family's samples carry the label they were generated for.
+        regression: the fitted weights of a regressor (rows [x, y] of a regression truth), or None.
     """
 
     init: Callable[..., Params]
@@ -101,6 +112,7 @@ class GenerativeModel(NamedTuple):
     statistics: Statistics | None = None
     guidance: Guidable | None = None
     labelled: bool = False
+    regression: Regression | None = None
 
 
 class LoopState(NamedTuple):

@@ -16,7 +16,7 @@ from madloop import metrics as M
 from madloop.run import main
 
 CONF = files("madloop.conf")
-GROUPS = ("data", "model", "regime", "loop", "bias", "eval", "guidance", "curation")
+GROUPS = ("data", "model", "regime", "loop", "bias", "eval", "guidance", "curation", "correction")
 
 
 def options(group: str) -> list[str]:
@@ -29,6 +29,8 @@ def options(group: str) -> list[str]:
 def test_every_config_composes_and_validates(override, tmp_path):
     # guidance=sims guides a diffusion sampler, so it composes with model=diffusion
     overrides = ["model=diffusion", override] if override == "guidance=sims" else [override]
+    if override == "model=linear":  # the supervised family regresses a regression truth's label
+        overrides = ["data=linear", override]
     if override == "data=mnist":  # read from a local folder: a small mnist.npz with regime.n_real training images
         x, y = np.zeros((256, 28, 28), np.uint8), np.arange(256) % 10
         np.savez(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])

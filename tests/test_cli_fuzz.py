@@ -30,7 +30,7 @@ from madloop.loop import make_loop
 from madloop.parts import parts_of
 
 CONF = files("madloop.conf")
-GROUPS = ("data", "model", "regime", "loop", "bias", "eval", "guidance", "curation", "experiment")
+GROUPS = ("data", "model", "regime", "loop", "bias", "eval", "guidance", "curation", "correction", "experiment")
 
 
 def options(group: str) -> list[str]:

@@ -52,6 +52,36 @@ def test_every_combination_runs_two_generations(tiny, family, regime, pool):
     assert np.isfinite(table[metrics].to_numpy()).all()
 
 
+# The loop operators (curation=verifier, correction=toward_truth) on the supervised family, both traced knobs swept in
+# one program: every regime with every pool, in the slow tier (each program compiles for about 10 s of CPU); the
+# default tier runs both operators under sweeps in tests/test_regression_laws.py.
+OPERATORS = [
+    "data=linear",
+    "data.dim=3",
+    "model=linear",
+    "curation=verifier",
+    "sweep.curation.noise=[0.0,0.5]",
+    "correction=toward_truth",
+    "sweep.correction.gamma=[0.0,0.5]",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("regime,pool", [(r, p) for r in REGIMES for p in POOLS])
+def test_verifier_and_correction_run_in_every_regime_and_pool_under_sweeps(tiny, regime, pool):
+    metrics = ["test_error", "kept_share", "false_accept", "false_reject", "unfilled"]
+    table = madloop.run_table(
+        tiny + OPERATORS + [f"regime={regime}", f"regime.pool={pool}", f"eval.metrics=[{','.join(metrics)}]"]
+    )
+    assert list(table.columns) == ["seed", "verifier_noise", "gamma", "generation", *metrics, "finite"]
+    assert len(table) == 4 * 2 * 3 and (table["finite"] == 1).all()  # 4 grid points x 2 seeds x generations 0..2
+    later = table[table.generation > 0]
+    assert np.isfinite(table["test_error"]).all() and table.loc[table.generation == 0, metrics[1:]].isna().all().all()
+    assert later["kept_share"].between(0, 1).all() and later["unfilled"].between(0, 1).all()
+    noiseless = later[later.verifier_noise == 0]
+    assert (noiseless["false_accept"].fillna(0) == 0).all() and (noiseless["false_reject"].fillna(0) == 0).all()
+
+
 def test_default_metrics_cover_every_applicable_metric(tiny):
     table = madloop.run_table(tiny + ["data=gaussian", "model=gaussian"])
     for name in (

@@ -218,7 +218,7 @@ WHY_PAIR = "needs model=gaussian and data=gaussian (closed form)"
 WHY_MODES = "needs a mixture truth with >= 2 modes (data=ring8, grid25, mixture)"
 WHY_DENSITY = "needs a model with a log-density"
 WHY_RARE = "needs a mixture truth with unequal weights (data.weights or data.zipf)"
-WHY_TRUTH = "needs a truth with a known density (data=gaussian, ring8, grid25, mixture, rosenbrock)"
+WHY_TRUTH = "needs a truth with a known density (data=gaussian, ring8, grid25, mixture, rosenbrock, moons, ...)"
 WHY_IMAGE = "needs an image source with a feature classifier (data=digits, mnist, cifar10)"
 WHY_CURATION = "needs curation=k_choice (the reward it curates by)"
 NOT_IMAGE = {"class_entropy": WHY_IMAGE, "confidence": WHY_IMAGE, "reward": WHY_CURATION}
@@ -236,7 +236,8 @@ AVAILABLE = {
     ("gmm", "ring8"): ((*MOMENT_NAMES, *SAMPLE_NAMES, *MODE_NAMES, "tail_mass", "nll"), NO_PAIR | NO_RARE),
     ("kde", "gaussian"): ((*MOMENT_NAMES, *SAMPLE_NAMES, "tail_mass", "nll"), NO_PAIR | NO_MODES),
     ("kde", "ring8"): ((*MOMENT_NAMES, *SAMPLE_NAMES, *MODE_NAMES, "tail_mass", "nll"), NO_PAIR | NO_RARE),
-    ("kde", "moons"): ((*SAMPLE_NAMES, "nll"), NO_MOMENTS | NO_PAIR | NO_MODES | {"tail_mass": WHY_TRUTH}),
+    # (moons' density by quadrature along its curve)
+    ("kde", "moons"): ((*SAMPLE_NAMES, "tail_mass", "nll"), NO_MOMENTS | NO_PAIR | NO_MODES),
     ("diffusion", "ring8"): (
         (*SAMPLE_NAMES, *MODE_NAMES, "tail_mass"),
         NO_MOMENTS | NO_PAIR | NO_RARE | {"nll": WHY_DENSITY},
@@ -258,6 +259,7 @@ def test_available_lists_every_name_in_order_with_the_reasons_of_before(case):
     curated = ctx._replace(curation=make_curation(KChoiceCuration(reward="point", target=[0.0, 0.0]), ctx.source))
     assert M.select(curated) == (*applies, "reward")
     assert M.select(ctx._replace(eval=C.EvalConfig(metrics=["sw2", "trace_ratio"]))) == ("sw2", "trace_ratio")
+    assert M.available(ctx._replace(source=ctx.source._replace(log_prob=None)))["tail_mass"] == WHY_TRUTH
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,10 @@ FAMILIES = {
     "curation": ["data=ring8", "model=gmm", "model.components=4", "model.init_iters=5", "model.iters=2"]
     + ["curation=k_choice", "curation.k=3", "sweep.curation.temperature=[0.1,1.0]", "regime=fully_synthetic"]
     + ["eval.metrics=[sw2,reward]"],
+    # the loop operators: a verifier and a correction, both swept, on the supervised family with a subsampled pool
+    "operators": ["data=linear", "data.dim=3", "model=linear", "curation=verifier", "sweep.curation.noise=[0.0,1.0]"]
+    + ["correction=toward_truth", "sweep.correction.gamma=[0.0,0.5]", "regime=synthetic_augmentation"]
+    + ["regime.pool=accumulate_subsample", "eval.metrics=[test_error,kept_share,unfilled]"],
 }
 
 
@@ -177,9 +181,12 @@ FORGETFUL = {
     # (curation keeps no state of its own) a checkpoint that gives the runs back in another order: runs of the
     # swept temperature and of the seeds swapped
     "curation": [lambda s: jax.tree.map(lambda a: a[::-1], s)],
+    # a checkpoint that loses the accumulated pool, and one that swaps the swept runs
+    "operators": [lambda s: s._replace(pool_w=np.zeros_like(s.pool_w)), lambda s: jax.tree.map(lambda a: a[::-1], s)],
 }
-# 50-60 s of CPU each (two CLI processes and this one compile the network)
-SLOW = {"diffusion", "sims", "edm_sims", "flow_matching", "flow", "gan"}
+# 50-60 s of CPU each (two CLI processes and this one compile the network); the operators' case compiles three
+# loops with a verifier and a correction (the default tier's budget).
+SLOW = {"diffusion", "sims", "edm_sims", "flow_matching", "flow", "gan", "operators"}
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])

@@ -7,7 +7,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,9 +15,19 @@ import numpy as np
 
 from madloop import config as C
 from madloop import rng
-from madloop.mixture import Mixture, mixture_log_prob, mixture_moments, sample_mixture, sample_mixture_labeled
+from madloop.mixture import (
+    Mixture,
+    component_log_prob,
+    mixture_log_prob,
+    mixture_moments,
+    sample_mixture,
+    sample_mixture_labeled,
+)
 from madloop.precision import float_dtype
 from madloop.types import Data, Key
+
+if TYPE_CHECKING:
+    from madloop.data.linear import LinearTruth
 
 # ------------------------------------------------------------------------------------------------ schemas
 
@@ -135,8 +145,13 @@ class DataSource(NamedTuple):
             many), or None for a distribution.
         classifier: ``classifier() -> madloop.classifier.Classifier`` for a labelled image source: the feature
             classifier of the image metrics, trained (or loaded from its disk cache) on first call; else None.
-        log_prob: ``log_prob(x) -> [n]``, the truth's normalised log-density of x [n, d] where it is known in closed
-            form (mixtures, Rosenbrock), else None (the tail metric needs it).
+        log_prob: ``log_prob(x) -> [n]``, the truth's normalised log-density of x [n, d] where it is known (mixtures
+            and Rosenbrock in closed form; moons, swiss roll and circles by quadrature along their curve), else None
+            (the tail metric and the density verifier need it).
+        project: ``project(x) -> [n, d]``, the truth's most likely point near each sample: the mean of its nearest
+            component (a Gaussian's mean), the nearest point of a noisy curve's noiseless curve, or [x, w* . x] for
+            a linear regression truth; None where undefined (images, Rosenbrock).
+        linear: the regression truth of ``data=linear`` (weights, feature variances, label noise), else None.
     """
 
     dim: int
@@ -151,6 +166,8 @@ class DataSource(NamedTuple):
     size: int | None = None
     classifier: Callable[[], Any] | None = None
     log_prob: Callable[[Data], jax.Array] | None = None
+    project: Callable[[Data], Data] | None = None
+    linear: LinearTruth | None = None
 
     @property
     def gaussian(self) -> bool:
@@ -171,7 +188,15 @@ def _mixture_source(mix: Mixture) -> DataSource:
         k if k >= 2 else 0,
         labeled,
         log_prob=functools.partial(mixture_log_prob, mix),
+        project=functools.partial(nearest_mean, mix),
     )
+
+
+def nearest_mean(mix: Mixture, x: Data) -> Data:
+    """[n, d]: the mean of each sample's most likely component in the truth's own metric, without its weights
+    (argmax_k log N(x; mu_k, Sigma_k), as ``metrics.mode_assignment``); a Gaussian's mean."""
+    log_n = component_log_prob(mix._replace(weights=jnp.ones_like(mix.weights)), x)  # [n, K]
+    return mix.means[jnp.argmax(log_n, axis=1)]
 
 
 def _sample_truth(mix: Mixture, key: Key, n: int) -> Data:
@@ -281,16 +306,94 @@ def _circles(factor: float, key: Key, n: int) -> Data:
     return radius[:, None] * jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
 
 
+# ------------------------------------------------------------------- noisy curves: density and projection
+
+CURVE_SPACING = 0.5  # node spacing along a curve, in units of the noise sd (floored at CURVE_MIN_NOISE)
+CURVE_MIN_NOISE = 0.005  # below it the nodes stay CURVE_SPACING * 0.005 apart (a coarser quadrature)
+
+
+class Curve(NamedTuple):
+    """A noisy curve's truth as a Gaussian kernel sum over nodes of its noiseless curve: the midpoint rule of
+    p(x) = E_t N(x; c(t), s^2 I) over the curve's parameter t.
+
+    Attributes:
+        nodes: [M, 2] points c(t_m) at the midpoints t_m of M equal cells of each branch's parameter range.
+        log_w: [M] log of each node's probability (the branch's probability over its M_b nodes).
+        noise: s, the sd of the isotropic Gaussian noise.
+    """
+
+    nodes: jax.Array
+    log_w: jax.Array
+    noise: float
+
+
+def curve_nodes(length: float, noise: float) -> int:
+    """Nodes on a branch of at most ``length`` (equal parameter cells) so that neighbours lie at most CURVE_SPACING
+    noise sds apart: the midpoint rule's error in the density is then of order exp(-2 pi^2 / CURVE_SPACING^2)."""
+    return int(math.ceil(length / (CURVE_SPACING * max(noise, CURVE_MIN_NOISE))))
+
+
+def _moons_curve(noise: float) -> tuple[np.ndarray, np.ndarray]:
+    m = curve_nodes(np.pi, noise)  # each half circle has length pi
+    t = (np.arange(m) + 0.5) * np.pi / m
+    outer = np.stack([np.cos(t), np.sin(t)], axis=1)
+    inner = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], axis=1)
+    return np.concatenate([outer, inner]), np.full(2 * m, 1.0 / (2 * m))
+
+
+def _swissroll_curve(noise: float) -> tuple[np.ndarray, np.ndarray]:
+    # t = 1.5 pi (1 + 2u), u uniform; the speed |dc/dt| = sqrt(1 + t^2) / 5 is at most that at t = 4.5 pi.
+    lo, hi = 1.5 * np.pi, 4.5 * np.pi
+    m = curve_nodes((hi - lo) * np.sqrt(1 + hi**2) / 5.0, noise)
+    t = lo + (np.arange(m) + 0.5) * (hi - lo) / m
+    return np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / 5.0, np.full(m, 1.0 / m)
+
+
+def _circles_curve(factor: float, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    m = curve_nodes(2 * np.pi, noise)  # the outer circle's length; the inner one gets the same count
+    t = (np.arange(m) + 0.5) * 2 * np.pi / m
+    ring = np.stack([np.cos(t), np.sin(t)], axis=1)
+    return np.concatenate([ring, factor * ring]), np.full(2 * m, 1.0 / (2 * m))
+
+
+def _curve(points: tuple[np.ndarray, np.ndarray], noise: float) -> Curve:
+    nodes, w = points
+    return Curve(jnp.asarray(nodes, float_dtype()), jnp.asarray(np.log(w), float_dtype()), noise)
+
+
+def _node_sqdist(curve: Curve, x: Data) -> jax.Array:
+    """[n, M] squared distances of x [n, 2] to the nodes (|x|^2 - 2 x.c + |c|^2: a matrix product)."""
+    sq = jnp.sum(x**2, axis=1)[:, None] - 2.0 * x @ curve.nodes.T + jnp.sum(curve.nodes**2, axis=1)[None, :]
+    return jnp.maximum(sq, 0.0)
+
+
+def curve_log_prob(curve: Curve, x: Data) -> jax.Array:
+    """log p(x) [n] of the noisy curve: log sum_m w_m N(x; c_m, s^2 I) (2-D)."""
+    s2 = curve.noise**2
+    return jax.nn.logsumexp(curve.log_w - 0.5 * _node_sqdist(curve, x) / s2, axis=1) - jnp.log(2 * jnp.pi * s2)
+
+
+def curve_project(curve: Curve, x: Data) -> Data:
+    """[n, 2]: the nearest node of the noiseless curve (its nearest point, to half the node spacing)."""
+    return curve.nodes[jnp.argmin(_node_sqdist(curve, x), axis=1)]
+
+
+def _curve_source(sample: Callable[[Key, int], Data], curve: Curve) -> DataSource:
+    log_prob = functools.partial(curve_log_prob, curve) if curve.noise > 0 else None  # noise 0: no density
+    return DataSource(2, sample, log_prob=log_prob, project=functools.partial(curve_project, curve))
+
+
 def moons_source(cfg: MoonsData) -> DataSource:
-    return DataSource(2, _noisy(_moons, cfg.noise))
+    return _curve_source(_noisy(_moons, cfg.noise), _curve(_moons_curve(cfg.noise), cfg.noise))
 
 
 def swissroll_source(cfg: SwissRollData) -> DataSource:
-    return DataSource(2, _noisy(_swissroll, cfg.noise))
+    return _curve_source(_noisy(_swissroll, cfg.noise), _curve(_swissroll_curve(cfg.noise), cfg.noise))
 
 
 def circles_source(cfg: CirclesData) -> DataSource:
-    return DataSource(2, _noisy(functools.partial(_circles, cfg.factor), cfg.noise))
+    sample = _noisy(functools.partial(_circles, cfg.factor), cfg.noise)
+    return _curve_source(sample, _curve(_circles_curve(cfg.factor, cfg.noise), cfg.noise))
 
 
 def rosenbrock_moments(mu: float, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:

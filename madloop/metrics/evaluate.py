@@ -11,6 +11,7 @@ from madloop.metrics.group import (
     CLASSIFIER_READS,
     FEATURES,
     LOGITS,
+    LOOP,
     MOMENTS,
     PARAM_READS,
     PARAMS,
@@ -169,3 +170,12 @@ def evaluate_samples(
     if ref.classifier is not None and any(g.reads in CLASSIFIER_READS for g in selected):
         inputs[FEATURES], inputs[LOGITS] = ctx.source.classifier().apply(ref.classifier, samples)
     return _scores(selected, inputs, names, ctx, ref)
+
+
+def evaluate_loop(
+    names: tuple[str, ...], report: dict[str, jax.Array], ctx: Context, ref: Reference, groups: Groups = GROUPS
+) -> dict[str, jax.Array]:
+    """The metrics among ``names`` that read the loop's report of the generation (a verifier's kept share and
+    error rates)."""
+    selected = tuple(g for g in selected_groups(names, groups) if g.reads == LOOP)
+    return _scores(selected, {LOOP: report}, names, ctx, ref)

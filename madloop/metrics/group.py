@@ -19,6 +19,7 @@ MOMENTS = "moments"  # (mean [d], cov [d, d]) of the fitted model (``model.momen
 SAMPLES = "samples"  # [m, d] model samples
 FEATURES = "features"  # [m, f] the samples' feature-classifier features on an image source, else the samples
 LOGITS = "logits"  # [m, C] the feature classifier's logits of the samples (image sources)
+LOOP = "loop"  # {name: scalar} what the loop's curation reported of this generation's candidates (NaN at 0)
 PARAM_READS = (PARAMS, MOMENTS)
 SAMPLE_READS = (SAMPLES, FEATURES, LOGITS)
 CLASSIFIER_READS = (FEATURES, LOGITS)  # the groups that read the feature classifier on an image source
@@ -69,7 +70,7 @@ class MetricGroup(NamedTuple):
         names: the metric names it computes (in the order ``available`` lists them).
         applies: ``applies(ctx) -> None | reason``: None when the group applies to the run, else why not (the end
             of the ``eval.metrics`` error message, e.g. "needs a model with a log-density").
-        reads: what ``compute`` scores: PARAMS, MOMENTS, SAMPLES, FEATURES or LOGITS (above).
+        reads: what ``compute`` scores: PARAMS, MOMENTS, SAMPLES, FEATURES, LOGITS or LOOP (above).
         compute: ``compute(x, real, stats, ctx) -> {name: scalar}`` with x what it reads, real the held-out set
             [n, d] (its classifier features [n, f] when it reads FEATURES on an image source), stats what
             ``prepare`` returned (None without it). It returns every one of its names; the evaluator keeps the

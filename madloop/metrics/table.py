@@ -34,7 +34,18 @@ from madloop.metrics.fidelity import (
     real_supports,
     vendi,
 )
-from madloop.metrics.group import FEATURES, LOGITS, MOMENTS, PARAMS, SAMPLES, Columns, Context, MetricGroup, always
+from madloop.metrics.group import (
+    FEATURES,
+    LOGITS,
+    LOOP,
+    MOMENTS,
+    PARAMS,
+    SAMPLES,
+    Columns,
+    Context,
+    MetricGroup,
+    always,
+)
 from madloop.models.gaussian import weighted_moments
 from madloop.types import Data, Key
 
@@ -75,9 +86,10 @@ def unequal_weights(ctx: Context) -> str | None:
 
 
 def known_density(ctx: Context) -> str | None:
-    """The truth's log-density is known in closed form (``DataSource.log_prob``)."""
+    """The truth's log-density is known (``DataSource.log_prob``: in closed form, or by quadrature along the curve
+    of moons, swiss roll and circles)."""
     if ctx.source.log_prob is None:
-        return "needs a truth with a known density (data=gaussian, ring8, grid25, mixture, rosenbrock)"
+        return "needs a truth with a known density (data=gaussian, ring8, grid25, mixture, rosenbrock, moons, ...)"
     return None
 
 
@@ -93,9 +105,21 @@ def has_classifier(ctx: Context) -> str | None:
     return None
 
 
+def regression_pair(ctx: Context) -> str | None:
+    """The model is a regressor and the truth a regression truth."""
+    if ctx.source.linear is None or ctx.model.regression is None:
+        return "needs model=linear and data=linear (a regressor of a regression truth)"
+    return None
+
+
 def has_reward(ctx: Context) -> str | None:
     """The run curates by a reward."""
     return "needs curation=k_choice (the reward it curates by)" if ctx.curation.reward is None else None
+
+
+def reports_candidates(ctx: Context) -> str | None:
+    """The run's curation reports on its candidates (a verifier)."""
+    return None if ctx.curation.report else "needs curation=verifier (its report on each generation's candidates)"
 
 
 def class_count(ctx: Context) -> int:
@@ -301,6 +325,23 @@ def classes(logits: jax.Array, real: Data, stats: None, ctx: Context) -> dict:
     return class_stats(logits, ctx.source.classes)
 
 
+def regression(params, real: Data, stats: None, ctx: Context) -> dict:
+    """``test_error``: the excess risk E_x[(x . (w - w*))^2] = (w - w*)^T S (w - w*) in closed form (S the features'
+    diagonal covariance); ``weight_error``: ||w - w*||^2 (Dohmatob et al. 2024's test error and weight error)."""
+    del real, stats
+    truth = ctx.source.linear
+    diff = ctx.model.regression.weights(params) - truth.weights
+    return {"test_error": jnp.sum(truth.variances * diff**2), "weight_error": jnp.sum(diff**2)}
+
+
+def verifier(report: dict, real: Data, stats: None, ctx: Context) -> dict:
+    """The verifier's report on generation g - 1's candidates for generation g (``curation.VERIFIER_REPORT``):
+    ``kept_share``, ``false_accept`` and ``false_reject`` (against the noiseless verdict), ``unfilled`` (the share
+    of slots the cap left to rejected candidates)."""
+    del real, stats, ctx
+    return dict(report)
+
+
 def reward(samples: Data, real: Data, stats: None, ctx: Context) -> dict:
     """The model's expected reward under the curation's reward (of its own, uncurated samples)."""
     del real, stats
@@ -337,6 +378,7 @@ GROUPS: tuple[MetricGroup, ...] = (
     MetricGroup("rare", ("rare_mass", "rare_modes"), unequal_weights, SAMPLES, rare),
     MetricGroup("tail", ("tail_mass",), known_density, SAMPLES, tail, prepare=tail_reference),
     MetricGroup("density", ("nll",), has_density, PARAMS, nll),
+    MetricGroup("regression", ("test_error", "weight_error"), regression_pair, PARAMS, regression),
     MetricGroup(
         "classifier",
         ("class_entropy", "confidence"),
@@ -346,4 +388,7 @@ GROUPS: tuple[MetricGroup, ...] = (
         columns=Columns("class_", class_count),
     ),
     MetricGroup("curation", ("reward",), has_reward, SAMPLES, reward),
+    MetricGroup(
+        "verifier", ("kept_share", "false_accept", "false_reject", "unfilled"), reports_candidates, LOOP, verifier
+    ),
 )
