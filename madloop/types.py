@@ -72,6 +72,20 @@ class Guidable(NamedTuple):
     guided_sample: Callable[..., Data]
 
 
+class Chain(NamedTuple):
+    """The fitted model as an order-k Markov chain over tokens with start padding (``madloop.tokens``): exact
+    sequence laws against a discrete truth (KL both ways, entropy, support kept).
+
+    Attributes:
+        order: k (static).
+        trans: ``trans(params) -> [(V + 1)^k, V]``: every context's next-token probabilities at lam = 1, without
+            top-k or top-p.
+    """
+
+    order: int
+    trans: Callable[[Params], jax.Array]
+
+
 class GenerativeModel(NamedTuple):
     """A model family as pure functions over PyTrees, with its optional capabilities.
 
@@ -91,6 +105,9 @@ class GenerativeModel(NamedTuple):
         guidance: what SIMS guidance needs, or None.
         labelled: the family trains on rows [x, label] (a class-conditional model): the loop appends the truth's
             label to real samples, and the family's samples carry the label they were generated for.
+        tokens: the family models token rows (a discrete source's; its samples are token ids and its density a
+            probability mass); only such a family runs on a discrete source.
+        chain: the fitted model as a Markov chain over tokens (categorical, n-gram), or None.
     """
 
     init: Callable[..., Params]
@@ -101,6 +118,8 @@ class GenerativeModel(NamedTuple):
     statistics: Statistics | None = None
     guidance: Guidable | None = None
     labelled: bool = False
+    tokens: bool = False
+    chain: Chain | None = None
 
 
 class LoopState(NamedTuple):

@@ -33,6 +33,13 @@ def test_every_config_composes_and_validates(override, tmp_path):
         x, y = np.zeros((256, 28, 28), np.uint8), np.arange(256) % 10
         np.savez(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
         overrides += [f"data.path={tmp_path}", "data.heldout_n=20"]
+    if override in ("data=zipf", "data=markov", "data=text"):  # token rows need a token model
+        overrides = ["model=ngram", *overrides]
+    if override in ("model=categorical", "model=ngram"):
+        overrides = ["data=markov", *overrides]
+    if override == "data=text":  # read from a local file
+        (tmp_path / "text.txt").write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+        overrides += [f"data.path={tmp_path / 'text.txt'}", "data.length=16"]
     cfg = madloop.compose(overrides)
     assert isinstance(cfg, C.Config)
     assert isinstance(cfg.data, C.DataConfig) and isinstance(cfg.regime, C.RegimeConfig)
@@ -40,7 +47,7 @@ def test_every_config_composes_and_validates(override, tmp_path):
 
 BAD = [
     (["data=nope"], "data=nope: unknown option; allowed: circles, digits, gaussian"),
-    (["model=nope"], "model=nope: unknown option; allowed: diffusion, gaussian, gmm, kde"),
+    (["model=nope"], "model=nope: unknown option; allowed: categorical, diffusion, gaussian, gmm, kde, ngram"),
     (["regime=nope"], "regime=nope: unknown option"),
     (["data.nope=1"], "data.nope=1: unknown field; allowed: modes, radius, std"),
     (["loop.seeds=abc"], "loop.seeds=abc: must be of type integer"),
@@ -81,6 +88,8 @@ BAD = [
     (["curation=k_choice", "curation.reward=class"], "curation.reward=class: needs an image source"),
     (["sweep.curation.temperature=[1.0]"], "sweep.curation.temperature=[1.0]: needs curation=k_choice"),
     (["eval.metrics=[reward]"], "eval.metrics=[reward]: 'reward' needs curation=k_choice"),
+    (["data=zipf"], "model=gmm: a discrete source needs a token model"),
+    (["data=zipf", "model=categorical", "eval.metrics=[mmd]"], "'mmd' needs continuous data"),
 ]
 
 

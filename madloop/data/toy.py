@@ -16,6 +16,7 @@ from madloop import config as C
 from madloop import rng
 from madloop.mixture import Mixture, mixture_moments, sample_mixture, sample_mixture_labeled
 from madloop.precision import float_dtype
+from madloop.tokens import Tokens
 from madloop.types import Data, Key
 
 # ------------------------------------------------------------------------------------------------ schemas
@@ -114,6 +115,8 @@ class DataSource(NamedTuple):
             many), or None for a distribution.
         classifier: ``classifier() -> madloop.classifier.Classifier`` for a labelled image source: the feature
             classifier of the image metrics, trained (or loaded from its disk cache) on first call; else None.
+        tokens: a discrete source's vocabulary, row length and truth chain (``madloop.tokens.Tokens``): its rows
+            are token ids stored as floats; None for continuous data.
     """
 
     dim: int
@@ -127,6 +130,7 @@ class DataSource(NamedTuple):
     heldout: jax.Array | None = None
     size: int | None = None
     classifier: Callable[[], Any] | None = None
+    tokens: Tokens | None = None
 
     @property
     def gaussian(self) -> bool:
