@@ -16,8 +16,13 @@ FAMILIES = {
     "kde": ["data=moons", "model=kde"],
     # a tiny diffusion model with SIMS guidance: the base, the auxiliary fine-tune and the guided sampler
     "diffusion_sims": TINY_DIFFUSION + TINY_SIMS,
+    # token models on discrete truths (smoothed, so that the held-out nll is finite; truncated sampling)
+    "categorical": ["data=zipf", "data.vocab=50", "model=categorical", "model.smoothing=0.5", "model.top_k=40"],
+    "ngram": ["data=markov", "data.vocab=8", "data.length=12", "model=ngram", "model.order=2"]
+    + ["model.smoothing=0.5", "model.top_p=0.9"],
 }
 HAS_DENSITY = {"gaussian", "gmm", "kde"}
+DISCRETE = {"categorical", "ngram"}
 
 
 REGIMES = ["fully_synthetic", "synthetic_augmentation", "fresh_data"]
@@ -27,11 +32,14 @@ POOLS = ["replace", "accumulate", "accumulate_subsample"]
 COMBINATIONS = [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS] + [
     ("diffusion_sims", r, p) for r, p in zip(REGIMES, reversed(POOLS), strict=True)
 ]
+# The token models on the three pairs that cover every regime and every pool once (their pools are the same code).
+COMBINATIONS += [("ngram", r, p) for r, p in zip(REGIMES, POOLS, strict=True)]
 
 
 @pytest.mark.parametrize("family,regime,pool", COMBINATIONS)
 def test_every_combination_runs_two_generations(tiny, family, regime, pool):
     metrics = ["sw2", "nll"] if family in HAS_DENSITY else ["sw2", "recall"]
+    metrics = ["nll", "distinct_1", "kl_forward"] if family in DISCRETE else metrics
     table = madloop.run_table(
         tiny + FAMILIES[family] + [f"regime={regime}", f"regime.pool={pool}", f"eval.metrics=[{','.join(metrics)}]"]
     )

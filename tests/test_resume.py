@@ -127,6 +127,11 @@ FAMILIES = {
     "curation": ["data=ring8", "model=gmm", "model.components=4", "model.init_iters=5", "model.iters=2"]
     + ["curation=k_choice", "curation.k=3", "sweep.curation.temperature=[0.1,1.0]", "regime=fully_synthetic"]
     + ["eval.metrics=[sw2,reward]"],
+    # token models: the accumulated pool kept as n-gram counts, and a subsample of an accumulated token buffer
+    "ngram": ["data=markov", "data.vocab=6", "data.length=8", "model=ngram", "model.smoothing=0.1"]
+    + ["regime=fresh_data", "regime.pool=accumulate", "eval.metrics=[kl_forward,distinct_1]"],
+    "categorical": ["data=zipf", "data.vocab=40", "model=categorical", "regime=synthetic_augmentation"]
+    + ["regime.pool=accumulate_subsample", "sweep.model.top_k=[0,10]", "eval.metrics=[kl_reverse,distinct_1]"],
 }
 
 
@@ -149,8 +154,12 @@ FORGETFUL = {
     # (curation keeps no state of its own) a checkpoint that gives the runs back in another order: runs of the
     # swept temperature and of the seeds swapped
     "curation": [lambda s: jax.tree.map(lambda a: a[::-1], s)],
+    "ngram": [lambda s: s._replace(pool=jax.tree.map(np.zeros_like, s.pool))],  # the pool's counts
+    "categorical": [lambda s: s._replace(pool_w=np.zeros_like(s.pool_w))],  # the accumulated tokens
 }
-SLOW = {"diffusion", "sims"}  # 50-60 s of CPU each (two CLI processes and this one compile the network)
+# diffusion, sims: 50-60 s of CPU each (two CLI processes and this one compile the network); categorical: its
+# token path is ngram's (default tier) and its pool kde's
+SLOW = {"diffusion", "sims", "categorical"}
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])
