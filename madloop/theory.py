@@ -485,3 +485,18 @@ def truncate(probs: np.ndarray, top_k: int = 0, top_p: float = 1.0) -> np.ndarra
     out = np.zeros_like(p)
     out[keep] = p[keep]
     return out / out.sum()
+
+
+def tempered_fresh_data_map(probs: np.ndarray, lam: float, n_real: int, n_synth: int, generations: int) -> np.ndarray:
+    """[G + 1, V] the mean-field (infinitely many tokens, same mixing shares) path of the categorical fresh data
+    loop sampled at temperature lam: q_0 = p, q_g = (n_r p + n_s temperature_map(q_{g-1}, lam)) / (n_r + n_s).
+
+    Not the expectation of the finite loop (the temperature map is not linear), but its deterministic skeleton:
+    without fresh data (n_r = 0) q_g ~ p^(lam^-g), which tends to the uniform law on the support for lam > 1 (heat
+    death: Marchi et al. 2024) and to the argmax for lam < 1; fresh data pull it to a fixed point near p.
+    """
+    p = np.asarray(probs, np.float64)
+    out = [p]
+    for _ in range(generations):
+        out.append((n_real * p + n_synth * temperature_map(out[-1], lam)) / (n_real + n_synth))
+    return np.asarray(out)
