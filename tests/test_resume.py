@@ -132,6 +132,10 @@ FAMILIES = {
     + ["regime=fresh_data", "regime.pool=accumulate", "eval.metrics=[kl_forward,distinct_1]"],
     "categorical": ["data=zipf", "data.vocab=40", "model=categorical", "regime=synthetic_augmentation"]
     + ["regime.pool=accumulate_subsample", "sweep.model.top_k=[0,10]", "eval.metrics=[kl_reverse,distinct_1]"],
+    # warm start: the next fit continues from the restored weights and AdamW moments
+    "transformer": ["data=markov", "data.vocab=6", "data.length=8", "model=transformer", "model.width=16"]
+    + ["model.depth=1", "model.heads=2", "model.train_steps=10", "model.finetune_steps=4", "model.batch=8"]
+    + ["regime=fresh_data", "eval.metrics=[kl_rate]"],
 }
 
 
@@ -156,10 +160,11 @@ FORGETFUL = {
     "curation": [lambda s: jax.tree.map(lambda a: a[::-1], s)],
     "ngram": [lambda s: s._replace(pool=jax.tree.map(np.zeros_like, s.pool))],  # the pool's counts
     "categorical": [lambda s: s._replace(pool_w=np.zeros_like(s.pool_w))],  # the accumulated tokens
+    "transformer": [fresh_optimiser],  # AdamW's moments
 }
 # diffusion, sims: 50-60 s of CPU each (two CLI processes and this one compile the network); categorical: its
-# token path is ngram's (default tier) and its pool kde's
-SLOW = {"diffusion", "sims", "categorical"}
+# token path is ngram's (default tier) and its pool kde's; transformer: minutes of compilation on a loaded CPU
+SLOW = {"diffusion", "sims", "categorical", "transformer"}
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])

@@ -24,6 +24,6 @@ def make_model(cfg: C.ModelConfig, source=None, scan: Callable | None = None) ->
 
 
 # One line per family: importing the module registers it.
-from madloop.models import diffusion, gaussian, gmm, kde, ngram  # noqa: E402, F401
+from madloop.models import diffusion, gaussian, gmm, kde, ngram, transformer  # noqa: E402, F401
 
 __all__ = ["make_model"]

@@ -122,13 +122,18 @@ def build(cfg: CategoricalModel, source=None, scan=None) -> GenerativeModel:
     return ngram_family(source.tokens.vocab, source.tokens.length, order_of(cfg), cfg.smoothing)
 
 
-def check(m: CategoricalModel) -> None:
-    """Field checks of ``model=categorical`` and ``model=ngram``."""
-    C.non_negative("model.smoothing", m.smoothing, " (0 = maximum likelihood)")
+def check_sampling(m: C.ModelConfig) -> None:
+    """Checks a token model's truncation fields, ``model.top_k`` and ``model.top_p``."""
     if not (C.is_number(m.top_k) and m.top_k >= 0 and m.top_k == int(m.top_k)):
         raise C.ConfigError("model.top_k", m.top_k, "must be an integer >= 0 (0 = every token)")
     if not (C.is_number(m.top_p) and 0 < m.top_p <= 1):
         raise C.ConfigError("model.top_p", m.top_p, "must lie in (0, 1] (1 = every token)")
+
+
+def check(m: CategoricalModel) -> None:
+    """Field checks of ``model=categorical`` and ``model=ngram``."""
+    C.non_negative("model.smoothing", m.smoothing, " (0 = maximum likelihood)")
+    check_sampling(m)
     if isinstance(m, NgramModel):
         C.int_at_least("model.order", m.order, 0, " (the context length; 0 = categorical)")
 
