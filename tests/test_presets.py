@@ -18,6 +18,7 @@ from madloop.guidance import SimsGuidance
 from madloop.knobs import swept
 from madloop.models.diffusion import DiffusionModel
 from madloop.models.gmm import GMMModel
+from madloop.models.transformer import TransformerModel
 
 EXPERIMENTS = files("madloop.conf").joinpath("experiment")
 PRESETS = sorted(p.name[:-5] for p in EXPERIMENTS.iterdir() if p.name.endswith(".yaml"))
@@ -62,6 +63,8 @@ def reduced(preset: str) -> list[str]:
         out.append("regime.n_synth=128")
     if isinstance(cfg.model, DiffusionModel):
         out += ["model.train_steps=8", "model.finetune_steps=4", "model.sample_steps=4", "model.batch=32"]
+    if isinstance(cfg.model, TransformerModel):
+        out += ["model.train_steps=8", "model.finetune_steps=4", "model.batch=8"]
     if isinstance(cfg.model, GMMModel):
         out += ["model.init_iters=5", "model.iters=2"]
     if isinstance(cfg.guidance, SimsGuidance):
