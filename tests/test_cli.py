@@ -35,7 +35,7 @@ def test_every_config_composes_and_validates(override, tmp_path):
         overrides += [f"data.path={tmp_path}", "data.heldout_n=20"]
     if override in ("data=zipf", "data=markov", "data=text"):  # token rows need a token model
         overrides = ["model=ngram", *overrides]
-    if override in ("model=categorical", "model=ngram"):
+    if override in ("model=categorical", "model=ngram", "model=transformer"):
         overrides = ["data=markov", *overrides]
     if override == "data=text":  # read from a local file
         (tmp_path / "text.txt").write_text("the cat sat on the mat. " * 40, encoding="utf-8")
@@ -47,7 +47,7 @@ def test_every_config_composes_and_validates(override, tmp_path):
 
 BAD = [
     (["data=nope"], "data=nope: unknown option; allowed: circles, digits, gaussian"),
-    (["model=nope"], "model=nope: unknown option; allowed: categorical, diffusion, gaussian, gmm, kde, ngram"),
+    (["model=nope"], "model=nope: unknown option; allowed: categorical, diffusion, gaussian, gmm, kde"),
     (["regime=nope"], "regime=nope: unknown option"),
     (["data.nope=1"], "data.nope=1: unknown field; allowed: modes, radius, std"),
     (["loop.seeds=abc"], "loop.seeds=abc: must be of type integer"),

@@ -236,7 +236,8 @@ def test_text_source_reads_a_local_file(tmp_path):
         (["data=zipf", "model=categorical", "model.top_p=0"], "model.top_p=0.0: must lie in"),
         (["data=zipf", "model=categorical", "sweep.model.top_k=[1.5]"], "sweep.model.top_k"),
         (["data=zipf", "model=categorical", "eval.metrics=[sw2]"], "'sw2' needs continuous data"),
-        (["data=zipf", "model=gaussian", "eval.metrics=[kl_forward]"], "'kl_forward' needs data=zipf or markov"),
+        (["data=gaussian", "model=gaussian", "eval.metrics=[kl_forward]"], "'kl_forward' needs data=zipf or markov"),
+        (["data=zipf", "model=gaussian"], "model=gaussian: a discrete source needs a token model"),
     ],
 )
 def test_config_errors_name_the_field(overrides, match):
