@@ -50,7 +50,7 @@ def test_wright_fisher_heterozygosity_decays_by_one_minus_one_over_n():
     np.testing.assert_allclose(1 - theory.categorical_moments(p, g, n, n, "fully_synthetic")[1], law)
 
 
-@pytest.mark.parametrize("regime", ["fresh_data", "synthetic_augmentation"])
+@pytest.mark.parametrize("regime", ["fresh_data", pytest.param("synthetic_augmentation", marks=pytest.mark.slow)])
 def test_smoothed_loops_follow_their_exact_recursions(regime):
     # Additive smoothing 0.25, V = 8, n_real = 4, n_synth = 12: E sum q_g^2 and E q_G per type follow
     # theory.categorical_moments. The power check uses another regime's law: fresh data and augmentation differ only
@@ -82,6 +82,7 @@ def test_biased_sampler_draws_from_the_tempered_truncated_law(lam, top_k, top_p)
     assert freq[:, law == 0].sum() == 0  # a truncated token is never drawn
 
 
+@pytest.mark.slow  # the default tier's discrete tests stay near a minute
 def test_markov_truth_draws_its_exact_pair_law():
     # Rows of the order-2 Markov truth: the share of rows with each (context, token) pair at each position follows
     # the chain's exact pair mass; power: an order-1 chain (each token's law given only the token before it, as
@@ -98,6 +99,7 @@ def test_markov_truth_draws_its_exact_pair_law():
     assert_mean_law(counts, law, wrong=wrong)
 
 
+@pytest.mark.slow
 def test_held_out_kl_rate_estimates_the_exact_kl_without_bias():
     # kl_rate reads one held-out set: mean over its rows of (log p(x) - log q(x)) / L, whose expectation over
     # held-out sets is KL(P || Q) per token, exactly sequence_kl. 2,000 held-out sets of 64 rows for a fixed

@@ -35,7 +35,10 @@ COMBINATIONS = [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in
     ("diffusion_sims", r, p) for r, p in zip(REGIMES, reversed(POOLS), strict=True)
 ]
 # The token models on the three pairs that cover every regime and every pool once (their pools are the same code).
-COMBINATIONS += [("ngram", r, p) for r, p in zip(REGIMES, POOLS, strict=True)]
+COMBINATIONS += [
+    pytest.param("ngram", r, p, marks=[pytest.mark.slow] * (r != "fully_synthetic"))
+    for r, p in zip(REGIMES, POOLS, strict=True)
+]
 COMBINATIONS += [pytest.param("transformer", "fully_synthetic", "accumulate", marks=pytest.mark.slow)]
 
 
