@@ -69,7 +69,7 @@ class Checkpointer:
         import orbax.checkpoint as ocp
 
         meta = {"fingerprint": self.fingerprint, "generation": int(generation)}
-        args = ocp.args.Composite(arrays=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
+        args = ocp.args.Composite(arrays=ocp.args.StandardSave(_nonempty(tree)), meta=ocp.args.JsonSave(meta))
         self._mgr().save(int(generation), args=args)
         self._mgr().wait_until_finished()
 
@@ -95,5 +95,13 @@ class Checkpointer:
             )
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), abstract)
-        tree = mgr.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(target)))["arrays"]
-        return jax.tree.map(np.array, tree), int(meta["generation"])  # writable copies
+        tree = mgr.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(_nonempty(target))))["arrays"]
+        # writable copies; the empty arrays, which were not saved, rebuilt from their shapes
+        tree = jax.tree.map(lambda s, a: np.zeros(s.shape, s.dtype) if a is None else np.array(a), abstract, tree)
+        return tree, int(meta["generation"])
+
+
+def _nonempty(tree: Any) -> Any:
+    """The tree with every array of size 0 replaced by None (Orbax refuses to save them; e.g. the [runs, 0] pool
+    weights of a pool kept as sufficient statistics)."""
+    return jax.tree.map(lambda a: a if np.prod(a.shape) else None, tree)

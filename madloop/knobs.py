@@ -66,6 +66,10 @@ KNOBS: list[Knob] = [
     Knob("gamma", "correction.gamma", False, lambda v: 0 <= v <= 1, "values in [0, 1]", 0.0, "correction=toward_truth"),
     Knob("lr", "model.lr", False, lambda v: v > 0, "values > 0", 0.0),
     Knob("ema", "model.ema", False, lambda v: 0 <= v < 1, "values in [0, 1)", 0.0),
+    # A discrete model's truncation of every next-token law (madloop.tokens.biased_log_probs): floats, since a
+    # mask over the sorted vocabulary changes no shape; 0 and 1 keep every token.
+    Knob("top_k", "model.top_k", False, lambda v: v >= 0 and v == int(v), "integers >= 0 (0 = every token)", 0.0),
+    Knob("top_p", "model.top_p", False, lambda v: 0 < v <= 1, "values in (0, 1] (1 = every token)", 1.0),
 ]
 
 

@@ -59,7 +59,7 @@ def data_dim(data: C.DataConfig) -> int:
         return 64
     if isinstance(data, MnistData):
         return (data.size or 28) ** 2
-    return getattr(data, "dim", 2)
+    return getattr(data, "dim", getattr(data, "length", 2))  # a discrete source's rows hold `length` tokens
 
 
 def _heldout_size(cfg: C.Config) -> int:

@@ -119,6 +119,12 @@ def build_parts(cfg: C.Config) -> Parts:
         _fits("model", cfg, parts)
         model = make_model(cfg.model, parts.source, scan_with_ticks)
         source = parts.source
+        if source.tokens is not None and not model.tokens:  # a continuous density on token ids means nothing
+            raise C.ConfigError(
+                "model",
+                C.option_name("model", cfg.model),
+                "a discrete source needs a token model (model=categorical, ngram)",
+            )
         # A class-conditional family trains on [x, label] rows; metrics and snapshots see x only.
         train_source = (
             source._replace(sample=_labeled_rows(source.sample_labeled), dim=source.dim + 1)

@@ -514,3 +514,122 @@ def corrected_gaussian_moments(
         m.append(k * (m[-1] + lam * t[-1] / n_synth))
         t.append(k * lam * t[-1])
     return np.asarray(t), np.asarray(m)
+
+
+# ------------------------------------------------------------------------------------------- discrete laws
+
+CATEGORICAL_REGIMES = ("fully_synthetic", "fresh_data", "synthetic_augmentation")
+
+
+def categorical_moments(
+    probs: np.ndarray,
+    generations: int,
+    n_real: int,
+    n_synth: int,
+    regime: str,
+    smoothing: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(E q_g [G + 1, V], E sum_v q_{g,v}^2 [G + 1]) of the categorical loop, exactly (docs/theory.md, law 14).
+
+    Generation g fits q_g = c raw_g + u with raw_g the token frequencies of its training set of N tokens and
+    additive smoothing alpha (c = N / (N + alpha V), u = alpha / (N + alpha V); alpha = 0 is the MLE). Generation 0
+    fits n_r real tokens a ~ Mult(n_r, p) / n_r; generation g >= 1 adds n_s tokens b ~ Mult(n_s, q_{g-1}) / n_s
+    (replace pool, sampling bias 1, unit real weight) to the regime's real part:
+    - fully synthetic: raw = b (N = n_s). With alpha = 0, 1 - E sum q_g^2 = (1 - 1/n_s)(1 - E sum q_{g-1}^2):
+      the heterozygosity of the Wright-Fisher model decays by (1 - 1/n) per generation, and E q_g = E q_0.
+    - fresh data: raw = (n_r a_g + n_s b) / N with a_g fresh each generation (N = n_r + n_s); the cross term
+      E sum a_g q_{g-1} = p . E q_{g-1}.
+    - synthetic augmentation: a_g = a, generation 0's real set; the cross term X_g = E sum a q_g has its own
+      recursion X_g = c (n_r A + n_s X_{g-1}) / N + u, A = E sum a^2 = sum p^2 + (1 - sum p^2) / n_r.
+    In each, E sum raw^2 = (n_r^2 A + 2 n_r n_s X + n_s^2 s + n_s (1 - s)) / N^2 with s = E sum q_{g-1}^2 and
+    sum q^2 = c^2 sum raw^2 + 2 c u + V u^2 (raw sums to 1).
+
+    Args:
+        probs: [V] the truth p.
+        generations: G.
+        n_real, n_synth: n_r (generation 0's tokens, and the real part's), n_s.
+        regime: ``fully_synthetic``, ``fresh_data`` or ``synthetic_augmentation``.
+        smoothing: alpha >= 0.
+
+    References:
+        Fisher 1930; Wright 1931 (the Wright-Fisher model: heterozygosity decays by 1 - 1/N per generation).
+        Seddik et al. 2024, "How Bad is Training on Synthetic Data?", Sec. 3 (the categorical loop).
+    """
+    if regime not in CATEGORICAL_REGIMES:
+        raise ValueError(f"regime={regime!r}: must be one of {CATEGORICAL_REGIMES}")
+    p = np.asarray(probs, np.float64)
+    v = p.shape[0]
+    sp = float(p @ p)
+    big_a = sp + (1 - sp) / n_real
+
+    def smooth(n: int) -> tuple[float, float]:
+        return n / (n + smoothing * v), smoothing / (n + smoothing * v)
+
+    c0, u0 = smooth(n_real)
+    m, s, x = [c0 * p + u0], [c0**2 * big_a + 2 * c0 * u0 + v * u0**2], [c0 * big_a + u0]
+    n_r = 0 if regime == "fully_synthetic" else n_real
+    n = n_r + n_synth
+    c, u = smooth(n)
+    for _ in range(generations):
+        m_prev, s_prev, x_prev = m[-1], s[-1], x[-1]
+        cross = x_prev if regime == "synthetic_augmentation" else float(p @ m_prev)
+        raw_sq = (n_r**2 * big_a + 2 * n_r * n_synth * cross + n_synth**2 * s_prev + n_synth * (1 - s_prev)) / n**2
+        m.append(c * (n_r * p + n_synth * m_prev) / n + u)
+        s.append(c**2 * raw_sq + 2 * c * u + v * u**2)
+        x.append(c * (n_r * big_a + n_synth * x_prev) / n + u)
+    return np.asarray(m), np.asarray(s)
+
+
+def wright_fisher_heterozygosity(probs: np.ndarray, generations: int, n: int) -> np.ndarray:
+    """E[1 - sum q_g^2] for g = 0..G of the fully synthetic categorical MLE loop with n tokens per generation
+    (generation 0 fitted on n real tokens): (1 - 1/n)^(g + 1) (1 - sum p^2)."""
+    p = np.asarray(probs, np.float64)
+    return (1 - 1 / n) ** (np.arange(generations + 1) + 1) * (1 - p @ p)
+
+
+def temperature_map(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """p^(1 / T) / Z, the deterministic temperature map of a categorical law (zeros stay zero), in float64 with
+    the largest entry factored out (no underflow at small T). As T -> 0 it tends to the uniform law on the argmax
+    set; as T -> infinity to the uniform law on the support of p; T = 1 is the identity. Its entropy rises with T.
+    """
+    p = np.asarray(probs, np.float64)
+    on = p > 0
+    logs = np.where(on, np.log(np.where(on, p, 1.0)), -np.inf) / temperature
+    w = np.where(on, np.exp(logs - logs[on].max()), 0.0)
+    return w / w.sum()
+
+
+def truncate(probs: np.ndarray, top_k: int = 0, top_p: float = 1.0) -> np.ndarray:
+    """A categorical law after top-k (the k largest; ties toward the lower index; 0 = all) and then top-p (the
+    smallest prefix of the largest whose mass reaches p; 1 = all), renormalised: the sampler's truncation, written
+    with a Python loop over the sorted law as a reference for ``madloop.tokens.biased_log_probs``."""
+    p = np.asarray(probs, np.float64)
+    order = sorted(range(len(p)), key=lambda i: (-p[i], i))
+    keep = order[:top_k] if 0 < top_k < len(p) else order
+    mass = sum(p[i] for i in keep)
+    if top_p < 1:
+        kept, acc = [], 0.0
+        for i in keep:
+            kept.append(i)
+            acc += p[i] / mass
+            if acc >= top_p:
+                break
+        keep = kept
+    out = np.zeros_like(p)
+    out[keep] = p[keep]
+    return out / out.sum()
+
+
+def tempered_fresh_data_map(probs: np.ndarray, lam: float, n_real: int, n_synth: int, generations: int) -> np.ndarray:
+    """[G + 1, V] the mean-field (infinitely many tokens, same mixing shares) path of the categorical fresh data
+    loop sampled at temperature lam: q_0 = p, q_g = (n_r p + n_s temperature_map(q_{g-1}, lam)) / (n_r + n_s).
+
+    Not the expectation of the finite loop (the temperature map is not linear), but its deterministic skeleton:
+    without fresh data (n_r = 0) q_g ~ p^(lam^-g), which tends to the uniform law on the support for lam > 1 (heat
+    death: Marchi et al. 2024) and to the argmax for lam < 1; fresh data pull it to a fixed point near p.
+    """
+    p = np.asarray(probs, np.float64)
+    out = [p]
+    for _ in range(generations):
+        out.append((n_real * p + n_synth * temperature_map(out[-1], lam)) / (n_real + n_synth))
+    return np.asarray(out)

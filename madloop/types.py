@@ -82,6 +82,20 @@ class Regression(NamedTuple):
     weights: Callable[[Params], jax.Array]
 
 
+class Chain(NamedTuple):
+    """The fitted model as an order-k Markov chain over tokens with start padding (``madloop.tokens``): exact
+    sequence laws against a discrete truth (KL both ways, entropy, support kept).
+
+    Attributes:
+        order: k (static).
+        trans: ``trans(params) -> [(V + 1)^k, V]``: every context's next-token probabilities at lam = 1, without
+            top-k or top-p.
+    """
+
+    order: int
+    trans: Callable[[Params], jax.Array]
+
+
 class GenerativeModel(NamedTuple):
     """A model family as pure functions over PyTrees, with its optional capabilities.
 
@@ -102,6 +116,9 @@ class GenerativeModel(NamedTuple):
         labelled: the family trains on rows [x, label] (a class-conditional model): the loop appends the truth's
             label to real samples, and the family's samples carry the label they were generated for.
         regression: the fitted weights of a regressor (rows [x, y] of a regression truth), or None.
+        tokens: the family models token rows (a discrete source's; its samples are token ids and its density a
+            probability mass); only such a family runs on a discrete source.
+        chain: the fitted model as a Markov chain over tokens (categorical, n-gram), or None.
     """
 
     init: Callable[..., Params]
@@ -113,6 +130,8 @@ class GenerativeModel(NamedTuple):
     guidance: Guidable | None = None
     labelled: bool = False
     regression: Regression | None = None
+    tokens: bool = False
+    chain: Chain | None = None
 
 
 class LoopState(NamedTuple):

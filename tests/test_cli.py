@@ -41,6 +41,13 @@ def test_every_config_composes_and_validates(override, tmp_path):
             (tmp_path / f"data_batch_{i}.bin").write_bytes(record(52).tobytes())
         (tmp_path / "test_batch.bin").write_bytes(record(20).tobytes())
         overrides += [f"data.path={tmp_path}", "data.heldout_n=20"]
+    if override in ("data=zipf", "data=markov", "data=text"):  # token rows need a token model
+        overrides = ["model=ngram", *overrides]
+    if override in ("model=categorical", "model=ngram", "model=transformer"):
+        overrides = ["data=markov", *overrides]
+    if override == "data=text":  # read from a local file
+        (tmp_path / "text.txt").write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+        overrides += [f"data.path={tmp_path / 'text.txt'}", "data.length=16"]
     cfg = madloop.compose(overrides)
     assert isinstance(cfg, C.Config)
     assert isinstance(cfg.data, C.DataConfig) and isinstance(cfg.regime, C.RegimeConfig)
@@ -50,7 +57,7 @@ BAD = [
     (["data=nope"], "data=nope: unknown option; allowed: cifar10, circles, digits, gaussian"),
     (
         ["model=nope"],
-        "model=nope: unknown option; allowed: diffusion, edm, flow, flow_matching, gan, gaussian, gmm, kde",
+        "model=nope: unknown option; allowed: categorical, diffusion, edm, flow, flow_matching, gan, gaussian, gmm",
     ),
     (["regime=nope"], "regime=nope: unknown option"),
     (["data.nope=1"], "data.nope=1: unknown field; allowed: modes, radius, std"),
@@ -92,6 +99,8 @@ BAD = [
     (["curation=k_choice", "curation.reward=class"], "curation.reward=class: needs an image source"),
     (["sweep.curation.temperature=[1.0]"], "sweep.curation.temperature=[1.0]: needs curation=k_choice"),
     (["eval.metrics=[reward]"], "eval.metrics=[reward]: 'reward' needs curation=k_choice"),
+    (["data=zipf"], "model=gmm: a discrete source needs a token model"),
+    (["data=zipf", "model=categorical", "eval.metrics=[mmd]"], "'mmd' needs continuous data"),
 ]
 
 

@@ -23,10 +23,17 @@ FAMILIES = {
     "flow": TINY_FLOW,
     # a tiny WGAN-GP, truncated (bias.lam = psi = 0.8): critic and generator updates, warm start, sampling
     "gan": [*TINY_GAN, "bias.lam=0.8"],
+    # token models on discrete truths (smoothed, so that the held-out nll is finite; truncated sampling)
+    "categorical": ["data=zipf", "data.vocab=50", "model=categorical", "model.smoothing=0.5", "model.top_k=40"],
+    "ngram": ["data=markov", "data.vocab=8", "data.length=12", "model=ngram", "model.order=2"]
+    + ["model.smoothing=0.5", "model.top_p=0.9"],
+    "transformer": ["data=markov", "data.vocab=6", "data.length=8", "model=transformer", "model.width=16"]
+    + ["model.depth=1", "model.heads=2", "model.train_steps=10", "model.finetune_steps=4", "model.batch=8"],
 }
 # families whose training scans report progress (host callbacks; "flow" covers flow_matching too)
-NEURAL = ("diffusion", "edm", "flow", "gan")
+NEURAL = ("diffusion", "edm", "flow", "gan", "transformer")
 HAS_DENSITY = {"gaussian", "gmm", "kde"}
+DISCRETE = {"categorical", "ngram", "transformer"}
 
 
 REGIMES = ["fully_synthetic", "synthetic_augmentation", "fresh_data"]
@@ -38,11 +45,19 @@ COMBINATIONS = (
     + [(f, r, p) for f in ("diffusion_sims", "edm_sims", "gan") for r, p in zip(REGIMES, reversed(POOLS), strict=True)]
     + [(f, r, p) for f in ("flow_matching_sims", "flow") for r, p in zip(REGIMES, POOLS, strict=True)]
 )
+# The token models on the three pairs that cover every regime and every pool once (their pools are the same code).
+COMBINATIONS += [
+    pytest.param("ngram", r, p, marks=[pytest.mark.slow] * (r != "fully_synthetic"))
+    for r, p in zip(REGIMES, POOLS, strict=True)
+]
+COMBINATIONS += [pytest.param("transformer", "fully_synthetic", "accumulate", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("family,regime,pool", COMBINATIONS)
 def test_every_combination_runs_two_generations(tiny, family, regime, pool):
     metrics = ["sw2", "nll"] if family in HAS_DENSITY | {"flow"} else ["sw2", "recall"]
+    if family in DISCRETE:
+        metrics = ["nll", "distinct_1", "kl_rate" if family == "transformer" else "kl_forward"]
     table = madloop.run_table(
         tiny + FAMILIES[family] + [f"regime={regime}", f"regime.pool={pool}", f"eval.metrics=[{','.join(metrics)}]"]
     )
@@ -209,7 +224,9 @@ def test_knobs_are_traced_not_compiled_in(tiny):
     assert not np.allclose(outs[0].metrics["trace_ratio"][:, 1:], outs[1].metrics["trace_ratio"][:, 1:])
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize(
+    "family", [pytest.param(f, marks=[pytest.mark.slow] * (f == "transformer")) for f in sorted(FAMILIES)]
+)  # the transformer's loop takes 85 s to trace on a loaded 2-core CPU
 def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
     # Batched LAPACK custom calls (cholesky, triangular solve, eigh) deadlocked XLA's 2-thread CPU pool when two
     # ran concurrently (see madloop/linalg.py); the loop must use madloop.linalg's plain XLA ops instead.

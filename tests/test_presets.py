@@ -22,6 +22,7 @@ from madloop.models.flow import FlowModel
 from madloop.models.flow_matching import FlowMatchingModel
 from madloop.models.gan import GANModel
 from madloop.models.gmm import GMMModel
+from madloop.models.transformer import TransformerModel
 
 EXPERIMENTS = files("madloop.conf").joinpath("experiment")
 PRESETS = sorted(p.name[:-5] for p in EXPERIMENTS.iterdir() if p.name.endswith(".yaml"))
@@ -83,6 +84,8 @@ def reduced(preset: str) -> list[str]:
         out += ["model.train_steps=8", "model.finetune_steps=4", "model.sample_steps=4", "model.batch=32"]
     if isinstance(cfg.model, FlowModel | GANModel):
         out += ["model.train_steps=8", "model.finetune_steps=4", "model.batch=32"]
+    if isinstance(cfg.model, TransformerModel):
+        out += ["model.train_steps=8", "model.finetune_steps=4", "model.batch=8"]
     if isinstance(cfg.model, GMMModel):
         out += ["model.init_iters=5", "model.iters=2"]
     if isinstance(cfg.guidance, SimsGuidance):

@@ -139,6 +139,15 @@ FAMILIES = {
     "operators": ["data=linear", "data.dim=3", "model=linear", "curation=verifier", "sweep.curation.noise=[0.0,1.0]"]
     + ["correction=toward_truth", "sweep.correction.gamma=[0.0,0.5]", "regime=synthetic_augmentation"]
     + ["regime.pool=accumulate_subsample", "eval.metrics=[test_error,kept_share,unfilled]"],
+    # token models: the accumulated pool kept as n-gram counts, and a subsample of an accumulated token buffer
+    "ngram": ["data=markov", "data.vocab=6", "data.length=8", "model=ngram", "model.smoothing=0.1"]
+    + ["regime=fresh_data", "regime.pool=accumulate", "eval.metrics=[kl_forward,distinct_1]"],
+    "categorical": ["data=zipf", "data.vocab=40", "model=categorical", "regime=synthetic_augmentation"]
+    + ["regime.pool=accumulate_subsample", "sweep.model.top_k=[0,10]", "eval.metrics=[kl_reverse,distinct_1]"],
+    # warm start: the next fit continues from the restored weights and AdamW moments
+    "transformer": ["data=markov", "data.vocab=6", "data.length=8", "model=transformer", "model.width=16"]
+    + ["model.depth=1", "model.heads=2", "model.train_steps=10", "model.finetune_steps=4", "model.batch=8"]
+    + ["regime=fresh_data", "eval.metrics=[kl_rate]"],
 }
 
 
@@ -183,10 +192,14 @@ FORGETFUL = {
     "curation": [lambda s: jax.tree.map(lambda a: a[::-1], s)],
     # a checkpoint that loses the accumulated pool, and one that swaps the swept runs
     "operators": [lambda s: s._replace(pool_w=np.zeros_like(s.pool_w)), lambda s: jax.tree.map(lambda a: a[::-1], s)],
+    "ngram": [lambda s: s._replace(pool=jax.tree.map(np.zeros_like, s.pool))],  # the pool's counts
+    "categorical": [lambda s: s._replace(pool_w=np.zeros_like(s.pool_w))],  # the accumulated tokens
+    "transformer": [fresh_optimiser],  # AdamW's moments
 }
-# 50-60 s of CPU each (two CLI processes and this one compile the network); the operators' case compiles three
-# loops with a verifier and a correction (the default tier's budget).
-SLOW = {"diffusion", "sims", "edm_sims", "flow_matching", "flow", "gan", "operators"}
+# The neural families: 50-60 s of CPU each (two CLI processes and this one compile the network); the operators'
+# case compiles three loops with a verifier and a correction; categorical: its token path is ngram's (default tier)
+# and its pool kde's; transformer: minutes of compilation on a loaded CPU.
+SLOW = {"diffusion", "sims", "edm_sims", "flow_matching", "flow", "gan", "operators", "categorical", "transformer"}
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])

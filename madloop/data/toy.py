@@ -24,6 +24,7 @@ from madloop.mixture import (
     sample_mixture_labeled,
 )
 from madloop.precision import float_dtype
+from madloop.tokens import Tokens
 from madloop.types import Data, Key
 
 if TYPE_CHECKING:
@@ -152,6 +153,8 @@ class DataSource(NamedTuple):
             component (a Gaussian's mean), the nearest point of a noisy curve's noiseless curve, or [x, w* . x] for
             a linear regression truth; None where undefined (images, Rosenbrock).
         linear: the regression truth of ``data=linear`` (weights, feature variances, label noise), else None.
+        tokens: a discrete source's vocabulary, row length and truth chain (``madloop.tokens.Tokens``): its rows
+            are token ids stored as floats; None for continuous data.
     """
 
     dim: int
@@ -168,6 +171,7 @@ class DataSource(NamedTuple):
     log_prob: Callable[[Data], jax.Array] | None = None
     project: Callable[[Data], Data] | None = None
     linear: LinearTruth | None = None
+    tokens: Tokens | None = None
 
     @property
     def gaussian(self) -> bool:

@@ -101,6 +101,9 @@ class MetricGroup(NamedTuple):
         return name in self.names or (self.columns is not None and self.columns.holds(name))
 
 
-def always(ctx: Context) -> None:
-    """Applies to every run (sample metrics against the held-out set)."""
-    del ctx
+def always(ctx: Context) -> str | None:
+    """Applies to every run of continuous data (sample metrics against the held-out set): a discrete source's
+    token ids are not points in space."""
+    if ctx.source.tokens is not None:
+        return "needs continuous data (a discrete source's rows are token ids)"
+    return None

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from madloop import linalg
+from madloop.metrics import discrete as D
 from madloop.metrics.distances import (
     class_stats,
     frechet_distance,
@@ -391,4 +392,16 @@ GROUPS: tuple[MetricGroup, ...] = (
     MetricGroup(
         "verifier", ("kept_share", "false_accept", "false_reject", "unfilled"), reports_candidates, LOOP, verifier
     ),
+    # Discrete sources (madloop.metrics.discrete): exact chain laws, held-out cross-entropy, distinct-n.
+    MetricGroup(
+        "chain",
+        ("kl_forward", "kl_reverse", "entropy", "gini_simpson", "support", "ngram_support", "tail_lost", "zipf_fit"),
+        D.chain_pair,
+        PARAMS,
+        D.chain_laws,
+    ),
+    MetricGroup("xent", ("xent", "perplexity"), D.discrete_density, PARAMS, D.heldout_xent),
+    MetricGroup("kl_rate", ("kl_rate",), D.known_chain_density, PARAMS, D.kl_rate, prepare=D.truth_log_prob),
+    MetricGroup("distinct", ("distinct_1",), D.discrete_source, SAMPLES, D.distinct_unigrams),
+    MetricGroup("distinct_seq", ("distinct_2", "distinct_3"), D.long_rows, SAMPLES, D.distinct_ngrams),
 )

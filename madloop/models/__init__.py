@@ -24,6 +24,7 @@ def make_model(cfg: C.ModelConfig, source=None, scan: Callable | None = None) ->
 
 
 # One line per family: importing the module registers it.
-from madloop.models import diffusion, edm, flow, flow_matching, gan, gaussian, gmm, kde, linear  # noqa: E402, F401
+from madloop.models import diffusion, edm, flow, flow_matching, gan  # noqa: E402, F401
+from madloop.models import gaussian, gmm, kde, linear, ngram, transformer  # noqa: E402, F401
 
 __all__ = ["make_model"]

@@ -1,0 +1,245 @@
+"""Discrete sources, the categorical and n-gram families, the sampling bias and the discrete metrics, against
+brute-force enumeration and plain numpy references (no statistics: tests/test_discrete_laws.py has those)."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import madloop
+from madloop import config as C
+from madloop import theory
+from madloop import tokens as T
+from madloop.data import make_source
+from madloop.data.discrete import MarkovData, TextData, ZipfData
+
+jax.config.update("jax_enable_x64", False)
+
+
+def chain_prob(trans: np.ndarray, row: tuple[int, ...], vocab: int, order: int) -> float:
+    """P(row) under a padded chain, by walking the row with a list of symbols (the plain reading of the layout)."""
+    symbols = [vocab] * order
+    prob = 1.0
+    for x in row:
+        ctx = 0
+        for s in symbols[len(symbols) - order :] if order else []:
+            ctx = ctx * (vocab + 1) + s
+        prob *= trans[ctx, x]
+        symbols.append(x)
+    return prob
+
+
+def enumerate_rows(trans: np.ndarray, vocab: int, order: int, length: int) -> tuple[list, np.ndarray]:
+    rows = list(itertools.product(range(vocab), repeat=length))
+    return rows, np.array([chain_prob(trans, r, vocab, order) for r in rows])
+
+
+def random_padded(vocab: int, order: int, seed: int, zeros: bool = False) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    trans = rng.dirichlet(np.ones(vocab), size=(vocab + 1) ** order)
+    if zeros:  # some transitions impossible (a sparse chain)
+        trans[rng.random(trans.shape) < 0.3] = 0.0
+        trans[:, 0] += 1e-3
+        trans /= trans.sum(axis=1, keepdims=True)
+    return trans
+
+
+@pytest.mark.parametrize("order_p,order_q", [(0, 0), (1, 1), (2, 1), (0, 2)])
+def test_sequence_laws_equal_enumeration_over_every_row(order_p, order_q):
+    # V = 3, L = 4: 81 rows, each probability a product of L transition entries.
+    v, length = 3, 4
+    p, q = random_padded(v, order_p, 1), random_padded(v, order_q, 2)
+    rows, pp = enumerate_rows(p, v, order_p, length)
+    _, qq = enumerate_rows(q, v, order_q, length)
+    assert pp.sum() == pytest.approx(1.0) and qq.sum() == pytest.approx(1.0)
+    kl = np.sum(pp * np.log(pp / qq)) / length
+    jp, jq = jnp.asarray(p, jnp.float32), jnp.asarray(q, jnp.float32)
+    assert float(T.sequence_kl(jp, jq, v, order_p, order_q, length)) == pytest.approx(kl, rel=1e-4)
+    assert float(T.sequence_entropy(jp, v, order_p, length)) == pytest.approx(
+        -np.sum(pp * np.log(pp)) / length, rel=1e-5
+    )
+    marginal = np.zeros(v)
+    for r, prob in zip(rows, pp, strict=True):
+        for x in r:
+            marginal[x] += prob / length
+    np.testing.assert_allclose(T.token_marginal(jp, v, order_p, length), marginal, rtol=1e-5)
+    x = jnp.asarray(np.array(rows[:20]))
+    np.testing.assert_allclose(T.log_prob(jp, x, v, order_p), np.log(pp[:20]), rtol=1e-5)
+
+
+def test_kl_is_infinite_where_the_model_lost_a_reachable_token_and_finite_where_it_is_unreachable():
+    v = 3
+    p = np.array([[0.5, 0.5, 0.0]])
+    q = np.array([[0.9, 0.1, 0.0]])
+    assert np.isfinite(float(T.sequence_kl(jnp.asarray(p), jnp.asarray(q), v, 0, 0, 1)))
+    assert float(T.sequence_kl(jnp.asarray(q), jnp.asarray(p[:, [0, 2, 1]]), v, 0, 0, 1)) == np.inf
+
+
+def test_padded_markov_truth_is_stationary_at_every_position():
+    # A row's first k tokens follow the stationary law, so every position has the same token marginal.
+    cfg = MarkovData(vocab=3, order=2, length=5, alpha=1.0, support=2, layout_seed=3)
+    src = make_source(cfg)
+    trans = np.asarray(src.tokens.trans, np.float64)
+    rows, pp = enumerate_rows(trans, 3, 2, 5)
+    per_position = np.zeros((5, 3))
+    for r, prob in zip(rows, pp, strict=True):
+        per_position[np.arange(5), r] += prob
+    np.testing.assert_allclose(per_position, np.broadcast_to(per_position[0], (5, 3)), atol=1e-6)
+    # sparse rows: every real context gives mass to exactly `support` tokens
+    real = T.random_chain(3, 2, 1.0, 2, 3)
+    assert ((real > 0).sum(axis=1) == 2).all()
+
+
+def test_zipf_source_and_exponent():
+    src = make_source(ZipfData(vocab=100, alpha=1.3))
+    p = np.asarray(src.tokens.trans[0])
+    np.testing.assert_allclose(p, (np.arange(100) + 1.0) ** -1.3 / np.sum((np.arange(100) + 1.0) ** -1.3), rtol=1e-5)
+    assert float(T.zipf_exponent(jnp.asarray(p))) == pytest.approx(1.3, rel=1e-4)
+    x = src.sample(jax.random.key(0), 50)
+    assert x.shape == (50, 1) and x.dtype == jnp.float32 and float(x.min()) >= 0 and float(x.max()) < 100
+
+
+def numpy_bias(log_p: np.ndarray, lam: float, top_k: int, top_p: float) -> np.ndarray:
+    return theory.truncate(theory.temperature_map(np.exp(log_p), lam), top_k, top_p)
+
+
+@pytest.mark.parametrize(
+    "lam,top_k,top_p", [(1.0, 0, 1.0), (0.5, 0, 1.0), (2.0, 3, 1.0), (1.0, 0, 0.65), (1.5, 4, 0.7)]
+)
+def test_sampling_bias_equals_the_plain_reference(lam, top_k, top_p):
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(8), size=3)
+    p[1, 2] = p[1, 5] = 0.0  # zero-probability tokens stay at zero
+    # ties: top-k and top-p break them toward the lower id (top_p = 0.65 keeps 0.3, 0.3 and the first 0.1; no
+    # threshold sits exactly on a cumulative sum, where float32 rounding would decide)
+    p[2, :] = [0.3, 0.3, 0.1, 0.1, 0.1, 0.05, 0.05, 0.0]
+    p /= p.sum(axis=1, keepdims=True)
+    got = np.exp(np.asarray(T.biased_log_probs(jnp.log(jnp.asarray(p, jnp.float32)), lam, top_k, top_p)))
+    want = np.stack([numpy_bias(np.log(row), lam, top_k, top_p) for row in p])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_temperature_map_limits():
+    p = np.array([0.5, 0.3, 0.2, 0.0])
+    np.testing.assert_allclose(theory.temperature_map(p, 1.0), p)
+    np.testing.assert_allclose(theory.temperature_map(p, 1e-3), [1, 0, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(theory.temperature_map(p, 1e4), [1 / 3, 1 / 3, 1 / 3, 0], atol=1e-4)
+    tie = np.array([0.4, 0.4, 0.2])
+    np.testing.assert_allclose(theory.temperature_map(tie, 1e-3), [0.5, 0.5, 0], atol=1e-12)
+    ts = np.geomspace(0.05, 50, 40)
+    h = [-np.sum(q[q > 0] * np.log(q[q > 0])) for q in (theory.temperature_map(p, t) for t in ts)]
+    assert np.all(np.diff(h) > 0)  # entropy rises with the temperature
+    # the family's sampler at lam = T applies the same map (float32, all the way to the limits)
+    for t in (0.02, 0.5, 3.0, 200.0):
+        got = np.exp(np.asarray(T.biased_log_probs(jnp.log(jnp.asarray(p, jnp.float32)), t, 0, 1.0)))
+        np.testing.assert_allclose(got, theory.temperature_map(p, t), atol=2e-6)
+
+
+def test_inverse_cdf_never_draws_a_token_of_zero_probability():
+    # float32 cumulative sums end below 1: uniforms above the total must not fall on the trailing zeros.
+    p = np.zeros(1000)
+    p[:7] = 1 / 7
+    cdf, last = T.sampling_cdf(jnp.log(jnp.asarray(p[None], jnp.float32)))
+    assert int(last[0]) == 6
+    x = T.sample_chain(jax.random.key(0), cdf, last, 20000, 1, 1000, 0)
+    assert int(x.max()) <= 6
+    u = jnp.array([0.0, 0.5, 1.0 - 2**-24, 1.0])  # including u = 1 (rounding of u * total)
+    assert [int(T.invert(cdf[0], last[0], ui)) for ui in u] == [0, 3, 6, 6]
+
+
+def test_counts_and_smoothing_by_hand():
+    # rows (0 1 1) and (1 0) with weights 2 and 1 at order 1, V = 2 (B = 3, BOS = 2):
+    # pairs (BOS,0) (0,1) (1,1) weigh 2; (BOS,1) (1,0) weigh 1.
+    x = jnp.array([[0, 1, 1], [1, 0, 0]])[:, :3]
+    x = jnp.array([[0.0, 1, 1], [1.0, 0, 0]])
+    w = jnp.array([2.0, 1.0])
+    counts = T.count_ngrams(T.as_tokens(x)[:, :], w, 2, 1)
+    want = np.zeros((3, 2))
+    for row, weight in (([0, 1, 1], 2), ([1, 0, 0], 1)):
+        prev = 2
+        for tok in row:
+            want[prev, tok] += weight
+            prev = tok
+    np.testing.assert_array_equal(counts, want)
+    np.testing.assert_allclose(T.smoothed(counts, 0.5), (want + 0.5) / (want.sum(1, keepdims=True) + 1.0))
+    empty = jnp.zeros((3, 2)).at[0].set(jnp.array([3.0, 1.0]))  # contexts 1 and 2 never seen
+    np.testing.assert_allclose(T.smoothed(empty, 0.0), [[0.75, 0.25]] * 3)  # back off to token frequencies
+
+
+def test_distinct_n_equals_python_sets():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 4, size=(6, 7))
+    for n in (1, 2, 3):
+        grams = [tuple(r[i : i + n]) for r in x for i in range(7 - n + 1)]
+        assert float(T.distinct_n(jnp.asarray(x), 4, n)) == pytest.approx(len(set(grams)) / len(grams))
+
+
+def test_ngram_family_fits_counts_and_its_chain_metrics_match_numpy():
+    table = madloop.simulate(
+        ["data=markov", "data.vocab=5", "data.length=6", "model=ngram", "model.order=1", "model.smoothing=0.1"]
+        + ["loop.generations=1", "loop.seeds=2", "regime.n_real=40", "eval.metrics=[kl_forward,entropy,support]"]
+        + ["eval.n=64", "eval.snapshot_n=8", "plots=false"]
+    )
+    real = np.asarray(table.state.real[0]).astype(int)  # generation 0's real rows [40, 6]
+    counts = np.zeros((6, 5))
+    for row in real:
+        prev = 5
+        for tok in row:
+            counts[prev, tok] += 1
+            prev = tok
+    q0 = (counts + 0.1) / (counts.sum(1, keepdims=True) + 0.5)
+    src = make_source(MarkovData(vocab=5, length=6))
+    p = np.asarray(src.tokens.trans, np.float64)
+    rows, pp = enumerate_rows(p, 5, 1, 6)
+    qq = np.array([chain_prob(q0, r, 5, 1) for r in rows])
+    kl = np.sum(pp * np.log(pp / qq)) / 6
+    assert table.metrics["kl_forward"][0, 0] == pytest.approx(kl, rel=1e-3)
+    assert table.metrics["entropy"][0, 0] == pytest.approx(-np.sum(qq * np.log(qq)) / 6, rel=1e-4)
+    assert table.metrics["support"][0, 0] == 1.0  # smoothing keeps every token
+
+
+def test_categorical_counts_pool_equals_the_sample_pool():
+    # Counts are sufficient statistics: an accumulate pool kept as counts fits what refitting every sample fits.
+    base = ["data=zipf", "data.vocab=30", "model=categorical", "model.smoothing=0.3", "regime.pool=accumulate"]
+    base += ["regime=fresh_data", "regime.real_weight=2", "loop.generations=6", "loop.seeds=3", "regime.n_real=20"]
+    base += ["regime.n_synth=25", "eval.metrics=[kl_forward,gini_simpson]", "eval.n=64", "plots=false"]
+    stats, samples = madloop.simulate(base), madloop.simulate([*base, "loop.stats_pool=false"])
+    assert stats.state.pool.counts.shape == (3, 1, 30)
+    for name in stats.names:
+        np.testing.assert_allclose(stats.metrics[name], samples.metrics[name], rtol=1e-5)
+
+
+def test_text_source_reads_a_local_file(tmp_path):
+    text = "abracadabra " * 50
+    path = tmp_path / "t.txt"
+    path.write_text(text, encoding="utf-8")
+    src = make_source(TextData(path=str(path), length=8, heldout=0.2, heldout_n=5))
+    assert src.tokens.symbols == (" ", "a", "b", "c", "d", "r") and src.tokens.vocab == 6
+    rows = np.asarray(src.sample(jax.random.key(0), 30)).astype(int)
+    for r in rows:
+        assert "".join(src.tokens.symbols[i] for i in r) in text[: int(round(len(text) * 0.8))]
+    held = np.asarray(src.heldout).astype(int)
+    assert held.shape == (5, 8)
+    assert "".join(src.tokens.symbols[i] for i in held[0]) == text[480:488]
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["data=text"], "data.path=null: required: a local UTF-8 text file"),
+        (["data=text", "data.path=/nonexistent.txt"], "no such file"),
+        (["data=markov", "data.length=1"], "data.length=1: must be > data.order=1"),
+        (["data=markov", "data.support=40"], "data.support=40"),
+        (["data=gaussian", "model=ngram"], "model=ngram: needs a discrete source"),
+        (["data=zipf", "model=categorical", "model.top_p=0"], "model.top_p=0.0: must lie in"),
+        (["data=zipf", "model=categorical", "sweep.model.top_k=[1.5]"], "sweep.model.top_k"),
+        (["data=zipf", "model=categorical", "eval.metrics=[sw2]"], "'sw2' needs continuous data"),
+        (["data=gaussian", "model=gaussian", "eval.metrics=[kl_forward]"], "'kl_forward' needs data=zipf or markov"),
+        (["data=zipf", "model=gaussian"], "model=gaussian: a discrete source needs a token model"),
+    ],
+)
+def test_config_errors_name_the_field(overrides, match):
+    with pytest.raises(C.ConfigError, match=match):
+        madloop.simulate([*overrides, "loop.generations=1", "loop.seeds=1", "plots=false"])
