@@ -23,8 +23,19 @@ def make_model(cfg: C.ModelConfig, source=None, scan: Callable | None = None) ->
     return C.option_of("model", cfg)[1].build(cfg, source, scan)
 
 
-# One line per family: importing the module registers it.
-from madloop.models import diffusion, edm, flow, flow_matching, gan  # noqa: E402, F401
-from madloop.models import gaussian, gmm, kde, linear, ngram, transformer  # noqa: E402, F401
+# One name per family: importing the module registers it.
+from madloop.models import (  # noqa: E402, F401
+    diffusion,
+    edm,
+    flow,
+    flow_matching,
+    gan,
+    gaussian,
+    gmm,
+    kde,
+    linear,
+    ngram,
+    transformer,
+)
 
 __all__ = ["make_model"]
