@@ -22,6 +22,7 @@ from madloop.data.toy import GaussianData, Grid25Data, MixtureData, Ring8Data
 from madloop.guidance import NoGuidance, SimsGuidance
 from madloop.models.diffusion import DiffusionModel
 from madloop.models.edm import EDMModel
+from madloop.models.flow_matching import FlowMatchingModel
 from madloop.models.gaussian import GaussianModel
 from madloop.models.gmm import GMMModel
 from madloop.models.kde import KDEModel
@@ -191,7 +192,7 @@ def buffers(cfg: C.Config) -> list[Buffer]:
         t = r.n_real if _stats_pool(cfg) else _train_size(r, g)
         add("the KDE's kernel centres", [(t, "points"), (d, "values")], ("regime.n_synth", "loop.generations"))
         add("the KDE's kernel factor", [(d, ""), (d, "")], ("data.dim",))
-    elif isinstance(m, DiffusionModel | EDMModel):  # (the same networks)
+    elif isinstance(m, DiffusionModel | EDMModel | FlowMatchingModel):  # (the same networks)
         # The weights, their EMA and AdamW's two moments; SIMS adds the auxiliary model's four copies.
         copies = 8 if isinstance(cfg.guidance, SimsGuidance) else 4
         p = network_params(m, d)
