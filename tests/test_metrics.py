@@ -51,9 +51,12 @@ def context(source=None, model=GAUSSIAN, curation=NO_CURATION, **eval_settings) 
     return M.Context(source, model, make_curation(curation, source), C.EvalConfig(**eval_settings))
 
 
-def reference(heldout, k=5, projections=64, names=M.ALL_METRICS, ctx=None) -> M.Reference:
-    """make_reference over the held-out set with eval.k and eval.projections."""
+def reference(heldout, k=5, projections=64, names=None, ctx=None) -> M.Reference:
+    """make_reference over the held-out set with eval.k and eval.projections (for every metric that applies unless
+    ``names`` are given)."""
     ctx = context(k=k, projections=projections) if ctx is None else ctx
+    if names is None:
+        names = tuple(name for name, why in M.available(ctx).items() if why is None)
     return M.make_reference(KEY, heldout, ctx, names)
 
 
@@ -212,7 +215,12 @@ MODE_NAMES = ("modes", "modes_hq", "hq", "mode_tv")
 CLASS_NAMES = tuple(f"class_{c}" for c in range(10))
 RARE_NAMES = ("rare_mass", "rare_modes")
 EVERY_NAME = (*MOMENT_NAMES, "w2", "kl", *SAMPLE_NAMES, *OPT_IN_NAMES, *MODE_NAMES, *RARE_NAMES, "tail_mass", "nll")
-EVERY_NAME += ("class_entropy", "confidence", "reward")
+EVERY_NAME += ("test_error", "weight_error", "class_entropy", "confidence", "reward")
+VERIFIER_NAMES = ("kept_share", "false_accept", "false_reject", "unfilled")
+CHAIN_NAMES = ("kl_forward", "kl_reverse", "entropy", "gini_simpson", "support", "ngram_support", "tail_lost")
+CHAIN_NAMES += ("zipf_fit",)
+TOKEN_NAMES = (*CHAIN_NAMES, "xent", "perplexity", "kl_rate", "distinct_1", "distinct_2", "distinct_3")
+EVERY_NAME += (*VERIFIER_NAMES, *TOKEN_NAMES)
 WHY_MOMENTS = "needs a truth with known moments (data=gaussian, ring8, grid25, mixture)"
 WHY_PAIR = "needs model=gaussian and data=gaussian (closed form)"
 WHY_MODES = "needs a mixture truth with >= 2 modes (data=ring8, grid25, mixture)"
@@ -223,6 +231,17 @@ WHY_IMAGE = "needs an image source with a feature classifier (data=digits, mnist
 WHY_CURATION = "needs curation=k_choice (the reward it curates by)"
 NOT_IMAGE = {"class_entropy": WHY_IMAGE, "confidence": WHY_IMAGE, "reward": WHY_CURATION}
 NOT_IMAGE |= {name: WHY_IMAGE for name in CLASS_NAMES}
+# (and none of these continuous cases is a regression, verified or token run)
+WHY_REGRESSION = "needs model=linear and data=linear (a regressor of a regression truth)"
+NOT_IMAGE |= dict.fromkeys(("test_error", "weight_error"), WHY_REGRESSION)
+NOT_IMAGE |= dict.fromkeys(VERIFIER_NAMES, "needs curation=verifier (its report on each generation's candidates)")
+NOT_IMAGE |= dict.fromkeys(CHAIN_NAMES, "needs data=zipf or markov and model=categorical or ngram (exact chain laws)")
+WHY_XENT = "needs a discrete source and a model with a likelihood (model=categorical, ngram, transformer)"
+NOT_IMAGE |= dict.fromkeys(("xent", "perplexity"), WHY_XENT)
+NOT_IMAGE["kl_rate"] = "needs data=zipf or markov and a model with a likelihood (model=categorical, ngram, transformer)"
+NOT_IMAGE["distinct_1"] = "needs a discrete source (data=zipf, markov, text)"
+WHY_LONG = "needs a discrete source with rows of >= 3 tokens and vocab^3 < 2^31 (data=markov, text)"
+NOT_IMAGE |= dict.fromkeys(("distinct_2", "distinct_3"), WHY_LONG)
 NO_PAIR = {"w2": WHY_PAIR, "kl": WHY_PAIR}
 NO_MODES = dict.fromkeys(MODE_NAMES + RARE_NAMES, WHY_MODES)
 NO_RARE = dict.fromkeys(RARE_NAMES, WHY_RARE)
@@ -313,7 +332,7 @@ def test_a_new_group_is_one_entry_in_the_table():
 
     groups = (*M.GROUPS, M.MetricGroup("spread", ("spread",), needs_ring, SAMPLES, spread, prepare=centre))
     ctx = context(make_source(Ring8Data()), GMM)
-    assert tuple(M.available(ctx, groups))[-12:-9] == ("reward", "spread", "class_0")
+    assert tuple(M.available(ctx, groups))[-12:-9] == ("distinct_3", "spread", "class_0")
     assert M.select(ctx, groups) == (*M.select(ctx), "spread")
     assert M.available(context(), groups)["spread"] == "needs a ring"
     M.check(ctx._replace(eval=C.EvalConfig(metrics=["spread", "sw2"])), groups)

@@ -136,7 +136,12 @@ COMPOSE_ALL = textwrap.dedent(
         "guidance=sims": ["model=diffusion"],  # SIMS guides a diffusion sampler
         "data=mnist": [f"data.path={mnist}", "data.heldout_n=20"],
         "data=cifar10": [f"data.path={cifar}", "data.heldout_n=20"],
+        "model=linear": ["data=linear"],  # the supervised family regresses a regression truth's label
     }
+    (mnist / "text.txt").write_text("the cat sat on the mat. " * 40, encoding="utf-8")  # data=text: a local file
+    extra["data=text"] = ["model=ngram", f"data.path={mnist / 'text.txt'}", "data.length=16"]
+    extra |= {f"data={name}": ["model=ngram"] for name in ("zipf", "markov")}  # token rows need a token model
+    extra |= {f"model={name}": ["data=markov"] for name in ("categorical", "ngram", "transformer")}
     composed = []
     for group, names in groups.items():
         for name in names:
