@@ -185,7 +185,7 @@ def test_multirun_writes_one_table_per_job(tmp_path):
     assert (tmp_path / "sweep" / "report_metrics.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+@pytest.mark.parametrize("launcher", ["joblib", pytest.param("submitit_local", marks=pytest.mark.slow)])
 def test_parallel_launchers_run_every_job_and_the_report_aggregates_them(tmp_path, launcher):
     # Two jobs through a Hydra launcher plugin (local processes); each job's table equals the API's for the same
     # overrides, and the report combines both with the varying override as a column.

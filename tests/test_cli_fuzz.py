@@ -302,6 +302,7 @@ def test_adversarial_overrides_exit_0_or_2_with_one_line(argv, tmp_path):
     assert_clean_exit(argv, code, stderr)
 
 
+@pytest.mark.slow  # real processes (the default tier's time budget)
 def test_the_harness_sees_what_a_real_process_does(tmp_path, monkeypatch):
     """The in-process harness and ``python -m madloop.run`` agree on exit codes and stderr (a refused config, an
     unknown flag, an unknown Hydra key), and a tiny valid run exits 0 for real."""

@@ -39,12 +39,16 @@ DISCRETE = {"categorical", "ngram", "transformer"}
 REGIMES = ["fully_synthetic", "synthetic_augmentation", "fresh_data"]
 POOLS = ["replace", "accumulate", "accumulate_subsample"]
 # Every regime x pool for the closed-form families (the regime and pool code is family-agnostic); the neural
-# families, whose programs take ~13 s each to compile, on three pairs that cover every regime and every pool once.
-COMBINATIONS = (
-    [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS]
-    + [(f, r, p) for f in ("diffusion_sims", "edm_sims", "gan") for r, p in zip(REGIMES, reversed(POOLS), strict=True)]
-    + [(f, r, p) for f in ("flow_matching_sims", "flow") for r, p in zip(REGIMES, POOLS, strict=True)]
-)
+# families, whose programs take ~13 s each to compile, on three pairs that cover every regime and every pool once:
+# the first pair in the default tier, the other two in the slow tier (the default tier's time budget).
+COMBINATIONS = [(f, r, p) for f in sorted(HAS_DENSITY) for r in REGIMES for p in POOLS]
+for _family, _pools in [(f, list(reversed(POOLS))) for f in ("diffusion_sims", "edm_sims", "gan")] + [
+    (f, POOLS) for f in ("flow_matching_sims", "flow")
+]:
+    COMBINATIONS += [
+        pytest.param(_family, r, p, marks=[pytest.mark.slow] * (i > 0))
+        for i, (r, p) in enumerate(zip(REGIMES, _pools, strict=True))
+    ]
 # The token models on the three pairs that cover every regime and every pool once (their pools are the same code).
 COMBINATIONS += [
     pytest.param("ngram", r, p, marks=[pytest.mark.slow] * (r != "fully_synthetic"))

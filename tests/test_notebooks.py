@@ -45,7 +45,12 @@ def test_the_kernel_is_this_interpreter():
     )
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+# replace_vs_accumulate, the longest, in the slow tier (the default tier's time budget)
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=[pytest.mark.slow] * (p.stem == "replace_vs_accumulate")) for p in NOTEBOOKS],
+    ids=lambda p: p.stem,
+)
 def test_notebook_executes(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(

@@ -200,6 +200,9 @@ FORGETFUL = {
 # case compiles three loops with a verifier and a correction; categorical: its token path is ngram's (default tier)
 # and its pool kde's; transformer: minutes of compilation on a loaded CPU.
 SLOW = {"diffusion", "sims", "edm_sims", "flow_matching", "flow", "gan", "operators", "categorical", "transformer"}
+# and, for the default tier's time budget, the families whose state is a pool or a reordering (gmm stays: a pool
+# kept as statistics)
+SLOW |= {"kde", "ngram", "curation"}
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.slow] * (f in SLOW)) for f in FAMILIES])
@@ -253,6 +256,7 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow  # three jobs in a process each (the default tier's time budget)
 def test_a_failing_job_does_not_cost_the_other_jobs_their_results(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "data=gaussian", "model=gaussian", "loop.generations=2", "loop.seeds=2", "plots=false"]
