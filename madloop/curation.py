@@ -206,6 +206,8 @@ def fits_k_choice(c: KChoiceCuration, cfg: C.Config, parts) -> None:
     if cfg.regime.n_synth < 1:
         raise C.ConfigError("curation", "k_choice", "needs regime.n_synth >= 1 (synthetic samples to curate)")
     source = parts.source
+    if source.tokens is not None:  # a distance between token ids is no reward
+        raise C.ConfigError("curation", "k_choice", "needs continuous data or images (its rewards are distances)")
     if c.reward == "mode":
         mix = source.mixture
         if mix is None or mix.weights.shape[0] < 2:
@@ -353,8 +355,8 @@ def fits_verifier(c: VerifierCuration, cfg: C.Config, parts) -> None:
         raise C.ConfigError(
             "curation",
             "verifier",
-            "needs a truth with a log-density (gaussian, ring8, grid25, mixture; moons, swissroll, circles with "
-            "data.noise > 0), data=linear or an image source",
+            "needs a truth with a log-density (gaussian, ring8, grid25, mixture, rosenbrock; moons, swissroll, "
+            "circles with data.noise > 0), data=linear or an image source",
         )
 
 

@@ -17,7 +17,8 @@ from madloop import config as C
 from madloop import knobs, pools, regimes
 from madloop import metrics as M
 from madloop.curation import KChoiceCuration
-from madloop.data.images import DigitsData, MnistData
+from madloop.data.images import Cifar10Data, DigitsData, MnistData
+from madloop.data.linear import LinearData
 from madloop.data.toy import GaussianData, Grid25Data, MixtureData, Ring8Data
 from madloop.guidance import NoGuidance, SimsGuidance
 from madloop.models.diffusion import DiffusionModel
@@ -26,6 +27,8 @@ from madloop.models.flow_matching import FlowMatchingModel
 from madloop.models.gaussian import GaussianModel
 from madloop.models.gmm import GMMModel
 from madloop.models.kde import KDEModel
+from madloop.models.linear import LinearModel
+from madloop.models.ngram import CategoricalModel
 
 GIB = 1 << 30
 INT32_MAX = 2**31 - 1
@@ -60,6 +63,10 @@ def data_dim(data: C.DataConfig) -> int:
         return 64
     if isinstance(data, MnistData):
         return (data.size or 28) ** 2
+    if isinstance(data, Cifar10Data):  # three colour planes
+        return 3 * (data.size or 32) ** 2
+    if isinstance(data, LinearData):  # rows [x, y]
+        return data.dim + 1
     return getattr(data, "dim", getattr(data, "length", 2))  # a discrete source's rows hold `length` tokens
 
 
@@ -110,12 +117,12 @@ def network_params(m: DiffusionModel, d: int) -> int:
 
 
 def _stats_pool(cfg: C.Config) -> bool:
-    """Whether an accumulate pool is kept as sufficient statistics (``madloop.loop.stats_pool``; the Gaussian
-    family is the one with statistics)."""
+    """Whether an accumulate pool is kept as sufficient statistics (``madloop.pools.keeps_statistics``; the
+    families with statistics: Gaussian, linear, categorical and n-gram)."""
     return (
         cfg.loop.stats_pool
         and cfg.regime.pool == "accumulate"
-        and isinstance(cfg.model, GaussianModel)
+        and isinstance(cfg.model, GaussianModel | LinearModel | CategoricalModel)
         and isinstance(cfg.guidance, NoGuidance)
     )
 

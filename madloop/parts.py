@@ -101,6 +101,20 @@ def _labeled_rows(sample_labeled: Callable) -> Callable:
     return sample
 
 
+def token_families(source: DataSource) -> list[str]:
+    """The registered model families that model token rows (``GenerativeModel.tokens``), read from each family's
+    default build for a discrete source."""
+    names = []
+    for name, opt in C.OPTIONS["model"].items():
+        try:
+            built = opt.build(opt.schema(), source) if opt.build is not None else None
+        except Exception:  # noqa: BLE001 (a family that needs a data source to build is not listed)
+            continue
+        if getattr(built, "tokens", False):
+            names.append(name)
+    return names
+
+
 def build_parts(cfg: C.Config) -> Parts:
     """Checks a config and builds its parts (in the run's precision), with each cross-group check run against
     the parts built before it.
@@ -116,15 +130,15 @@ def build_parts(cfg: C.Config) -> Parts:
         _fits("regime", cfg, parts)
         regime = regimes.make_regime(cfg.regime)
         parts = parts._replace(regime=regime, smallest=regimes.smallest_training_set(smallest.regime, regime))
+        name = C.option_name("model", cfg.model)
+        if parts.source.tokens is not None and name not in (
+            tokens := token_families(parts.source)
+        ):  # (before the family's own checks)
+            # a continuous density on token ids means nothing
+            raise C.ConfigError("model", name, f"a discrete source needs a token model (model={'|'.join(tokens)})")
         _fits("model", cfg, parts)
         model = make_model(cfg.model, parts.source, scan_with_ticks)
         source = parts.source
-        if source.tokens is not None and not model.tokens:  # a continuous density on token ids means nothing
-            raise C.ConfigError(
-                "model",
-                C.option_name("model", cfg.model),
-                "a discrete source needs a token model (model=categorical, ngram)",
-            )
         # A class-conditional family trains on [x, label] rows; metrics and snapshots see x only.
         train_source = (
             source._replace(sample=_labeled_rows(source.sample_labeled), dim=source.dim + 1)

@@ -31,6 +31,14 @@ def test_hand_checked_sizes():
     # a Gaussian accumulate pool kept as statistics holds no samples
     _, bufs = estimate(["data=gaussian", "model=gaussian", "regime.pool=accumulate"])
     assert "the accumulated pool" not in bufs
+    # so do the other families with statistics (counts, normal equations); their rows: `length` tokens, [x, y]
+    for family in (["data=markov", "model=ngram"], ["data=zipf", "model=categorical"], ["data=linear", "model=linear"]):
+        _, bufs = estimate([*family, "regime.pool=accumulate"])
+        assert "the accumulated pool" not in bufs, family
+        _, bufs = estimate([*family, "regime.pool=accumulate", "loop.stats_pool=false"])
+        assert "the accumulated pool" in bufs, family
+    _, bufs = estimate(["data=linear", "data.dim=10", "model=linear", "loop.seeds=2"])
+    assert bufs["the real set"].nbytes == 2 * 256 * 11 * 4
     # diffusion MLP: (2 + 32 + 1) x 128 + 2 x 129 x 128 + 129 x 2 weights, 4 copies (weights, EMA, 2 moments)
     _, bufs = estimate(["model=diffusion", "loop.seeds=2"])
     assert bufs["the network (weights, EMA, optimiser moments)"].nbytes == 2 * 4 * (35 * 128 + 2 * 129 * 128 + 258) * 4

@@ -221,7 +221,7 @@ CHAIN_NAMES = ("kl_forward", "kl_reverse", "entropy", "gini_simpson", "support",
 CHAIN_NAMES += ("zipf_fit",)
 TOKEN_NAMES = (*CHAIN_NAMES, "xent", "perplexity", "kl_rate", "distinct_1", "distinct_2", "distinct_3")
 EVERY_NAME += (*VERIFIER_NAMES, *TOKEN_NAMES)
-WHY_MOMENTS = "needs a truth with known moments (data=gaussian, ring8, grid25, mixture)"
+WHY_MOMENTS = "needs a truth with known moments (data=gaussian, ring8, grid25, mixture, rosenbrock, linear)"
 WHY_PAIR = "needs model=gaussian and data=gaussian (closed form)"
 WHY_MODES = "needs a mixture truth with >= 2 modes (data=ring8, grid25, mixture)"
 WHY_DENSITY = "needs a model with a log-density"

@@ -108,3 +108,18 @@ def test_curve_log_densities_are_normalised_and_match_the_circles_closed_form():
 # The must-show (a noiseless label verifier holds the supervised loop at its generation-0 error while the unverified
 # loop grows at law 12's rate) runs in one program with the correction's laws:
 # tests/test_regression_laws.py::test_engine_follows_law_12_with_and_without_correction_and_a_noiseless_verifier_...
+
+
+def test_curve_log_density_in_blocks_equals_the_whole_matrix():
+    """More rows than one block (the tail metric's 65,536 draws): the blocked log-density equals the one-matrix
+    formula to float32 rounding, padding rows included in no result (a wrong reshape or pad would shift rows)."""
+    from madloop.data import toy
+
+    curve = toy._curve(toy._swissroll_curve(0.05), 0.05)
+    x = make_source(SwissRollData(noise=0.05)).sample(jax.random.key(4), 2 * toy.CURVE_BLOCK + 37)
+    whole = jax.nn.logsumexp(curve.log_w - 0.5 * toy._node_sqdist(curve, x) / 0.05**2, axis=1)
+    whole = whole - jnp.log(2 * jnp.pi * 0.05**2)
+    blocked = toy.curve_log_prob(curve, x)
+    assert blocked.shape == (x.shape[0],)
+    np.testing.assert_allclose(np.asarray(blocked), np.asarray(whole), rtol=1e-5, atol=1e-4)
+    assert float(jnp.max(jnp.abs(blocked[1:] - whole[:-1]))) > 0.1  # power: one row off is far off

@@ -371,10 +371,22 @@ def _node_sqdist(curve: Curve, x: Data) -> jax.Array:
     return jnp.maximum(sq, 0.0)
 
 
+CURVE_BLOCK = 1024  # rows of x per [rows, M] distance block (M nodes: up to ~10^4 at the smallest noise)
+
+
 def curve_log_prob(curve: Curve, x: Data) -> jax.Array:
-    """log p(x) [n] of the noisy curve: log sum_m w_m N(x; c_m, s^2 I) (2-D)."""
+    """log p(x) [n] of the noisy curve: log sum_m w_m N(x; c_m, s^2 I) (2-D), in blocks of CURVE_BLOCK rows so
+    that a large n (the tail metric's 65,536 truth draws) never holds an [n, M] matrix."""
     s2 = curve.noise**2
-    return jax.nn.logsumexp(curve.log_w - 0.5 * _node_sqdist(curve, x) / s2, axis=1) - jnp.log(2 * jnp.pi * s2)
+
+    def block(xb: Data) -> jax.Array:
+        return jax.nn.logsumexp(curve.log_w - 0.5 * _node_sqdist(curve, xb) / s2, axis=1) - jnp.log(2 * jnp.pi * s2)
+
+    n = x.shape[0]
+    if n <= CURVE_BLOCK:
+        return block(x)
+    padded = jnp.concatenate([x, jnp.zeros((-n % CURVE_BLOCK, x.shape[1]), x.dtype)])
+    return jax.lax.map(block, padded.reshape(-1, CURVE_BLOCK, x.shape[1])).reshape(-1)[:n]
 
 
 def curve_project(curve: Curve, x: Data) -> Data:

@@ -56,7 +56,7 @@ from madloop.types import Data, Key
 def known_moments(ctx: Context) -> str | None:
     """The model has moments and the truth known moments."""
     if ctx.source.cov is None or ctx.model.moments is None:
-        return "needs a truth with known moments (data=gaussian, ring8, grid25, mixture)"
+        return "needs a truth with known moments (data=gaussian, ring8, grid25, mixture, rosenbrock, linear)"
     return None
 
 
