@@ -213,3 +213,23 @@ def test_table_marks_disagreement_and_states_repeat_counts():
     assert run.disagreements(results, ["gmm"]) == []  # only the non-gating script check failed
     gmm["agree_competent"] = [good, bad]
     assert len(run.disagreements(results, ["gmm"])) == 1
+
+
+def test_transformer_reference_trains_like_madloop_and_the_check_flags_wrong_ones():
+    """The batched PyTorch transformer of benchmarks/transformer_step.py, from madloop's initial weights on madloop's
+    minibatches, gives madloop's step-0 loss and its loss after a few AdamW steps (2 seeds, tiny sizes); a reference
+    without the causal mask, or with twice the learning rate, is flagged (8-9% apart, against a 2e-4 tolerance)."""
+    pytest.importorskip("torch")
+    import dataclasses
+
+    from benchmarks import transformer_step
+
+    cfg, _, _, _ = transformer_step.preset_sizes()
+    tiny = dataclasses.replace(cfg, width=8, depth=1, heads=2, batch=8)
+    same, unmasked, faster = transformer_step.agreement(
+        tiny, 5, 6, seeds=2, n=32, steps=4, references=({}, {"causal": False}, {"lr": 2 * tiny.lr})
+    )
+    assert same["agree"], same
+    assert not unmasked["agree"] and unmasked["rel0"] > 100 * transformer_step.LOSS_RTOL, unmasked
+    assert not faster["agree"] and faster["rel0"] < transformer_step.LOSS_RTOL, faster  # same start, other steps
+    assert faster["rel_after"] > 100 * transformer_step.LOSS_RTOL, faster
