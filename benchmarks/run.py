@@ -16,6 +16,9 @@ stored section is printed and written into docs/benchmarks.md between the runner
   generations, 16 seeds; madloop against scikit-learn's GaussianMixture refitted per seed per generation. Both
   compute the held-out NLL every generation.
 - diffusion: benchmarks/diffusion_loop.py (madloop against PyTorch eager; needs the [bench] extra).
+- families: benchmarks/family_steps.py: the training steps of the flow, GAN, flow matching and EDM families against
+  a PyTorch reference batched over seeds (8 and 64 seeds), with a replay check (identical losses from identical
+  weights and draws) and the tail loss's agreement; needs the [bench] extra.
 - hardware: FLOP/s of the diffusion training step against a float32 matmul timed in the same run.
 - scaling: wall time against seeds (1..1024) and generations (10..1000) for the Gaussian and GMM loops, with
   log-log slopes.
@@ -127,13 +130,14 @@ def sizes(a: argparse.Namespace) -> dict:
 
 SIZES = {
     # gaussian: (seeds, generations, n); script_seeds: seeds the published-script loop is timed on, per pool;
-    # processes: one-seed processes timed; gmm: (seeds, generations); diffusion: (seeds, generations, quick steps)
+    # processes: one-seed processes timed; gmm: (seeds, generations); diffusion: (seeds, generations, quick steps);
+# families: (seeds per row, training steps, replayed steps, tiny networks)
     "full": {"gaussian": (1000, 1000, 100), "script_seeds": {"replace": 20, "accumulate": 4}, "processes": 5,
-             "gmm": (16, 200), "diffusion": (8, 5, False)},
+             "gmm": (16, 200), "diffusion": (8, 5, False), "families": ((8, 64), 20, 10, False)},
     "device": {"gaussian": (500, 1000, 100), "script_seeds": {"replace": 10, "accumulate": 2}, "processes": 0,
-               "gmm": (8, 200), "diffusion": (4, 2, False)},
+               "gmm": (8, 200), "diffusion": (4, 2, False), "families": ((8, 64), 20, 10, False)},
     "quick": {"gaussian": (64, 100, 100), "script_seeds": {"replace": 4, "accumulate": 4}, "processes": 2,
-              "gmm": (4, 20), "diffusion": (2, 2, True)},
+              "gmm": (4, 20), "diffusion": (2, 2, True), "families": ((4,), 3, 3, True)},
 }  # fmt: skip
 
 
@@ -288,6 +292,23 @@ def section_diffusion(a: argparse.Namespace) -> list[dict]:
     return [row]
 
 
+def section_families(a: argparse.Namespace) -> list[dict]:
+    from benchmarks import family_steps
+
+    seeds_list, steps, replay_steps, tiny = sizes(a)["families"]
+    rows = []
+    for name in family_steps.FAMILIES:
+        for seeds in seeds_list:
+            rows.append(
+                family_steps.measure_family(
+                    name, seeds, steps, replay_steps, repeats=a.repeats, ref_repeats=a.ref_repeats,
+                    compiled=not a.no_torch_compile, tiny=tiny,
+                )
+            )  # fmt: skip
+            print_rows("families", rows[-1:])
+    return rows
+
+
 def section_hardware(a: argparse.Namespace) -> list[dict]:
     from benchmarks import diffusion_step
 
@@ -357,6 +378,7 @@ NOTES = {  # how each section times, stated in its heading (each cell of the fir
     "gaussian": "madloop: first call, then the median of {r} steady call(s); references: counts in each cell",
     "gmm": "madloop: first call, then the median of {r} steady call(s); references: counts in each cell",
     "diffusion": "madloop: first call, then the median of {r} steady call(s); references: counts in each cell",
+    "families": "madloop: first call, then the median of {r} steady call(s); references: counts in each cell",
     "hardware": "each row: one timed call after a warm-up call; the peak: median of 5 timed matmuls",
     "scaling": "each point: the median of {r} steady calls after a first call",
     "compile": "each row: one fresh process",
@@ -366,6 +388,7 @@ SECTIONS = {
     "gaussian": section_gaussian,
     "gmm": section_gmm,
     "diffusion": section_diffusion,
+    "families": section_families,
     "hardware": section_hardware,
     "scaling": section_scaling,
     "compile": section_compile,
@@ -393,6 +416,8 @@ def disagreements(results: dict, sections: list[str]) -> list[str]:
     out = []
     for name in sections:
         for r in results.get(name, {}).get("rows", []):
+            if "replay" in r and not r["replay"]["agree"]:  # the families' replay: identical draws, identical losses
+                out.append(f"DISAGREE [{name}] {r['case']}, {r['seeds']} seeds, replay: {replay_cell(r['replay'])}")
             for key, value in r.items():
                 if not key.startswith("agree_") or key.endswith("_gates") or r.get(f"{key}_gates", True) is False:
                     continue
@@ -400,6 +425,12 @@ def disagreements(results: dict, sections: list[str]) -> list[str]:
                     if not c["agree"]:
                         out.append(f"DISAGREE [{name}] {r['case']}, {key}: {agreement.cell(c)}")
     return out
+
+
+def replay_cell(c: dict) -> str:
+    """A markdown cell of the families' replay check: the worst relative loss difference and its verdict."""
+    verdict = "agree" if c["agree"] else f"**DISAGREE** (at {c['at']})"
+    return f"{c['max_rel_diff']:.1e} over {c['steps']} steps (tol. {c['tol']:.0e}): {verdict}"
 
 
 def fmt(x: float) -> str:
@@ -551,6 +582,37 @@ def markdown(results: dict) -> str:
                     f"{agreement.cell(last['torch'])} | {agreement.cell(last['torch_batched'])} | "
                     f"{agreement.cell(last['torch_compiled'])} |"
                 )
+        elif name == "families":
+            out.append(
+                "Each family's own `train`, jit(vmap) over seeds, against PyTorch batched over seeds (stacked weights, "
+                "batched matmuls, the same optimiser, EMA and minibatch draws as elementwise tensor code; eager at "
+                "the faster of 1 and the default intra-op threads, shown), both from the same initial weights. "
+                "madloop and torch.compile: first call (compilation included) and the median of the steady calls "
+                "listed; eager: the median of the calls listed. Replay: PyTorch fed madloop's own draws for the "
+                "first steps, worst relative loss difference. Agreement: mean ± SE over seeds of each seed's mean "
+                "loss over the last quarter of the steps (the GAN: the critic's), independent draws.\n"
+            )
+            cells = ["case", "seeds", "madloop compile incl. / steady (s)", "PyTorch batched, eager (s)"]
+            cells += ["ratio: compile incl. / steady", "PyTorch batched, torch.compile: first / steady (s)", "ratio"]
+            cells += ["replay: max relative loss difference", "agreement: eager", "agreement: compiled"]
+            out.extend(header(cells))
+            for r in rows:
+                first, steady, ref = r["madloop_first"], r["madloop_steady"], r["torch"]
+                threads = f"{r['torch_threads']} thread(s)" if r.get("torch_threads") else r.get("torch_device")
+                if "torch_compiled" in r:
+                    comp = f"{fmt(r['torch_compiled_first'])} / {fmt(r['torch_compiled'])} "
+                    comp += f"({runs(r['torch_compiled_all'])})"
+                    comp_ratio = f"{r['torch_compiled_first'] / first:.1f}x / {r['torch_compiled'] / steady:.1f}x"
+                elif r.get("torch_compile_error"):
+                    comp, comp_ratio = f"torch.compile failed: {r['torch_compile_error']}", "n/a"
+                else:
+                    comp, comp_ratio = "not measured (--no-torch-compile)", ""
+                out.append(
+                    f"| {r['case']} | {r['seeds']} | {fmt(first)} / {fmt(steady)} ({runs(r['madloop_steady_all'])}) | "
+                    f"{fmt(ref)} ({runs(r['torch_all'])}, {threads}) | {ref / first:.2f}x / {ref / steady:.2f}x | "
+                    f"{comp} | {comp_ratio} | {replay_cell(r['replay'])} | {agreement.cell(r['agree_torch'])} | "
+                    f"{agreement.cell(r.get('agree_torch_compiled'))} |"
+                )
         elif name == "hardware":
             out.append(f"float32 matmul peak: {rows[0]['peak_gflops']:.1f} GFLOP/s\n")
             out.extend(header(["width", "batch", "seeds", "ms / step", "GFLOP/s", "fraction of peak"]))
@@ -614,6 +676,9 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="small sizes (checks the runner; not for the docs)")
     p.add_argument(
         "--no-processes", action="store_true", help="skip the one-process-per-seed timings (gaussian; slow on 2 cores)"
+    )
+    p.add_argument(
+        "--no-torch-compile", action="store_true", help="skip the torch.compile references (families; ~30 s each)"
     )
     p.add_argument("--gaussian-dims", type=int, nargs="+", default=[2, 10], help="the gaussian section's d values")
     p.add_argument("--no-write", action="store_true", help="print only; keep results.json and the docs as they are")

@@ -215,6 +215,41 @@ def test_table_marks_disagreement_and_states_repeat_counts():
     assert len(run.disagreements(results, ["gmm"])) == 1
 
 
+def family_replay_and_wrong_reference(family: str, lr_factor: float = 2.0) -> tuple[dict, dict]:
+    """benchmarks/family_steps.py at tiny size: one measured row, and the replay check of a reference whose learning
+    rate is off by ``lr_factor`` (the same compiled madloop program, so it costs only the PyTorch steps)."""
+    from benchmarks import family_steps
+
+    row = family_steps.measure_family(family, 4, steps=4, replay_steps=4, repeats=1, ref_repeats=1, tiny=True)
+    return row, family_steps.replay(family, 4, 4, 4, tiny=True, lr_factor=lr_factor)
+
+
+def check_family_row(row: dict, wrong: dict) -> None:
+    assert row["replay"]["agree"] and row["replay"]["max_rel_diff"] < 1e-5, row["replay"]
+    assert row["agree_torch"]["agree"], row["agree_torch"]
+    assert not wrong["agree"] and wrong["max_rel_diff"] > 2 * wrong["tol"], wrong
+    results = {"families": {"date": "d", "machine": "m", "note": "n", "rows": [row, {**row, "replay": wrong}]}}
+    lines = run.disagreements(results, ["families"])
+    assert len(lines) == 1 and lines[0].startswith("DISAGREE [families]") and "replay" in lines[0]
+    table = run.markdown(results)
+    assert table.count("**DISAGREE**") == 1 and "(1 run" in table
+
+
+def test_family_steps_reference_replays_madloop_and_flags_a_wrong_learning_rate():
+    """The families benchmark's PyTorch reference, fed madloop's own draws from madloop's initial weights, gives the
+    same loss curve (flow matching, tiny networks); a reference with twice the learning rate fails the replay check
+    and the runner flags the row."""
+    pytest.importorskip("torch")
+    check_family_row(*family_replay_and_wrong_reference("flow_matching"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["flow", "gan", "edm"])
+def test_family_steps_reference_replays_the_other_families(family):
+    pytest.importorskip("torch")
+    check_family_row(*family_replay_and_wrong_reference(family))
+
+
 def test_transformer_reference_trains_like_madloop_and_the_check_flags_wrong_ones():
     """The batched PyTorch transformer of benchmarks/transformer_step.py, from madloop's initial weights on madloop's
     minibatches, gives madloop's step-0 loss and its loss after a few AdamW steps (2 seeds, tiny sizes); a reference
