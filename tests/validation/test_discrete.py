@@ -5,12 +5,14 @@ generations, float32 counts), the smoothed fully synthetic recursion and fixatio
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_discrete_laws import assert_mean_law, categorical_loop
 
 from madloop import theory
 from madloop import tokens as T
 
 
+@pytest.mark.long  # 200 seeds x 1,000 generations x 10^4 draws: tens of minutes on 2 cores; CI runs -m 'not long'
 def test_wright_fisher_holds_at_ten_thousand_types_for_a_thousand_generations():
     # The benchmark's loop (benchmarks/categorical_loop.py): V = n = 10^4, Zipf(1.1), 1,000 generations, float32
     # counts and cdf. E[1 - sum q_g^2] = (1 - 1/n)^(g + 1) (1 - sum p^2) at every generation; power: the law of
