@@ -293,6 +293,20 @@ def register(
     return option
 
 
+def options_built_with(group: str, has: Callable[[Any], bool], *args: Any) -> list[str]:
+    """The registered options of a group whose default build (``build(schema(), *args)``) satisfies ``has``: a
+    capability read from the families themselves, for error messages. An option that cannot build so is left out."""
+    names = []
+    for name, opt in OPTIONS[group].items():
+        try:
+            built = opt.build(opt.schema(), *args) if opt.build is not None else None
+        except Exception:  # noqa: BLE001 (e.g. a family that needs another kind of data source)
+            continue
+        if built is not None and has(built):
+            names.append(name)
+    return names
+
+
 def option_of(group: str, node: Any) -> tuple[str, Option]:
     """The (name, option) of a group's config node, by its type."""
     for name, option in OPTIONS[group].items():

@@ -154,15 +154,7 @@ def check_sims(g: SimsGuidance) -> None:
 
 def guidable() -> str:
     """``model=a|b``: the registered model families whose default build has the guidance capability."""
-    have = []
-    for name, opt in C.OPTIONS["model"].items():
-        try:
-            built = opt.build(opt.schema()) if opt.build is not None else None
-        except Exception:  # noqa: BLE001 (a family that needs a data source to build is not listed)
-            continue
-        if getattr(built, "guidance", None) is not None:
-            have.append(name)
-    return f"model={'|'.join(have)}"
+    return f"model={'|'.join(C.options_built_with('model', lambda m: m.guidance is not None))}"
 
 
 def fits_sims(g: SimsGuidance, cfg: C.Config, parts) -> None:

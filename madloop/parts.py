@@ -104,15 +104,7 @@ def _labeled_rows(sample_labeled: Callable) -> Callable:
 def token_families(source: DataSource) -> list[str]:
     """The registered model families that model token rows (``GenerativeModel.tokens``), read from each family's
     default build for a discrete source."""
-    names = []
-    for name, opt in C.OPTIONS["model"].items():
-        try:
-            built = opt.build(opt.schema(), source) if opt.build is not None else None
-        except Exception:  # noqa: BLE001 (a family that needs a data source to build is not listed)
-            continue
-        if getattr(built, "tokens", False):
-            names.append(name)
-    return names
+    return C.options_built_with("model", lambda m: m.tokens, source)
 
 
 def build_parts(cfg: C.Config) -> Parts:
