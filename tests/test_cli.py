@@ -114,14 +114,14 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     assert message in err
 
 
-def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "madloop.run", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ},
+        env={**os.environ} if env is None else env,
     )
 
 
@@ -138,11 +138,16 @@ SMALL = ["loop.generations=3", "loop.chunk=3", "loop.seeds=3", "eval.n=128", "re
 
 
 def test_run_writes_the_contracted_files_and_is_deterministic(tmp_path):
+    # Run "a" has no JAX_COMPILATION_CACHE_DIR: a command-line run then caches its compiled programs under
+    # $XDG_CACHE_HOME/madloop/jax (tested below); run "b" uses the session's cache folder.
+    no_cache = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    no_cache.update(JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", XDG_CACHE_HOME=str(tmp_path / "xdg"))
     outs = []
-    for name in ("a", "b"):
-        proc = cli(SMALL + [f"hydra.run.dir={tmp_path / name}"], tmp_path)
+    for name, env in (("a", no_cache), ("b", None)):
+        proc = cli(SMALL + [f"hydra.run.dir={tmp_path / name}"], tmp_path, env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append(tmp_path / name)
+    assert any((tmp_path / "xdg" / "madloop" / "jax").iterdir())
     for f in ("metrics.csv", "metrics.png", "samples.png", "config.yaml", "floors.csv"):
         assert (outs[0] / f).stat().st_size > 0, f
     assert (outs[0] / "floors.csv").read_bytes() == (outs[1] / "floors.csv").read_bytes()
@@ -206,19 +211,13 @@ def test_parallel_launchers_run_every_job_and_the_report_aggregates_them(tmp_pat
     assert len(combined) == 2 + 4 and sorted(combined["loop.seeds"].unique()) == [1, 2]
 
 
-def test_command_line_runs_fill_a_persistent_compilation_cache_unless_turned_off(tmp_path, monkeypatch):
-    """Without JAX_COMPILATION_CACHE_DIR a CLI run caches its compiled programs under
-    $XDG_CACHE_HOME/madloop/jax; MADLOOP_COMPILE_CACHE=0 turns that off, and a folder set by the user wins."""
+def test_the_compilation_cache_switch_and_a_users_own_folder(monkeypatch):
+    """MADLOOP_COMPILE_CACHE=0 turns the command line's persistent compilation cache off, and a folder set by the
+    user wins (the default folder under $XDG_CACHE_HOME is tested with the contracted files above)."""
     import jax
 
     from madloop.run import use_compile_cache
 
-    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-    env.update(JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", XDG_CACHE_HOME=str(tmp_path / "xdg"))
-    args = [sys.executable, "-m", "madloop.run", *SMALL, "plots=false"]
-    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert any((tmp_path / "xdg" / "madloop" / "jax").iterdir())
     # In-process: the switch and the user's own folder (this session's cache folder, set by conftest).
     own = jax.config.jax_compilation_cache_dir
     assert own and use_compile_cache() == own
