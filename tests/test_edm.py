@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_standard_normal, whitened
+from conftest import assert_standard_normal, in_default_xla, whitened
 
 from madloop import config as C
 from madloop.models import edm as E
@@ -175,9 +175,11 @@ def knobs(cfg: EDMModel, lam: float = 1.0, omega: float = 0.0) -> dict[str, jax.
     }
 
 
+@in_default_xla
 def test_omega_zero_guided_sampling_is_the_base_and_cfg_at_lam_one_is_plain_conditional_sampling():
     """(1 + 0) D_base - 0 D_aux is D_base bit for bit (with a different auxiliary network); omega = 1 differs. A
-    conditional model with bias=cfg at lam = 1 (w = 0) samples as bias=temperature does, labels included."""
+    conditional model with bias=cfg at lam = 1 (w = 0) samples as bias=temperature does (to rounding), labels
+    included."""
     cfg = EDMModel(**TINY_NET, classes=2, bias="cfg")
     cond = E.edm_family(cfg).model
     plain = E.edm_family(EDMModel(**TINY_NET, classes=2)).model
@@ -198,7 +200,9 @@ def test_omega_zero_guided_sampling_is_the_base_and_cfg_at_lam_one_is_plain_cond
     out, omega0, omega1, temperature = run(jnp.float32(0.0), jnp.float32(1.0))
     assert out.shape == (64, 3) and np.isfinite(out).all()
     np.testing.assert_array_equal(omega0, out)
-    np.testing.assert_array_equal(temperature, out)
+    # (1 + 0) D_cond - 0 D_uncond against D_cond: equal to rounding, not bit for bit (XLA's default compilation
+    # moved 31 of 192 values in the 7th digit; the temperature sampler is a different expression)
+    np.testing.assert_allclose(temperature, out, rtol=0, atol=1e-6)
     assert not np.allclose(omega1[:, :2], out[:, :2])
     np.testing.assert_array_equal(omega1[:, 2], out[:, 2])  # the same labels
 

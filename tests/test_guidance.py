@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY_DIFFUSION, TINY_SIMS
+from conftest import TINY_DIFFUSION, TINY_SIMS, in_default_xla
 
 import madloop
 from madloop import config as C
@@ -16,6 +16,7 @@ from madloop.precision import precision
 SIMS = TINY_SIMS
 
 
+@in_default_xla
 def test_omega_zero_loop_equals_the_unguided_loop_bit_for_bit(tiny):
     # The base model is fitted with the same keys with and without guidance, and (1 + 0) s_base - 0 s_aux is
     # s_base exactly, so every synthetic sample, every fit and every metric must agree exactly.

@@ -64,6 +64,9 @@ def test_zipf_and_explicit_weights_build_the_truth():
         (["data=ring8", "data.weights=[1,2]"], "data.weights=[1.0,2.0]: must have one weight per mode (8)"),
         (["data=grid25", "data.zipf=-1"], "data.zipf=-1.0: must be a finite number >= 0 (0 = equal weights)"),
         (["data=ring8", "data.zipf=100"], "data.zipf=100.0: gives the rarest mode weight"),
+        # refused by the mode count, in a second (it used to build 10^9 weights for a minute and blame data.zipf)
+        (["data=mixture", "data.components=1000000000"], "data.components=1000000000: gives 1000000000 modes"),
+        (["data=grid25", "data.side=2000"], "data.side=2000: gives 4000000 modes"),
         (
             ["data=ring8", "data.zipf=1", "data.weights=[1,1,1,1,1,1,1,1]"],
             "data.weights=[1.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0]: give",
