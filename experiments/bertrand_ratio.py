@@ -27,6 +27,7 @@ from scipy.special import stdtrit
 import madloop
 from madloop.report import summarize
 
+
 def paired_change(table: pd.DataFrame, metric: str, last: int) -> tuple[float, float]:
     """Mean and 95% half-width of the per-seed difference metric[last] - metric[0]."""
     wide = table.pivot(index="seed", columns="generation", values=metric)

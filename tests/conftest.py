@@ -3,27 +3,11 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Optimisation level 0 (and, under jaxlib 0.10, no fusion emitters): the suite compiles many small programs whose
+# run time is milliseconds (tests/xla_flags.py has the measurements). Tests check numbers, not speed.
+from xla_flags import suite_xla_flags  # noqa: E402
 
-
-# The suite compiles many small distinct programs whose run time is milliseconds: LLVM's optimisation passes
-# would dominate it (measured: GMM loop compile 8.3 s at the default level, 4.1 s at level 0). Tests check
-# numbers, not speed; benchmarks run at the default level.
-# On jaxlib 0.10 XLA's CPU fusion emitters also cost compile time the suite does not get back: with them off a tiny
-# GMM run compiled in 16 s instead of 29, a tiny diffusion run in 20 s instead of 29, and a 100-seed GMM loop's run
-# time fell too (8.6 s against 11.2; measured 2026-11-27 on the 2-core machine, loaded). Newer jaxlibs (3.12's
-# 0.12) no longer know the flag, and XLA aborts on a flag it does not know.
-def _test_xla_flags() -> str:
-    import importlib.metadata
-
-    flags = "--xla_backend_optimization_level=0"
-    try:
-        version = tuple(int(p) for p in importlib.metadata.version("jaxlib").split(".")[:2])
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        return flags
-    return flags + " --xla_cpu_use_fusion_emitters=false" if version == (0, 10) else flags
-
-
-os.environ.setdefault("XLA_FLAGS", _test_xla_flags())
+os.environ.setdefault("XLA_FLAGS", suite_xla_flags())
 # One persistent compilation cache for the whole session, shared by both xdist workers and by the CLI processes
 # the tests start (they inherit the environment): identical programs compile once. Results do not depend on it
 # (a cached executable is the compiled one), and it starts empty for every pytest session.

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.golden.cases import CASES, FAMILIES, POOLS, REGIMES
+from tests.xla_flags import suite_xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,9 +41,9 @@ def test_the_subset_covers_every_pair():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", COVERED)
 def test_golden_table(name):
-    # In a process with madloop's own XLA settings, as the files were written: the suite's optimisation level 0
-    # rounds differently, which moved a coverage count by one sample and a collapsed GMM's NLL by 4e-4.
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    # In a process of its own, with the suite's XLA settings (tests/xla_flags.py), as the files were written: other
+    # settings round differently, which moved a coverage count by one sample and a collapsed GMM's NLL by 4e-4.
+    env = {**os.environ, "XLA_FLAGS": suite_xla_flags()}
     out = subprocess.run(
         [sys.executable, "-m", "tests.golden.make", "--check", "--strict", name],
         cwd=ROOT,

@@ -2,13 +2,14 @@
 
 With ``--check`` nothing is written: each case is run and compared with its golden file, and the largest
 absolute and relative differences are printed (0 for a refactoring that leaves results unchanged); ``--strict``
-also exits with status 1 when a case is outside rtol 1e-4 / atol 1e-6. Run it with madloop's XLA settings, as the
-files were written (not the test suite's ``--xla_backend_optimization_level=0``, whose other rounding can move a
-k-NN count by one sample).
+also exits with status 1 when a case is outside rtol 1e-4 / atol 1e-6. It runs with the test suite's XLA settings
+(tests/xla_flags.py) unless XLA_FLAGS is set: other settings round differently, which can move a k-NN count by one
+sample.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,8 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from madloop.api import run_table
-from tests.golden.cases import CASES
+from tests.xla_flags import suite_xla_flags
+
+# The files are written and checked with the test suite's XLA settings (optimisation level 0: a check compiles in
+# about half the time of madloop's defaults, which the golden tables were written with until 2026-11-27); set
+# before JAX starts.
+os.environ.setdefault("XLA_FLAGS", suite_xla_flags())
+
+from madloop.api import run_table  # noqa: E402
+from tests.golden.cases import CASES  # noqa: E402
 
 FOLDER = Path(__file__).parent
 
