@@ -5,7 +5,7 @@ Usage: python experiments/bertrand_ratio.py [--preset NAME] [--csv FILE] [overri
 Runs one of the ratio presets, each a fixed real set plus lambda x n_real synthetic samples of the previous
 generation, fine-tuned from it, with lambda = n_synth / n_real swept in one program:
 - bertrand_flow_matching (the default): OT-CFM on the ring of 8, lambda in {0, 0.25, 4}, 8 seeds x 8 generations;
-- bertrand_edm: EDM (VP preconditioning, Heun's sampler) on the ring of 8, the same setup;
+- bertrand_edm: EDM (Karras et al.'s preconditioning, Heun's sampler) on the ring of 8, the same setup;
 - bertrand_digits_flow_matching, bertrand_digits_edm: the same families on scikit-learn's digits (the MLP),
   lambda in {0, 0.25, 1, 4}, 4 seeds x 8 generations, image metrics in the digits classifier's features.
 

@@ -139,7 +139,7 @@ def in_default_xla(test):
         node = os.environ["PYTEST_CURRENT_TEST"].rsplit(" ", 1)[0]
         env = {**os.environ, "XLA_FLAGS": "", "MADLOOP_TEST_DEFAULT_XLA": "1"}
         out = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", node],
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
             cwd=Path(__file__).resolve().parents[1],
             env=env,
             capture_output=True,

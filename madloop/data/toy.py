@@ -475,9 +475,9 @@ def check_weighted(d: WeightedModes) -> None:
         # Equal weights put 1 / K on every mode, and a Zipf law less on its rarest: more than 10^6 modes cannot
         # pass, so refuse them by their own field before building K weights (10^9 of them took a minute).
         if k > 1_000_000:
-            field = {Ring8Data: "data.modes", Grid25Data: "data.side"}.get(type(d), "data.components")
-            value = {Ring8Data: lambda: d.modes, Grid25Data: lambda: d.side}.get(type(d), lambda: d.components)()
-            raise C.ConfigError(field, value, f"gives {k} modes, each of weight <= 1/{k}; keep it <= 10^6 modes")
+            field = {Ring8Data: "modes", Grid25Data: "side"}.get(type(d), "components")
+            why = f"gives {k} modes, each of weight <= 1/{k}; keep it <= 10^6 modes"
+            raise C.ConfigError(f"data.{field}", getattr(d, field), why)
         w = mode_weights(d, k)
         if w.min() < 1e-6:
             raise C.ConfigError("data.zipf", d.zipf, f"gives the rarest mode weight {w.min():.2g}; keep it >= 1e-6")
