@@ -25,11 +25,13 @@ from madloop import config as C
 
 
 def fingerprint(cfg: C.Config) -> str:
-    """A hash of everything in the config that changes the results (not ``plots``, ``eval.floors`` or
-    ``loop.checkpoint``)."""
+    """A hash of everything in the config that changes the results (not ``plots``, ``eval.floors``,
+    ``loop.checkpoint``, the tracker or the output format)."""
     same = dataclasses.replace(
         cfg,
         plots=True,
+        logger=None,
+        output=C.OutputConfig(),
         loop=dataclasses.replace(cfg.loop, checkpoint=False),
         eval=dataclasses.replace(cfg.eval, floors=True),
     )

@@ -19,7 +19,16 @@ from madloop import config as C
 from madloop import metrics as M
 from madloop.checkpoint import Checkpointer
 from madloop.knobs import knob_grid, static_config
-from madloop.loop import Loop, Row, make_floors, make_loop, run_all, scan_generations, snapshot_generations
+from madloop.loop import (
+    Loop,
+    Row,
+    evaluated_generations,
+    make_floors,
+    make_loop,
+    run_all,
+    scan_generations,
+    snapshot_generations,
+)
 from madloop.parts import parts_of
 from madloop.precision import float_dtype, precision
 from madloop.types import Key, Knobs, LoopState
@@ -45,8 +54,8 @@ class Result(NamedTuple):
 
     Attributes:
         names: metric names in column order.
-        metrics: {name: [B, G + 1]}.
-        finite: [B, G + 1] 1 where the generation's parameters (and the evaluation samples its sample metrics read)
+        metrics: {name: [B, E]}: each evaluated generation's metrics (E = G + 1 by default).
+        finite: [B, E] 1 where the generation's parameters (and the evaluation samples its sample metrics read)
             are finite.
         snapshots: [B, n_snap, m, d] model samples at ``snapshot_generations``.
         snapshot_generations: [n_snap].
@@ -56,6 +65,8 @@ class Result(NamedTuple):
         seed: [B] each run's seed index.
         knobs: {swept knob: [B]} each run's value (empty without a sweep).
         resumed: the generation the run resumed from (a checkpoint), or None.
+        generations: [E] the evaluated generations, the columns of ``metrics`` and ``finite``: 0..G, or with
+            ``eval.every`` > 1 every every-th generation and G (``madloop.loop.evaluated_generations``).
     """
 
     names: tuple[str, ...]
@@ -69,24 +80,28 @@ class Result(NamedTuple):
     seed: np.ndarray
     knobs: dict[str, np.ndarray]
     resumed: int | None = None
+    generations: np.ndarray | None = None
 
     def divergence(self) -> str | None:
         """A one-line warning when some runs (seed x knob grid point) have non-finite parameters, else None."""
         bad = self.finite.min(axis=1) < 1
         if not bad.any():
             return None
-        first = int(np.argmax(self.finite.min(axis=0) < 1))
+        first = int(self._generations()[np.argmax(self.finite.min(axis=0) < 1)])
         return (
             f"{int(bad.sum())} of {len(bad)} runs have non-finite parameters or samples (first at generation {first}): "
             "their rows have finite=0 and NaN metrics, and the figures leave them out"
         )
+
+    def _generations(self) -> np.ndarray:
+        return np.arange(self.finite.shape[1]) if self.generations is None else self.generations
 
     def table(self) -> pd.DataFrame:
         """Tidy table: one row per (run, generation); columns seed, swept knobs..., generation, metrics..., finite."""
         b, g1 = self.finite.shape
         cols = {"seed": np.repeat(self.seed, g1)}
         cols.update({k: np.repeat(v, g1) for k, v in self.knobs.items()})
-        cols["generation"] = np.tile(np.arange(g1), b)
+        cols["generation"] = np.tile(self._generations().astype(np.int64), b)
         cols.update({k: self.metrics[k].reshape(-1).astype(np.float64) for k in self.names})
         cols["finite"] = self.finite.reshape(-1).astype(np.int64)
         import pandas as pd
@@ -245,6 +260,7 @@ class Simulation:
         self,
         progress: Callable[[int, int, float], None] | None = None,
         checkpoint: str | Path | None = None,
+        on_rows: Callable[[np.ndarray, Row], None] | None = None,
     ) -> Result:
         """Runs every seed for G generations.
 
@@ -254,6 +270,9 @@ class Simulation:
             checkpoint: a folder for per-chunk checkpoints (``madloop.checkpoint``). The run resumes from the
                 last checkpoint found there, with results identical to an uninterrupted run; it steps in chunks
                 even when ``loop.chunk`` would run one program.
+            on_rows: called as ``on_rows(generations [L], rows)`` with each new batch of evaluated rows (metrics
+                {name: [B, L]}, finite [B, L]) as it arrives: generation 0, then each chunk (an experiment
+                tracker's live curves); rows restored from a checkpoint are passed once, on resuming.
         """
         t0 = time.perf_counter()
         cfg, g_total = self.cfg, self.cfg.loop.generations
@@ -262,7 +281,15 @@ class Simulation:
         b = seed.shape[0]
         run_keys, knobs = shard_runs((run_keys, knobs))
 
+        evaluated = evaluated_generations(cfg)
+        told = [0]  # generations passed to on_rows so far
+
         def tell(done: int) -> None:
+            if on_rows is not None and done + 1 > told[0]:
+                gens = evaluated[(evaluated >= told[0]) & (evaluated <= done)]
+                if len(gens):
+                    on_rows(gens, jax.tree.map(lambda a: np.asarray(a)[:, gens], rows))
+                told[0] = done + 1
             if progress is not None:
                 progress(done, g_total, time.perf_counter() - t0)
 
@@ -300,6 +327,9 @@ class Simulation:
                     ckpt.save(done, (unpad(state), rows))
                 tell(done)
         state = jax.tree.map(lambda a: a[:b], state)  # drop the runs padded for an even split over devices
+        gens = evaluated
+        if len(gens) < g_total + 1:  # eval.every > 1: only the evaluated generations' columns
+            rows = jax.tree.map(lambda a: np.asarray(a)[:, gens], rows)
         return Result(
             names=self.loop.names,
             metrics=rows.metrics,
@@ -312,6 +342,7 @@ class Simulation:
             seed=seed,
             knobs=columns,
             resumed=resumed,
+            generations=gens,
         )
 
 

@@ -224,13 +224,14 @@ def grid_points(cfg: C.Config) -> int:
 
 
 def static_config(cfg: C.Config) -> C.Config:
-    """The config with its float knobs, ``loop.seed`` and output switches set to fixed values: configs that agree
-    here run the same compiled programs (counts stay: they are buffer sizes)."""
+    """The config with its float knobs, ``loop.seed``, the output switches and the tracker set to fixed values:
+    configs that agree here run the same compiled programs (counts stay: they are buffer sizes)."""
     for k in KNOBS:
         if not k.count and get(cfg, k.path) is not _MISSING:
             cfg = _set(cfg, k.path, 1.0)
     loop = dataclasses.replace(cfg.loop, seed=0, checkpoint=False)
-    return dataclasses.replace(cfg, loop=loop, plots=True, eval=dataclasses.replace(cfg.eval, floors=True))
+    ev = dataclasses.replace(cfg.eval, floors=True)
+    return dataclasses.replace(cfg, loop=loop, plots=True, eval=ev, logger=None, output=C.OutputConfig())
 
 
 def columns() -> tuple[str, ...]:

@@ -43,10 +43,20 @@ class Row(NamedTuple):
     finite: jax.Array
 
 
-def snapshot_generations(cfg: C.Config) -> np.ndarray:
-    """Generations whose samples are kept: 0, G and ``eval.snapshots`` evenly spaced ones in between."""
+def evaluated_generations(cfg: C.Config) -> np.ndarray:
+    """Generations that are evaluated and have rows: 0, every, 2 every, ... (``eval.every``) and always G."""
     g = cfg.loop.generations
-    return np.unique(np.round(np.linspace(0, g, cfg.eval.snapshots + 2)).astype(np.int32))
+    return np.unique(np.append(np.arange(0, g + 1, cfg.eval.every), g)).astype(np.int32)
+
+
+def snapshot_generations(cfg: C.Config) -> np.ndarray:
+    """Generations whose samples are kept: 0, G and ``eval.snapshots`` evenly spaced ones in between (rounded to
+    evaluated generations when ``eval.every`` > 1)."""
+    g, every = cfg.loop.generations, cfg.eval.every
+    gens = np.round(np.linspace(0, g, cfg.eval.snapshots + 2))
+    if every > 1:
+        gens = np.minimum(np.round(gens / every) * every, g)
+    return np.unique(gens.astype(np.int32))
 
 
 class Loop(NamedTuple):
@@ -77,6 +87,9 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
     )
     regime, names, dim = cfg.regime, parts.metrics, source.dim
     evaluate = make_evaluator(cfg, parts)
+    every = cfg.eval.every
+    nan = jnp.asarray(jnp.nan, float_dtype())
+    skipped = Row({name: nan for name in names}, nan)  # the row of a generation that is not evaluated
 
     def fit(run_key: Key, g, params: Params, x, w, knobs: Knobs, warm: bool) -> Params:
         """Generation g's fit: from scratch (init, then the from-scratch budget) or warm from generation g - 1."""
@@ -118,8 +131,16 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
             knobs,
             lambda x, w: fit(run_key, g, state.params, x, w, knobs, warm=cfg.loop.warm_start),
         )
-        # 5. Generation g is evaluated (its parameters, its own fresh samples, and the curation's report).
-        row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots, report)
+        # 5. Generation g is evaluated (its parameters, its own fresh samples, and the curation's report); with
+        # eval.every > 1 only every every-th generation and G are (the others' rows are NaN and are not written).
+        if every == 1:
+            row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots, report)
+        else:
+            row, snapshots = jax.lax.cond(
+                (g % every == 0) | (g == cfg.loop.generations),
+                lambda: evaluate(run_key, g, params, knobs, ref, state.snapshots, report),
+                lambda: (skipped, state.snapshots),
+            )
         return LoopState(params, state.real, pool_state, pool_w, snapshots), row
 
     return Loop(start, step, names, parts)

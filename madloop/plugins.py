@@ -3,7 +3,7 @@
 A plug-in is a module that registers options with ``madloop.config.register`` (and knobs with
 ``madloop.knobs.add_knob``) when imported. madloop imports, before composing a config:
 
-- its own option modules (data sources, model families, regimes, guidance, curation, the knob table);
+- its own option modules (data sources, model families, regimes, guidance, curation, trackers, the knob table);
 - every module named by an installed package's entry point in the group ``madloop.plugins``
   (``[project.entry-points."madloop.plugins"] myfamily = "mypackage.myfamily"`` in its pyproject.toml);
 - every module named in the environment variable ``MADLOOP_PLUGINS`` (comma-separated, importable from the
@@ -26,6 +26,7 @@ BUILTIN = (
     "madloop.guidance",
     "madloop.curation",
     "madloop.correction",
+    "madloop.trackers",
     "madloop.knobs",
 )
 

@@ -236,8 +236,21 @@ def plot_class_histograms(table: pd.DataFrame, path: Path, title: str = "") -> N
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:
-    """Writes a metrics table as CSV atomically."""
-    atomic_write(Path(path), lambda p: table.to_csv(p, index=False))
+    """Writes a metrics table atomically: Parquet for a ``.parquet`` path (pyarrow), else CSV."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        atomic_write(path, lambda p: table.to_parquet(p, index=False))
+    else:
+        atomic_write(path, lambda p: table.to_csv(p, index=False))
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A table written by ``write_table`` (CSV or Parquet, by its suffix)."""
+    path = Path(path)
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+TABLES = ("metrics.csv", "metrics.parquet")
 
 
 def _fmt(value) -> str:
@@ -257,7 +270,8 @@ def _parse(value: str):
 
 
 def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
-    """Every ``metrics.csv`` under ``root`` (one run, or the jobs of a multirun) as one tidy table.
+    """Every ``metrics.csv`` or ``metrics.parquet`` under ``root`` (one run, or the jobs of a multirun) as one tidy
+    table (a job folder with both reads its Parquet table).
 
     Each job's command-line overrides (Hydra's ``.hydra/overrides.yaml``) that differ between jobs become columns,
     next to the swept-knob columns already in the tables, and ``job`` names the job's folder.
@@ -266,17 +280,22 @@ def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
         (table, factors): the combined table and the columns that vary between runs (overrides and knobs).
 
     Raises:
-        FileNotFoundError: when ``root`` holds no metrics.csv.
+        FileNotFoundError: when ``root`` holds no metrics table.
     """
     from omegaconf import OmegaConf
 
     root = Path(root)
-    paths = sorted(p for p in root.rglob("metrics.csv") if not any(part.startswith(".") for part in p.parts))
+    found: dict[Path, Path] = {}
+    for name in TABLES:  # the Parquet table wins where a folder has both
+        for p in root.rglob(name):
+            if not any(part.startswith(".") for part in p.relative_to(root).parts):
+                found[p.parent] = p
+    paths = [found[k] for k in sorted(found)]
     if not paths:
-        raise FileNotFoundError(f"no metrics.csv under {root}")
+        raise FileNotFoundError(f"no metrics.csv or metrics.parquet under {root}")
     tables, overrides = [], []
     for path in paths:
-        table = pd.read_csv(path)
+        table = read_table(path)
         table.insert(0, "job", str(path.parent.relative_to(root)) or ".")
         tables.append(table)
         o = path.parent / ".hydra" / "overrides.yaml"

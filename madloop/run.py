@@ -91,14 +91,15 @@ def _write_outputs(cfg: C.Config, result, out: Path) -> None:
     from madloop import report
 
     table = result.table()
-    report.write_table(table, out / "metrics.csv")
+    suffix = "." + cfg.output.format
+    report.write_table(table, out / f"metrics{suffix}")
     floors = None
     if cfg.eval.floors:
         from madloop.engine import simulation
 
         floors = simulation(cfg).floors()
         if floors is not None:
-            report.write_table(floors, out / "floors.csv")
+            report.write_table(floors, out / f"floors{suffix}")
     if cfg.plots:
         from madloop.parts import parts_of
 
@@ -204,12 +205,17 @@ def task(node: DictConfig) -> None:
     log.info("%s: %s%d seeds x %d generations -> %s", _title(cfg), grid, cfg.loop.seeds, cfg.loop.generations, out)
     checkpoint = out / "checkpoint" if cfg.loop.checkpoint else None
     progress = Progress(C.option_name("model", cfg.model), cfg.loop.generations, hc.mode == RunMode.MULTIRUN)
+    tracker = None
     try:
         try:
+            sim = simulation(cfg)
+            tracker, on_rows = _tracker(cfg, sim, node, out)
             with listen(progress.fit):
-                result = simulation(cfg)(progress, checkpoint)
+                result = sim(progress, checkpoint, on_rows)
         finally:
             progress.close()
+            if tracker is not None:
+                tracker.close()
         if result.resumed is not None:
             log.info("resumed from the checkpoint after generation %d (%s)", result.resumed, checkpoint)
         if (message := result.divergence()) is not None:
@@ -224,7 +230,38 @@ def task(node: DictConfig) -> None:
     except Exception:
         log.exception("job failed: %s", out)
         raise
-    log.info("done in %.1f s: %s", result.seconds, out / "metrics.csv")
+    log.info("done in %.1f s: %s", result.seconds, out / f"metrics.{cfg.output.format}")
+
+
+def _tracker(cfg: C.Config, sim, node: DictConfig, out: Path):
+    """(the open tracker of ``logger=...``, the engine's ``on_rows`` callback that logs to it), or (None, None)."""
+    import numpy as np
+
+    from madloop import trackers
+
+    config = OmegaConf.to_container(node, resolve=True)
+    tracker = trackers.open_tracker(cfg.logger, out, config)
+    if tracker is None:
+        return None, None
+    _, _, seed, columns = sim.runs()
+    groups = {"": np.ones(seed.shape, bool)}
+    if columns:  # one group of seeds per knob grid point, named by its values
+        names = list(columns)
+        points = sorted({tuple(columns[k][i] for k in names) for i in range(len(seed))})
+        groups = {
+            "".join(f"{k}_{v:g}/" for k, v in zip(names, p, strict=True)): np.all(
+                [columns[k] == v for k, v in zip(names, p, strict=True)], axis=0
+            )
+            for p in points
+        }
+    per_seed = getattr(cfg.logger, "per_seed", False)
+
+    def on_rows(generations, rows) -> None:
+        scalars = trackers.summaries(rows.metrics, rows.finite, groups, per_seed, seed)
+        for g, values in zip(generations, scalars, strict=True):
+            tracker.log(int(g), values)
+
+    return tracker, on_rows
 
 
 EXAMPLES = """\

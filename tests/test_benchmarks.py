@@ -268,3 +268,15 @@ def test_transformer_reference_trains_like_madloop_and_the_check_flags_wrong_one
     assert not unmasked["agree"] and unmasked["rel0"] > 100 * transformer_step.LOSS_RTOL, unmasked
     assert not faster["agree"] and faster["rel0"] < transformer_step.LOSS_RTOL, faster  # same start, other steps
     assert faster["rel_after"] > 100 * transformer_step.LOSS_RTOL, faster
+
+
+def test_table_write_benchmark_round_trips_both_formats(capsys, monkeypatch):
+    """benchmarks/table_write.py at tiny size: both formats read back equal, and the eval.every stride's rows."""
+    from benchmarks import table_write
+
+    table = table_write.phase_map_table(points=4, seeds=3, generations=10, every=4)
+    assert sorted(table["generation"].unique()) == [0, 4, 8, 10] and len(table) == 4 * 3 * 4
+    monkeypatch.setattr("sys.argv", ["table_write", "--points", "4", "--seeds", "3", "--generations", "10"])
+    table_write.main()
+    out = capsys.readouterr().out
+    assert "| csv |" in out and "| parquet |" in out and "agreement: both tables read back equal" in out

@@ -16,7 +16,7 @@ from madloop import metrics as M
 from madloop.run import main
 
 CONF = files("madloop.conf")
-GROUPS = ("data", "model", "regime", "loop", "bias", "eval", "guidance", "curation", "correction")
+GROUPS = ("data", "model", "regime", "loop", "bias", "eval", "guidance", "curation", "correction", "logger")
 
 
 def options(group: str) -> list[str]:
@@ -101,6 +101,10 @@ BAD = [
     (["eval.metrics=[reward]"], "eval.metrics=[reward]: 'reward' needs curation=k_choice"),
     (["data=zipf"], "model=gmm: a discrete source needs a token model"),
     (["data=zipf", "model=categorical", "eval.metrics=[mmd]"], "'mmd' needs continuous data"),
+    (["eval.every=0"], "eval.every=0: must be an integer >= 1 (evaluate every generation: 1)"),
+    (["output.format=xlsx"], "output.format=xlsx: allowed: csv, parquet"),
+    (["logger=neptune"], "logger=neptune: unknown option; allowed: mlflow, none, tensorboard, wandb"),
+    (["logger=wandb", "logger.mode=online_please"], "logger.mode=online_please: allowed: offline, online, disabled"),
 ]
 
 
