@@ -10,8 +10,8 @@
 #
 # Then run it there, through the device tool, carrying .whl:
 #     run(command="bash benchmarks/device_check.sh", carry=[".whl"], timeout_s=540)
-# A dry run of the script itself on a CPU (small sizes, one section):
-#     PY=.venv/bin/python SIZE=quick SECTIONS=gmm OUT=/tmp/dc bash benchmarks/device_check.sh
+# A dry run of the script itself on a CPU (small sizes; the slow tier runs it, tests/test_benchmarks.py):
+#     bash benchmarks/device_check.sh --quick        (or PY=.venv/bin/python SIZE=quick SECTIONS=gmm OUT=/tmp/dc ...)
 # It prints the card's name and the software, runs the gaussian, gmm and diffusion sections (each under its own
 # time limit, so one slow section cannot take the others with it) and writes results.json, benchmarks.md and a
 # log to $OUT. The exit status is non-zero when a section failed, ran out of time or disagreed beyond 4.5 SE.
@@ -32,6 +32,14 @@ if [[ "${1:-}" == "prepare" ]]; then
     exit 0
 fi
 
+if [[ "${1:-}" == "--quick" ]]; then
+    # The suite's dry run on a CPU (tests/test_benchmarks.py, slow tier): small sizes, this interpreter, the
+    # sections that need no PyTorch unless it is installed; the same code path as the GPU run otherwise.
+    PY="${PY:-python}"
+    SIZE=quick
+    OUT="${OUT:-$(mktemp -d -t madloop-device-check-XXXXXX)}"
+    $PY -c "import torch" 2>/dev/null && SECTIONS="${SECTIONS:-gaussian gmm diffusion}" || SECTIONS="${SECTIONS:-gaussian gmm}"
+fi
 OUT="${OUT:-/tmp/madloop_device_check}"
 mkdir -p "$OUT"
 exec > >(tee "$OUT/device_check.log") 2>&1
@@ -45,10 +53,15 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 echo "== card: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
 echo "== cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 $PY - <<'EOF' || exit 1
-import platform, jax, numpy, sklearn, torch
+import platform, jax, numpy, sklearn
 import madloop  # noqa: F401  (fails here when hydra/omegaconf are missing: run `prepare` and carry .whl)
+try:
+    import torch
+    torch_line = f"torch {torch.__version__} (cuda: {torch.cuda.is_available()})"
+except ImportError:  # a CPU dry run without the bench extra: the diffusion section is left out
+    torch_line = "no torch"
 print(f"== python {platform.python_version()}, jax {jax.__version__} {jax.devices()}, numpy {numpy.__version__}, "
-      f"scikit-learn {sklearn.__version__}, torch {torch.__version__} (cuda: {torch.cuda.is_available()})")
+      f"scikit-learn {sklearn.__version__}, {torch_line}")
 EOF
 
 status=0

@@ -1,6 +1,11 @@
 """The benchmarks' reference loops compute what madloop computes: they agree statistically on small cases (so the
 speed ratios in docs/benchmarks.md compare like with like)."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -280,3 +285,18 @@ def test_table_write_benchmark_round_trips_both_formats(capsys, monkeypatch):
     table_write.main()
     out = capsys.readouterr().out
     assert "| csv |" in out and "| parquet |" in out and "agreement: both tables read back equal" in out
+
+
+@pytest.mark.slow
+def test_device_check_script_runs_quick_on_cpu(tmp_path):
+    """benchmarks/device_check.sh --quick: the GPU table's script, at small sizes on this CPU, so that it does not
+    rot between the sessions that have a GPU (the diffusion section runs where PyTorch is installed)."""
+    env = {**os.environ, "PY": sys.executable, "OUT": str(tmp_path)}
+    proc = subprocess.run(
+        ["bash", "benchmarks/device_check.sh", "--quick"], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "== section gaussian: exit 0" in proc.stdout and "== section gmm: exit 0" in proc.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {"gaussian", "gmm"} <= set(results)
+    assert "DISAGREE" not in (tmp_path / "benchmarks.md").read_text()
