@@ -38,7 +38,7 @@ if [[ "${1:-}" == "--quick" ]]; then
     PY="${PY:-python}"
     SIZE=quick
     OUT="${OUT:-$(mktemp -d -t madloop-device-check-XXXXXX)}"
-    $PY -c "import torch" 2>/dev/null && SECTIONS="${SECTIONS:-gaussian gmm diffusion}" || SECTIONS="${SECTIONS:-gaussian gmm}"
+    $PY -c "import torch" 2>/dev/null && SECTIONS="${SECTIONS:-targets gaussian gmm diffusion}" || SECTIONS="${SECTIONS:-targets gaussian gmm}"
 fi
 OUT="${OUT:-/tmp/madloop_device_check}"
 mkdir -p "$OUT"
@@ -70,15 +70,18 @@ note="GPU machine (benchmarks/device_check.sh); numpy and scikit-learn on its CP
 # largest differences from the CPU's files) and nll (benchmarks/gpu_nll_check.py: the GMM NLL in the loop against
 # the same NLL evaluated standalone).
 GOLDEN="${GOLDEN:-gaussian-fully_synthetic-accumulate gmm-fresh_data-replace kde-synthetic_augmentation-accumulate_subsample diffusion-synthetic_augmentation-replace sims-omega-sweep gaussian-count-sweep}"
-for section in ${SECTIONS:-gaussian gmm diffusion}; do
-    limit=$(case $section in gmm | nll) echo 90 ;; golden) echo 150 ;; *) echo 180 ;; esac)
+for section in ${SECTIONS:-targets gaussian gmm diffusion}; do
+    limit=$(case $section in gmm | nll) echo 90 ;; golden) echo 150 ;; targets) echo 240 ;; *) echo 180 ;; esac)
     echo "== section $section (limit ${limit} s)"
     start=$SECONDS
     case $section in
     golden) timeout "$limit" $PY -m tests.golden.make --check $GOLDEN ;;
     nll) timeout "$limit" $PY benchmarks/gpu_nll_check.py ;;
+    # every speed target of the sweeps issue against its goal, on this device (benchmarks/targets.py)
+    targets) timeout "$limit" $PY benchmarks/targets.py --json "$OUT/targets.json" \
+        $(case $SIZE in quick) echo --quick ;; device) echo --seeds 100000 ;; esac) ;;
     *) timeout "$limit" $PY benchmarks/run.py --size "$SIZE" --sections "$section" --repeats 3 --ref-repeats 1 \
-        --out "$OUT" --note "$note" ;;
+        --out "$OUT" --note "$note" $([[ $SIZE == quick ]] && echo --no-processes --gaussian-dims 2) ;;
     esac
     rc=$?
     echo "== section $section: exit $rc after $((SECONDS - start)) s"

@@ -296,7 +296,12 @@ def test_device_check_script_runs_quick_on_cpu(tmp_path):
         ["bash", "benchmarks/device_check.sh", "--quick"], env=env, capture_output=True, text=True, timeout=900
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "== section gaussian: exit 0" in proc.stdout and "== section gmm: exit 0" in proc.stdout
+    for section in ("targets", "gaussian", "gmm"):
+        assert f"== section {section}: exit 0" in proc.stdout, proc.stdout[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"gaussian", "gmm"} <= set(results)
     assert "DISAGREE" not in (tmp_path / "benchmarks.md").read_text()
+    # the targets table: every target of the sweeps issue measured, and both Gaussian loops agree with their law
+    targets = json.loads((tmp_path / "targets.json").read_text())["rows"]
+    assert len(targets) == 10 and all(np.isfinite(r["value"]) and r["value"] > 0 for r in targets)
+    assert "DISAGREES" not in proc.stdout
