@@ -22,8 +22,9 @@ GAUSS = ["data=gaussian", "model=gaussian", "loop.seeds=3", "eval.n=64", "regime
 def test_every_keeps_the_strided_rows_of_the_full_run():
     # G = 11, every = 4: rows for generations 0, 4, 8 and G = 11, identical to the every-generation run's rows
     # (the same keys evaluate the same parameters); a stride that evaluated generation g - 1's parameters, or used
-    # another generation's evaluation key, would move the sample metrics.
-    base = [*GAUSS, "loop.generations=11", "loop.chunk=3", "eval.snapshots=2"]
+    # another generation's evaluation key, would move the sample metrics. (One program each; the chunked path is
+    # the next test's.)
+    base = [*GAUSS, "loop.generations=11", "loop.chunk=11", "eval.snapshots=2"]
     full = madloop.run_table(base)
     strided = madloop.run_table([*base, "eval.every=4"])
     assert sorted(strided["generation"].unique()) == [0, 4, 8, 11]
