@@ -177,7 +177,8 @@ class ParameterPath(NamedTuple):
 
     Attributes:
         params: the family's parameter PyTree with leaves [B, G + 1, ...] (generation 0 first).
-        metrics: {name: [B, G + 1]} the same rows as ``simulate(...).metrics``.
+        metrics: {name: [B, G + 1]} the same rows as ``simulate(...).metrics`` (with ``eval.every`` > 1 the
+            generations that are not evaluated are NaN here, and absent from ``simulate``'s columns).
         seed: [B] each run's seed index.
         knobs: {swept knob: [B]} each run's value (empty without a sweep).
     """

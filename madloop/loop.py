@@ -52,10 +52,11 @@ def evaluated_generations(cfg: C.Config) -> np.ndarray:
 def snapshot_generations(cfg: C.Config) -> np.ndarray:
     """Generations whose samples are kept: 0, G and ``eval.snapshots`` evenly spaced ones in between (rounded to
     evaluated generations when ``eval.every`` > 1)."""
-    g, every = cfg.loop.generations, cfg.eval.every
+    g = cfg.loop.generations
     gens = np.round(np.linspace(0, g, cfg.eval.snapshots + 2))
-    if every > 1:
-        gens = np.minimum(np.round(gens / every) * every, g)
+    if cfg.eval.every > 1:  # each interior point to its nearest evaluated generation (0 and G are evaluated)
+        evaluated = evaluated_generations(cfg)
+        gens = evaluated[np.argmin(np.abs(evaluated[None, :] - gens[:, None]), axis=1)]
     return np.unique(gens.astype(np.int32))
 
 

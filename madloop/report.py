@@ -271,7 +271,7 @@ def _parse(value: str):
 
 def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
     """Every ``metrics.csv`` or ``metrics.parquet`` under ``root`` (one run, or the jobs of a multirun) as one tidy
-    table (a job folder with both reads its Parquet table).
+    table (a job folder with both reads the newer one).
 
     Each job's command-line overrides (Hydra's ``.hydra/overrides.yaml``) that differ between jobs become columns,
     next to the swept-knob columns already in the tables, and ``job`` names the job's folder.
@@ -286,9 +286,10 @@ def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
 
     root = Path(root)
     found: dict[Path, Path] = {}
-    for name in TABLES:  # the Parquet table wins where a folder has both
-        for p in root.rglob(name):
-            if not any(part.startswith(".") for part in p.relative_to(root).parts):
+    for p in root.rglob("metrics.*"):
+        if p.name in TABLES and not any(part.startswith(".") for part in p.relative_to(root).parts):
+            other = found.get(p.parent)  # a folder with both: the newer table (a rerun in another format)
+            if other is None or p.stat().st_mtime > other.stat().st_mtime:
                 found[p.parent] = p
     paths = [found[k] for k in sorted(found)]
     if not paths:

@@ -205,17 +205,18 @@ def task(node: DictConfig) -> None:
     log.info("%s: %s%d seeds x %d generations -> %s", _title(cfg), grid, cfg.loop.seeds, cfg.loop.generations, out)
     checkpoint = out / "checkpoint" if cfg.loop.checkpoint else None
     progress = Progress(C.option_name("model", cfg.model), cfg.loop.generations, hc.mode == RunMode.MULTIRUN)
-    tracker = None
+    tracker, finished = None, False
     try:
         try:
             sim = simulation(cfg)
             tracker, on_rows = _tracker(cfg, sim, node, out)
             with listen(progress.fit):
                 result = sim(progress, checkpoint, on_rows)
+            finished = True
         finally:
             progress.close()
             if tracker is not None:
-                tracker.close()
+                tracker.close(finished)  # a failed run is marked failed in the tracker
         if result.resumed is not None:
             log.info("resumed from the checkpoint after generation %d (%s)", result.resumed, checkpoint)
         if (message := result.divergence()) is not None:
@@ -249,17 +250,24 @@ def _tracker(cfg: C.Config, sim, node: DictConfig, out: Path):
         names = list(columns)
         points = sorted({tuple(columns[k][i] for k in names) for i in range(len(seed))})
         groups = {
-            "".join(f"{k}_{v:g}/" for k, v in zip(names, p, strict=True)): np.all(
+            "".join(f"{k}_{trackers.key_value(v)}/" for k, v in zip(names, p, strict=True)): np.all(
                 [columns[k] == v for k, v in zip(names, p, strict=True)], axis=0
             )
             for p in points
         }
     per_seed = getattr(cfg.logger, "per_seed", False)
+    live = [True]
 
     def on_rows(generations, rows) -> None:
+        if not live[0]:
+            return
         scalars = trackers.summaries(rows.metrics, rows.finite, groups, per_seed, seed)
-        for g, values in zip(generations, scalars, strict=True):
-            tracker.log(int(g), values)
+        try:
+            for g, values in zip(generations, scalars, strict=True):
+                tracker.log(int(g), values)
+        except Exception as exc:  # noqa: BLE001 (a tracker's failure must not end the simulation)
+            live[0] = False
+            log.warning("logger=%s stopped logging: %s", C.option_name("logger", cfg.logger), exc)
 
     return tracker, on_rows
 

@@ -2,7 +2,8 @@
 
 A run is one compiled program, so a tracker receives each chunk's rows as the engine returns them (``chunk`` of
 ``loop.chunk``), with the generation as the step. For every metric it logs, per knob grid point, the mean and the
-median over the seeds whose parameters are finite, and the share of finite seeds (``finite``); with
+median over the seeds whose row is finite (the ``finite`` column: finite parameters and evaluation samples), and
+the share of such seeds (``finite``); with
 ``logger.per_seed=true`` also each seed's value (``seed_3/trace_ratio``). Key names: ``trace_ratio/mean``, or
 ``lam_0.5/trace_ratio/mean`` when knobs are swept.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +33,19 @@ class Tracker(NamedTuple):
 
     Attributes:
         log: ``log(step, scalars)``: one generation's scalars {key: float}.
-        close: flushes and closes the run.
+        close: ``close(ok)``: flushes and closes the run, marked failed when ``ok`` is false.
     """
 
     log: Callable[[int, Mapping[str, float]], None]
-    close: Callable[[], None]
+    close: Callable[[bool], None]
+
+
+def key_value(value: Any) -> str:
+    """A knob value as it appears in a tracker key: exact and without ``+`` or exponents (MLflow accepts only
+    letters, digits, ``_ - . /`` and spaces), e.g. 0.5 -> ``0.5``, 1e6 -> ``1000000``, 1e-7 -> ``0.0000001``."""
+    if isinstance(value, int | np.integer) or float(value).is_integer():
+        return str(int(value))
+    return np.format_float_positional(float(value), trim="-")
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,8 @@ class TensorBoardLogger:
     """TensorBoard event files, written with tensorboardX (``tensorboard --logdir <folder>`` shows them).
 
     Attributes:
-        logdir: the event folder; null = ``tensorboard/`` in the run's output folder.
+        logdir: a folder for every job's events (each job in a subfolder named after its output folder); null =
+            ``tensorboard/`` in the run's output folder.
         per_seed: also log each seed's value of every metric.
     """
 
@@ -84,9 +95,10 @@ class MlflowLogger:
     """MLflow tracking (``mlflow ui --backend-store-uri <uri>`` shows the runs).
 
     Attributes:
-        tracking_uri: where runs go; null = a file store ``mlruns/`` in the run's output folder (offline; MLflow
-            keeps its file store in maintenance mode, which madloop opts into for this default only). A server
-            (``http://...``) or a database URI is the user's choice.
+        tracking_uri: where runs go; null = a file store ``mlruns/`` in the run's output folder (offline; one store
+            per job: set a shared folder to compare a multirun's jobs in one ``mlflow ui``). MLflow 3 keeps its
+            file store in maintenance mode, which madloop opts into for file stores. A server (``http://...``) or
+            a database URI (which needs the full mlflow package) is the user's choice.
         experiment: the MLflow experiment name.
         run_name: the run's name; null = the Hydra job's folder name.
         per_seed: also log each seed's value of every metric.
@@ -121,14 +133,16 @@ def _check_mlflow(node: MlflowLogger) -> None:
 def _tensorboard(node: TensorBoardLogger, out: Path, config: dict) -> Tracker:
     from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(logdir=str(node.logdir or out / "tensorboard"))
+    # a shared logdir keeps one run per job (a multirun's jobs would otherwise write one run's steps twice)
+    writer = SummaryWriter(logdir=str(Path(node.logdir) / out.name if node.logdir else out / "tensorboard"))
     writer.add_text("config", "```\n" + _yaml(config) + "\n```", 0)
 
     def log(step: int, scalars: Mapping[str, float]) -> None:
         for key, value in scalars.items():
             writer.add_scalar(key, value, step)
 
-    def close() -> None:
+    def close(ok: bool) -> None:
+        del ok  # event files have no run status
         writer.flush()
         writer.close()
 
@@ -152,20 +166,26 @@ def _wandb(node: WandbLogger, out: Path, config: dict) -> Tracker:
     def log(step: int, scalars: Mapping[str, float]) -> None:
         run.log(dict(scalars), step=step)
 
-    return Tracker(log, run.finish)
+    return Tracker(log, lambda ok: run.finish(exit_code=0 if ok else 1))
 
 
 def _mlflow(node: MlflowLogger, out: Path, config: dict) -> Tracker:
-    uri = node.tracking_uri
-    if uri is None:
-        uri = (out / "mlruns").resolve().as_uri()
+    uri = node.tracking_uri or (out / "mlruns").resolve().as_uri()
+    if "://" not in uri or uri.startswith("file:"):  # a local file store: offline, in maintenance in MLflow 3
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow.entities import Metric, Param
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(node.experiment)
-    experiment = found.experiment_id if found is not None else client.create_experiment(node.experiment)
+    if found is None:
+        try:
+            experiment = client.create_experiment(node.experiment)
+        except MlflowException:  # a parallel job created it first
+            experiment = client.get_experiment_by_name(node.experiment).experiment_id
+    else:
+        experiment = found.experiment_id
     run_id = client.create_run(experiment, run_name=node.run_name or out.name).info.run_id
     params = [Param(k, str(v)[:6000]) for k, v in _flatten(config).items()]
     for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
@@ -173,11 +193,12 @@ def _mlflow(node: MlflowLogger, out: Path, config: dict) -> Tracker:
     client.log_text(run_id, _yaml(config), "config.yaml")
 
     def log(step: int, scalars: Mapping[str, float]) -> None:
-        metrics = [Metric(k, float(v), 0, step) for k, v in scalars.items()]
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in scalars.items()]
         for i in range(0, len(metrics), 1000):  # and at most 1000 metrics
             client.log_batch(run_id, metrics=metrics[i : i + 1000])
 
-    return Tracker(log, lambda: client.set_terminated(run_id))
+    return Tracker(log, lambda ok: client.set_terminated(run_id, "FINISHED" if ok else "FAILED"))
 
 
 C.register("logger", "none", NoLogger)

@@ -38,6 +38,20 @@ def test_every_keeps_the_strided_rows_of_the_full_run():
     assert list(snapshot_generations(madloop.compose(base))) == [0, 4, 7, 11]
 
 
+@pytest.mark.parametrize(
+    "generations, every, snapshots, want",
+    [
+        (10, 4, 2, [0, 4, 8, 10]),  # linspace 0, 3.3, 6.7, 10: G stays although 10 is not a multiple of 4
+        (50, 100, 3, [0, 50]),  # a stride past G evaluates 0 and G only
+        (100, 7, 3, [0, 28, 49, 77, 100]),  # 25 -> 28, 50 -> 49, 75 -> 77 (nearest multiples of 7)
+    ],
+)
+def test_snapshots_are_evaluated_generations_and_keep_g(generations, every, snapshots, want):
+    cfg = madloop.compose([f"loop.generations={generations}", f"eval.every={every}", f"eval.snapshots={snapshots}"])
+    assert list(snapshot_generations(cfg)) == want
+    assert set(want) <= set(evaluated_generations(cfg))
+
+
 def test_rows_arrive_once_each_in_order_with_chunks_and_a_stride():
     cfg = madloop.compose([*GAUSS, "loop.generations=7", "loop.chunk=3", "eval.every=2"])
     seen: list[tuple[list[int], dict]] = []
@@ -63,6 +77,13 @@ def test_summaries_by_hand():
     # a metric with no finite run at a generation is left out of that generation
     none = trackers.summaries({"m": np.array([[np.nan]])}, np.array([[0]]), {"": np.array([True])})
     assert none == [{"finite": 0.0}]
+
+
+def test_tracker_keys_are_exact_and_mlflow_safe():
+    # {v:g} would print 1e6 as 1e+06 (MLflow refuses "+") and 1234567 and 1234568 both as 1.23457e+06
+    values = (0.5, 1.0, 1e6, 1234567, 1234568, 1e-7, 3)
+    want = ["0.5", "1", "1000000", "1234567", "1234568", "0.0000001", "3"]
+    assert [trackers.key_value(v) for v in values] == want
 
 
 def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -126,12 +147,15 @@ def test_mlflow_tracker_offline(tmp_path, monkeypatch):
     tracker = trackers.open_tracker(trackers.MlflowLogger(), tmp_path, {"model": {"components": 8}, "loop": {}})
     tracker.log(0, {"trace_ratio/mean": 1.0, "lam_0.5/finite": 1.0})
     tracker.log(3, {"trace_ratio/mean": 0.25})
-    tracker.close()
+    tracker.close(True)
+    failed = trackers.open_tracker(trackers.MlflowLogger(run_name="failed"), tmp_path, {})
+    failed.close(False)  # a run that raised
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient((tmp_path / "mlruns").as_uri())
-    (run,) = client.search_runs([client.get_experiment_by_name("madloop").experiment_id])
-    assert run.info.run_name == tmp_path.name and run.info.status == "FINISHED"
+    runs = client.search_runs([client.get_experiment_by_name("madloop").experiment_id])
+    assert {r.info.run_name: r.info.status for r in runs} == {tmp_path.name: "FINISHED", "failed": "FAILED"}
+    (run,) = [r for r in runs if r.info.run_name == tmp_path.name]
     assert run.data.params == {"model.components": "8"}
     history = client.get_metric_history(run.info.run_id, "trace_ratio/mean")
     assert [(m.step, m.value) for m in history] == [(0, 1.0), (3, 0.25)]
@@ -144,7 +168,7 @@ def test_wandb_tracker_offline(tmp_path, monkeypatch):
     tracker = trackers.open_tracker(trackers.WandbLogger(tags=["t"]), tmp_path, {"model": {"components": 8}})
     tracker.log(0, {"trace_ratio/mean": 0.8125})
     tracker.log(1, {"trace_ratio/mean": 0.40625})
-    tracker.close()
+    tracker.close(True)
     (store,) = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
     data = Path(store).read_bytes()  # W&B's record log: the history rows hold each key and its JSON value
     assert b"trace_ratio/mean" in data and json.dumps(0.8125).encode() in data and b"0.40625" in data
@@ -157,8 +181,8 @@ def test_wandb_tracker_offline(tmp_path, monkeypatch):
 def test_a_missing_tracker_package_is_refused_by_name(option, module, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
-    if module is None:
-        madloop.compose([f"logger={option}"])
+    if module is None:  # logger=none needs no package
+        assert type(madloop.compose([f"logger={option}"]).logger) is trackers.NoLogger
         return
     with pytest.raises(C.ConfigError, match=f"logger={option}: needs the {module} package"):
         madloop.compose([f"logger={option}"])

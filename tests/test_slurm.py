@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -37,9 +38,11 @@ def cluster(tmp_path_factory):
         )
     # slurmd's spool and state must be on a path every daemon can reach: a short one under /tmp
     folder = Path(tmp_path_factory.mktemp("slurm"))
-    started = subprocess.run(["bash", str(SCRIPT), "start", str(folder)], capture_output=True, text=True, timeout=120)
-    assert started.returncode == 0, started.stderr[-2000:]
     try:
+        started = subprocess.run(
+            ["bash", str(SCRIPT), "start", str(folder)], capture_output=True, text=True, timeout=120
+        )
+        assert started.returncode == 0, started.stderr[-2000:]
         yield {**os.environ, "SLURM_CONF": str(folder / "slurm.conf"), "SUBMITIT_LOG_LEVEL": "ERROR"}
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], capture_output=True, timeout=60)
@@ -56,8 +59,14 @@ def test_submitit_slurm_multirun_and_its_report(cluster, tmp_path):
     # four SLURM jobs ran (one job array: submitit's log per task, <array id>_<task>_log.out) and none is left
     logs = sorted(p.name for p in (sweep / ".submitit").rglob("*_log.out"))
     assert len(logs) == 4 and all(name.split("_")[0].isdigit() for name in logs), logs
-    queue = subprocess.run(["squeue", "-h"], env=cluster, capture_output=True, text=True, timeout=30)
-    assert queue.returncode == 0 and queue.stdout.strip() == ""
+    # (a task whose result submitit has already read may still be exiting: the queue empties within seconds)
+    for _ in range(60):
+        queue = subprocess.run(["squeue", "-h"], env=cluster, capture_output=True, text=True, timeout=30)
+        assert queue.returncode == 0, queue.stderr
+        if not queue.stdout.strip():
+            break
+        time.sleep(0.5)
+    assert queue.stdout.strip() == "", queue.stdout
     # the report aggregates the four jobs, with the two overrides as factors
     report.main([str(sweep)])
     table = pd.read_csv(sweep / "report.csv")

@@ -67,6 +67,7 @@ NodeName=$node NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
     export SLURM_CONF="$dir/slurm.conf"
+    trap 'bash "$0" stop "$dir"' ERR  # a failed start leaves nothing running
     slurmctld
     slurmd
     for _ in $(seq 60); do
@@ -76,16 +77,36 @@ EOF
     done
     echo "error: the node did not become idle (state: ${state:-none}); logs in $dir/log" >&2
     tail -5 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true
+    bash "$0" stop "$dir"
     exit 1
     ;;
 stop)
     [[ -n "$dir" ]] || { echo "usage: $0 stop DIR" >&2; exit 2; }
+    # cancel what is left (a timed-out test's jobs), then stop the daemons: TERM, up to 10 s, then KILL
+    [[ -s "$dir/slurm.conf" ]] && SLURM_CONF="$dir/slurm.conf" scancel --full -p debug 2>/dev/null || true
+    pids=()
     for pid in "$dir/slurmd.pid" "$dir/slurmctld.pid"; do
-        [[ -s "$pid" ]] && kill "$(cat "$pid")" 2>/dev/null || true
+        [[ -s "$pid" ]] && pids+=("$(cat "$pid")")
     done
     if [[ -e "$dir/munged.started" && -s /run/munge/munged.pid ]]; then
-        kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+        pids+=("$(cat /run/munge/munged.pid)")
+        rm -f "$dir/munged.started"
     fi
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for _ in $(seq 20); do
+        alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [[ $alive == 0 ]] && break
+        sleep 0.5
+    done
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    pkill -9 -f slurmstepd 2>/dev/null || true
+    # job scripts still running from this cluster's spool, with their process groups (srun and the job's python)
+    for pid in $(pgrep -f "$dir/spool/job" || true); do
+        pgid="$(ps -o pgid= -p "$pid" | tr -d ' ')"
+        [[ -n "$pgid" ]] && kill -9 -- "-$pgid" 2>/dev/null || true
+        kill -9 "$pid" 2>/dev/null || true
+    done
     ;;
 *)
     echo "usage: $0 install | start DIR | stop DIR" >&2
