@@ -305,3 +305,31 @@ def test_device_check_script_runs_quick_on_cpu(tmp_path):
     targets = json.loads((tmp_path / "targets.json").read_text())["rows"]
     assert len(targets) == 10 and all(np.isfinite(r["value"]) and r["value"] > 0 for r in targets)
     assert "DISAGREES" not in proc.stdout
+
+
+def test_torch_gmm_reference_takes_madloop_s_em_step():
+    """benchmarks/gmm_torch.py's batched EM step equals madloop's EM step chain by chain (the same algorithm: the
+    speed ratio compares like with like); the same step with another reg_covar is told apart."""
+    torch = pytest.importorskip("torch")
+    import jax.numpy as jnp
+
+    from benchmarks import gmm_torch
+    from madloop.mixture import Mixture
+    from madloop.models.gmm import em_step
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 64, 2)).astype(np.float32) + rng.choice([-2.0, 2.0], size=(3, 64, 1)).astype(np.float32)
+    means = x[:, :4].copy()  # K = 4 components started on data points
+    a = rng.normal(size=(3, 4, 2, 2)).astype(np.float32)
+    covs = (a @ a.transpose(0, 1, 3, 2) + 0.5 * np.eye(2, dtype=np.float32)).astype(np.float32)
+    weights = np.full((3, 4), 0.25, np.float32)
+    t = gmm_torch.em_step(*(torch.as_tensor(v) for v in (x, means, covs, weights)))
+    for s in range(3):
+        m = em_step(
+            Mixture(jnp.asarray(weights[s]), jnp.asarray(means[s]), jnp.asarray(covs[s])), x[s], jnp.ones(64), 1e-6
+        )
+        np.testing.assert_allclose(t[0][s].numpy(), m.means, rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(t[1][s].numpy(), m.covs, rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(t[2][s].numpy(), m.weights, rtol=2e-4, atol=2e-6)
+    wrong = gmm_torch.em_step(*(torch.as_tensor(v) for v in (x, means, covs, weights)), reg_covar=1e-1)
+    assert not np.allclose(wrong[1].numpy(), t[1].numpy(), rtol=2e-4, atol=2e-5)
