@@ -160,3 +160,31 @@ def test_kde_resamples_points_in_proportion_to_their_weights():
     assert counts[0] == 0 and counts[3] == 0
     # binomial SE at 40k draws <= sqrt(40000 / 4) = 100
     np.testing.assert_allclose(counts[[1, 2, 4]], 40_000 * np.array([1, 3, 4]) / 8, atol=450)
+
+
+def test_gmm_m_step_floors_a_covariance_that_rounding_made_singular():
+    """A component spanning two far, tight modes: scatter [[64, -32], [-32, 16]] is singular, and reg_covar = 1e-6
+    is below float32's spacing at 64 and 16, so scatter + 1e-6 I is still exactly singular (a zero pivot, NaN
+    log-densities: the GMM loop's one non-finite run of 256 in benchmarks/gmm_torch.py). The M-step floors such a
+    component at 4x the rank threshold; a regular component's covariance is left bit for bit."""
+    import jax.numpy as jnp
+
+    from madloop import linalg
+    from madloop.mixture import Mixture, component_log_prob
+    from madloop.models.gmm import m_step
+
+    x = jnp.asarray([[-8.0, 4.0], [-8.0, 4.0], [8.0, -4.0], [8.0, -4.0], [0.5, 0.25], [0.25, 0.5]], jnp.float32)
+    resp = jnp.asarray([[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 1]], jnp.float32)
+    prev = Mixture(jnp.full((2,), 0.5), jnp.zeros((2, 2)), jnp.stack([jnp.eye(2)] * 2))
+    # the power check: without the floor the covariance is exactly singular and the log-densities are NaN
+    unfloored = jnp.asarray([[64.0, -32.0], [-32.0, 16.0]], jnp.float32) + 1e-6 * jnp.eye(2, dtype=jnp.float32)
+    assert float(jnp.diagonal(linalg.pivoted_cholesky(unfloored).lower)[-1]) == 0.0
+    bad = Mixture(jnp.full((2,), 0.5), jnp.zeros((2, 2)), jnp.stack([unfloored, jnp.eye(2)]))
+    assert bool(jnp.any(jnp.isnan(component_log_prob(bad, x))))
+    m = m_step(x, resp, prev, 1e-6)
+    np.testing.assert_array_equal(m.covs[0][0], [64.0 + 4 * 2 * np.finfo(np.float32).eps * 64.0, -32.0])
+    assert float(jnp.min(jnp.diagonal(linalg.pivoted_cholesky(m.covs).lower, axis1=-2, axis2=-1))) > 0
+    assert bool(jnp.all(jnp.isfinite(component_log_prob(m, x))))
+    # the regular component: its weighted scatter + reg_covar, as before the floor existed
+    xc = x[4:] - jnp.mean(x[4:], axis=0)
+    np.testing.assert_array_equal(m.covs[1], xc.T @ xc / 2 + 1e-6 * jnp.eye(2, dtype=jnp.float32))

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from madloop import config as C
+from madloop import linalg
 from madloop.mixture import Mixture, component_log_prob, mixture_log_prob, mixture_moments, sample_mixture
 from madloop.types import Data, Density, GenerativeModel, Key, Knobs, Moments, Weights
 
@@ -68,7 +69,15 @@ def m_step(x: Data, resp: jax.Array, prev: Mixture, reg_covar: float) -> Mixture
     means = (resp.T @ x) / safe[:, None]
     xc = x[None, :, :] - means[:, None, :]  # [K, n, d]
     covs = jnp.einsum("nk,kni,knj->kij", resp, xc, xc) / safe[:, None, None]
-    covs = covs + reg_covar * jnp.eye(x.shape[1], dtype=x.dtype)
+    eye = jnp.eye(x.shape[1], dtype=x.dtype)
+    covs = covs + reg_covar * eye
+    # reg_covar is lost in rounding when a component spans far modes (entries ~12: float32 spacing ~1e-6): its
+    # determinant cancels to 0 and its log-densities are NaN (benchmarks/gmm_torch.py, 256 seeds x 200
+    # generations). Such a component (a zero pivot) gets 4x the rank threshold on its diagonal; every other
+    # component's covariance is left exactly as it was.
+    singular = jnp.any(jnp.diagonal(linalg.pivoted_cholesky(covs).lower, axis1=-2, axis2=-1) <= 0, axis=-1)  # [K]
+    floor = 4.0 * linalg.pivot_tolerance(covs)  # [K]
+    covs = jnp.where(singular[:, None, None], covs + floor[:, None, None] * eye, covs)
     means = jnp.where(alive[:, None], means, prev.means)
     covs = jnp.where(alive[:, None, None], covs, prev.covs)
     weights = jnp.maximum(nk, jnp.finfo(x.dtype).tiny) / total
