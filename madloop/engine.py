@@ -25,7 +25,6 @@ from madloop.loop import (
     evaluated_generations,
     make_floors,
     make_loop,
-    run_all,
     scan_generations,
     snapshot_generations,
 )
@@ -110,16 +109,14 @@ class Result(NamedTuple):
 
 
 def parameter_path_run(loop: Loop, generations: int, run_key: Key, knobs: Knobs, ref: M.Reference):
-    """One run's (params, metrics), each stacked over generations 0..G (stepped by ``loop.start`` and ``step``)."""
-    start, row0 = loop.start(run_key, knobs, ref)
+    """One run's (params, metrics), each stacked over generations 0..G (``loop.generation`` from ``loop.blank``)."""
 
     def body(state, g):
-        state, row = loop.step(run_key, knobs, ref, state, g)
+        state, row = loop.generation(run_key, knobs, ref, state, g)
         return state, (state.params, row.metrics)
 
-    _, (params, rows) = jax.lax.scan(body, start, jnp.arange(1, generations + 1, dtype=jnp.int32))
-    stack = functools.partial(jax.tree.map, lambda first, rest: jnp.concatenate([first[None], rest]))
-    return stack(start.params, params), stack(row0.metrics, rows)
+    blank = loop.blank(run_key, knobs)
+    return jax.lax.scan(body, blank, jnp.arange(generations + 1, dtype=jnp.int32))[1]
 
 
 class Programs:
@@ -133,10 +130,6 @@ class Programs:
     def _build(self, cfg: C.Config) -> None:
         self.parts = parts_of(cfg)
         self.loop: Loop = make_loop(cfg, self.parts)
-        runs_axis = (0, 0, None)
-        self.start = jax.jit(jax.vmap(self.loop.start, in_axes=runs_axis))
-        run = functools.partial(run_all, self.loop, cfg.loop.generations)
-        self.run_all = jax.jit(jax.vmap(run, in_axes=runs_axis))
         self.chunks: dict[int, Callable] = {}
         self._path: Callable | None = None
         self._generations = cfg.loop.generations
@@ -156,11 +149,25 @@ class Programs:
         self.floors = None if floors is None else jax.jit(jax.vmap(floors, in_axes=(0, None)))
 
     def chunk_fn(self, length: int) -> Callable:
-        """The compiled scan over ``length`` generations (one program per distinct length)."""
+        """The compiled loop over up to ``length`` generations: ``(run keys, knobs, reference, state, first, count)
+        -> (state, rows [B, length])`` runs generations first..first + count - 1 (count <= length), generation 0
+        included; one program per distinct ``length``."""
         if length not in self.chunks:
             fn = functools.partial(scan_generations, self.loop, length)
-            self.chunks[length] = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0, None)))
+            self.chunks[length] = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0, None, None)))
         return self.chunks[length]
+
+    def blank(self, run_keys: Key, knobs: Knobs) -> LoopState:
+        """The state generation 0 starts from for a batch of runs: zeros of the loop state's shapes (made in numpy:
+        no program is compiled for it; as device arrays, as the programs' outputs are, so both reuse one entry of
+        the program's cache)."""
+        per_run = jax.eval_shape(
+            self.loop.blank,
+            jax.ShapeDtypeStruct(run_keys.shape[1:], run_keys.dtype),
+            {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in knobs.items()},
+        )
+        b = run_keys.shape[0]
+        return jax.tree.map(lambda s: jnp.asarray(np.zeros((b, *s.shape), s.dtype)), per_run)
 
     def path_fn(self) -> Callable:
         """The compiled program of ``madloop.parameter_path``: (run keys, knobs, reference) -> (params, metrics),
@@ -198,12 +205,17 @@ class Simulation:
         self.loop = self.programs.loop
         g = cfg.loop.generations
         self.chunk = min(cfg.loop.chunk or auto_chunk(g), g)
-        programs = self.programs
-        self._start, self._run_all, self._reference = programs.start, programs.run_all, programs.reference
+        self._reference = self.programs.reference
 
     def chunk_fn(self, length: int) -> Callable:
-        """The compiled scan over ``length`` generations (one program per distinct length)."""
+        """The compiled loop over up to ``length`` generations (``Programs.chunk_fn``)."""
         return self.programs.chunk_fn(length)
+
+    def run_all(self, run_keys: Key, knobs: Knobs, ref: M.Reference) -> tuple[LoopState, Row]:
+        """Generations 0..G of a batch of runs as one call of one program: (final state, rows [B, G + 1])."""
+        g = self.cfg.loop.generations
+        blank = shard_runs(self.programs.blank(run_keys, knobs))
+        return self.chunk_fn(g + 1)(run_keys, knobs, ref, blank, 0, g + 1)
 
     @_in_precision
     def runs(self) -> tuple[Key, Knobs, np.ndarray, dict[str, np.ndarray]]:
@@ -295,21 +307,22 @@ class Simulation:
 
         ckpt = None if checkpoint is None else Checkpointer(checkpoint, cfg)
         resumed = None
-        if ckpt is None and self.chunk >= g_total:  # the whole run as one program
-            state, rows = self._run_all(run_keys, knobs, ref)
+        if ckpt is None and self.chunk >= g_total:  # the whole run as one call
+            state, rows = self.run_all(run_keys, knobs, ref)
             rows = jax.tree.map(lambda a: np.asarray(a)[:b], rows)
             tell(g_total)
         else:
             unpad = functools.partial(jax.tree.map, lambda a: a[:b])
+            program = self.chunk_fn(self.chunk)  # generation 0 alone, then every chunk: one program
+            blank = self.programs.blank(run_keys, knobs)
             restored = None
             if ckpt is not None:
-                state_shape = jax.eval_shape(self._start, run_keys, knobs, ref)[0]
-                state_shape = jax.tree.map(lambda s: jax.ShapeDtypeStruct((b, *s.shape[1:]), s.dtype), state_shape)
+                state_shape = jax.tree.map(lambda a: jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype), blank)
                 restored = ckpt.restore((state_shape, self.abstract_rows(b)))
             if restored is None:
-                state, row0 = self._start(run_keys, knobs, ref)
+                state, row0 = program(run_keys, knobs, ref, shard_runs(blank), 0, 1)
                 rows = jax.tree.map(lambda s: np.full(s.shape, np.nan, s.dtype), self.abstract_rows(b))
-                _put_rows(rows, row0, 0, b)
+                _put_rows(rows, row0, 0, b, 1)
                 done = 0
                 if ckpt is not None:
                     ckpt.save(0, (unpad(state), rows))
@@ -320,8 +333,8 @@ class Simulation:
             tell(done)
             while done < g_total:
                 length = min(self.chunk, g_total - done)
-                state, chunk_rows = self.chunk_fn(length)(run_keys, knobs, ref, state, jnp.int32(done + 1))
-                _put_rows(rows, chunk_rows, done + 1, b)
+                state, chunk_rows = program(run_keys, knobs, ref, state, done + 1, length)
+                _put_rows(rows, chunk_rows, done + 1, b, length)
                 done += length
                 if ckpt is not None:
                     ckpt.save(done, (unpad(state), rows))
@@ -356,14 +369,12 @@ def _run_keys(seed: jax.Array, seeds: int, repeats: int) -> tuple[Key, Key, Key]
     return tiled, jax.random.fold_in(base, _HELDOUT), jax.random.fold_in(base, _PROJECTIONS)
 
 
-def _put_rows(rows: Row, new: Row, first: int, b: int) -> None:
-    """Copies rows of generations first.. (new: [B] for one generation or [B, L] for a chunk) into the table
-    buffers rows [b, G + 1], dropping padded runs."""
+def _put_rows(rows: Row, new: Row, first: int, b: int, count: int) -> None:
+    """Copies the first ``count`` rows of a chunk (new: [B, L]), generations first.., into the table buffers
+    rows [b, G + 1], dropping padded runs."""
 
     def put(buf, a):
-        a = np.asarray(a)[:b]
-        a = a[:, None] if a.ndim == 1 else a
-        buf[:, first : first + a.shape[1]] = a
+        buf[:, first : first + count] = np.asarray(a)[:b, :count]
 
     jax.tree.map(put, rows, new)
 

@@ -1,9 +1,10 @@
-"""The generation loop: generation 0 and one generation as pure functions of a run key, its knobs and the state.
+"""The generation loop: one generation (generation 0 included) as a pure function of a run key, knobs and state.
 
 The step reads as the numbered steps of docs/concepts.md: (1) generation g - 1 samples (a curation keeps some, a
 correction moves them), (2) the samples enter the pool, (3) the regime supplies the real part, (4) generation g is
-fitted on both, (5) it is evaluated. ``madloop.engine`` scans the step, vmapped over runs (``madloop.pools``,
-``madloop.regimes``).
+fitted on both, (5) it is evaluated. ``madloop.engine`` runs ``Loop.generation`` in one loop over g = 0..G,
+vmapped over runs (``madloop.pools``, ``madloop.regimes``): generation 0 is a branch of the same function, so the
+evaluation, the sampler and the metrics compile once (the two programs of a start and a step compiled them twice).
 
 Keys are derived, never carried: generation g's key for a role is ``fold_in(fold_in(run_key, g), role)``, so
 a run is deterministic, can resume from any generation, and configs that share a seed share their noise
@@ -64,12 +65,20 @@ class Loop(NamedTuple):
     """The per-seed pure functions of one experiment (vmap them over seeds, jit at the call site).
 
     Attributes:
-        start: ``start(run_key, knobs, ref) -> (state, row)``: generation 0, fitted on real data only.
+        generation: ``generation(run_key, knobs, ref, state, g) -> (state, row)``: generation g, the one function
+            every compiled program scans: for g = 0 the fit on real data alone (``state`` is read for its shapes
+            only: ``blank``), for g >= 1 the step from generation g - 1. With a traced g both branches sit in one
+            ``lax.cond`` and the evaluation (metrics, sampler, snapshots) is compiled once for both.
+        blank: ``blank(run_key, knobs) -> state``: zeros of the loop state's shapes, the state generation 0 starts
+            from.
+        start: ``start(run_key, knobs, ref) -> (state, row)``: generation 0 alone (from ``blank``).
         step: ``step(run_key, knobs, ref, state, g) -> (state, row)``: generation g >= 1.
         names: metric names in each row.
         parts: the parts the functions are built from.
     """
 
+    generation: Callable
+    blank: Callable
     start: Callable
     step: Callable
     names: tuple[str, ...]
@@ -77,7 +86,7 @@ class Loop(NamedTuple):
 
 
 def make_loop(cfg: C.Config, parts: Parts) -> Loop:
-    """Builds generation 0 and the generation step of a validated config from its parts."""
+    """Builds the generation function of a validated config from its parts."""
     source, train_source, guided, curation, correction, pool = (
         parts.source,
         parts.train_source,
@@ -91,6 +100,7 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
     every = cfg.eval.every
     nan = jnp.asarray(jnp.nan, float_dtype())
     skipped = Row({name: nan for name in names}, nan)  # the row of a generation that is not evaluated
+    n_snapshots = len(snapshot_generations(cfg))
 
     def fit(run_key: Key, g, params: Params, x, w, knobs: Knobs, warm: bool) -> Params:
         """Generation g's fit: from scratch (init, then the from-scratch budget) or warm from generation g - 1."""
@@ -98,7 +108,12 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
             params = guided.init(role_key(run_key, g, INIT), x, w)
         return guided.fit(role_key(run_key, g, FIT), params, x, w, warm, knobs)
 
-    def start(run_key: Key, knobs: Knobs, ref: M.Reference) -> tuple[LoopState, Row]:
+    def report_of(report: dict) -> dict:
+        return {name: jnp.asarray(report[name], float_dtype()) for name in curation.report}
+
+    @jax.jit  # traced once per input shapes: ``blank``'s eval_shape and the compiled programs share the trace
+    def first(run_key: Key, knobs: Knobs):
+        """Generation 0's (params, real set, pool, pool weights, report): a fit on real data alone."""
         real, first = initial_real(cfg, train_source, run_key)
         if regime.n_initial is None:  # the real set (its first knobs n_real samples) padded to T
             x, w = pad(real, count_mask(regime.n_real, knobs["n_real"]), parts.train_size)
@@ -106,12 +121,11 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
             x, w = pad(first, jnp.ones((first.shape[0],), first.dtype), parts.train_size)
         params = fit(run_key, 0, None, x, w, knobs, warm=False)
         pool_state, pool_w = pool.empty(real.shape[1], real.dtype)
-        snapshots = jnp.zeros((len(snapshot_generations(cfg)), cfg.eval.snapshot_n, dim), real.dtype)
-        no_report = {name: jnp.asarray(jnp.nan, float_dtype()) for name in curation.report}  # no candidates yet
-        row, snapshots = evaluate(run_key, 0, params, knobs, ref, snapshots, no_report)
-        return LoopState(params, real, pool_state, pool_w, snapshots), row
+        no_report = {name: nan for name in curation.report}  # no candidates yet
+        return params, real, pool_state, pool_w, report_of(no_report)
 
-    def step(run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, g: jax.Array) -> tuple[LoopState, Row]:
+    def later(run_key: Key, knobs: Knobs, state: LoopState, g: jax.Array):
+        """Generation g >= 1's (params, real set, pool, pool weights, report), steps 1-4 of docs/concepts.md."""
         # 1. Generation g - 1 draws the synthetic samples (with its sampling bias); a curation keeps n_synth of
         # the k * n_synth (k = 1 without curation) and reports on them (a verifier's kept share).
         synth = guided.sample(role_key(run_key, g, SYNTH), state.params, curation.k * regime.n_synth, knobs)
@@ -132,9 +146,24 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
             knobs,
             lambda x, w: fit(run_key, g, state.params, x, w, knobs, warm=cfg.loop.warm_start),
         )
+        return params, state.real, pool_state, pool_w, report_of(report)
+
+    def blank(run_key: Key, knobs: Knobs) -> LoopState:
+        params, real, pool_state, pool_w, _ = jax.tree.map(
+            lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(first, run_key, knobs)
+        )
+        snapshots = jnp.zeros((n_snapshots, cfg.eval.snapshot_n, dim), real.dtype)
+        return LoopState(params, real, pool_state, pool_w, snapshots)
+
+    def generation(run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, g) -> tuple[LoopState, Row]:
+        if isinstance(g, int):  # a static generation: its branch alone
+            out = first(run_key, knobs) if g == 0 else later(run_key, knobs, state, jnp.int32(g))
+        else:
+            out = jax.lax.cond(g == 0, lambda: first(run_key, knobs), lambda: later(run_key, knobs, state, g))
+        params, real, pool_state, pool_w, report = out
         # 5. Generation g is evaluated (its parameters, its own fresh samples, and the curation's report); with
         # eval.every > 1 only every every-th generation and G are (the others' rows are NaN and are not written).
-        if every == 1:
+        if every == 1 or isinstance(g, int) and (g % every == 0 or g == cfg.loop.generations):
             row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots, report)
         else:
             row, snapshots = jax.lax.cond(
@@ -142,9 +171,12 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
                 lambda: evaluate(run_key, g, params, knobs, ref, state.snapshots, report),
                 lambda: (skipped, state.snapshots),
             )
-        return LoopState(params, state.real, pool_state, pool_w, snapshots), row
+        return LoopState(params, real, pool_state, pool_w, snapshots), row
 
-    return Loop(start, step, names, parts)
+    def start(run_key: Key, knobs: Knobs, ref: M.Reference) -> tuple[LoopState, Row]:
+        return generation(run_key, knobs, ref, blank(run_key, knobs), 0)
+
+    return Loop(generation, blank, start, generation, names, parts)
 
 
 def initial_real(cfg: C.Config, train_source, run_key: Key) -> tuple[jax.Array, jax.Array]:
@@ -235,18 +267,23 @@ def make_floors(cfg: C.Config, parts: Parts) -> Callable | None:
 
 
 def scan_generations(
-    loop: Loop, length: int, run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, first: jax.Array
+    loop: Loop,
+    length: int,
+    run_key: Key,
+    knobs: Knobs,
+    ref: M.Reference,
+    state: LoopState,
+    first: jax.Array,
+    count: jax.Array,
 ) -> tuple[LoopState, Row]:
-    """Runs generations first .. first + length - 1 as one lax.scan; rows are stacked [length]."""
+    """Runs generations first .. first + count - 1 (count <= length, both traced: one program serves generation 0
+    alone, every chunk and a last shorter one). Rows are [length]; those past ``count`` are NaN."""
+    nan = jnp.full((length,), jnp.nan, float_dtype())
+    rows = Row({name: nan for name in loop.names}, nan)
 
-    def body(state, g):
-        return loop.step(run_key, knobs, ref, state, g)
+    def body(i, carry):
+        state, rows = carry
+        state, row = loop.generation(run_key, knobs, ref, state, first + i)
+        return state, jax.tree.map(lambda buf, r: buf.at[i].set(r), rows, row)
 
-    return jax.lax.scan(body, state, first + jnp.arange(length))
-
-
-def run_all(loop: Loop, generations: int, run_key: Key, knobs: Knobs, ref: M.Reference):
-    """The whole loop for one seed as one function: generation 0, then a scan over 1..G. Rows [G + 1]."""
-    state, row0 = loop.start(run_key, knobs, ref)
-    state, rows = scan_generations(loop, generations, run_key, knobs, ref, state, jnp.int32(1))
-    return state, jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), row0, rows)
+    return jax.lax.fori_loop(0, count, body, (state, rows))

@@ -129,20 +129,20 @@ def test_default_metrics_cover_every_applicable_metric(tiny):
 
 
 def test_same_config_twice_gives_identical_results_without_recompiling(tiny):
-    # the stepped path: start + one chunk program
+    # the stepped path: generation 0 and every chunk through one program
     overrides = tiny + ["loop.generations=3", "loop.chunk=1", "eval.metrics=[sw2,modes,recall]"]
     sim = simulation(madloop.compose(overrides))
     a = sim()
-    sizes = (sim._start._cache_size(), sim.chunk_fn(1)._cache_size())
+    sizes = (len(sim.programs.chunks), sim.chunk_fn(1)._cache_size())
     b = simulation(madloop.compose(overrides))()  # an equal config reuses the compiled Simulation
-    assert (sim._start._cache_size(), sim.chunk_fn(1)._cache_size()) == sizes == (1, 1)
+    assert (len(sim.programs.chunks), sim.chunk_fn(1)._cache_size()) == sizes == (1, 1)
     chex.assert_trees_all_equal(a.metrics, b.metrics)
     chex.assert_trees_all_equal(a.state, b.state)
     # a config that differs only in traced values (a Hydra sweep over bias.lam or loop.seed) reuses the programs
     other = simulation(madloop.compose(overrides + ["bias.lam=0.7", "loop.seed=3"]))
     assert other.programs is sim.programs
     c = other()
-    assert (sim._start._cache_size(), sim.chunk_fn(1)._cache_size()) == (1, 1)
+    assert (len(sim.programs.chunks), sim.chunk_fn(1)._cache_size()) == (1, 1)
     assert not np.allclose(c.metrics["sw2"], a.metrics["sw2"])
 
 
@@ -225,10 +225,8 @@ def test_knobs_are_traced_not_compiled_in(tiny):
     sim = Simulation(cfg)
     run_keys, knobs, _, _ = sim.runs()
     ref = sim.reference()
-    outs = [
-        sim._run_all(run_keys, {**knobs, "lam": jax.numpy.full_like(knobs["lam"], lam)}, ref)[1] for lam in (0.5, 1)
-    ]
-    assert sim._run_all._cache_size() == 1
+    outs = [sim.run_all(run_keys, {**knobs, "lam": jax.numpy.full_like(knobs["lam"], lam)}, ref)[1] for lam in (0.5, 1)]
+    assert sim.chunk_fn(cfg.loop.generations + 1)._cache_size() == 1
     assert not np.allclose(outs[0].metrics["trace_ratio"][:, 1:], outs[1].metrics["trace_ratio"][:, 1:])
 
 
@@ -245,7 +243,9 @@ def test_compiled_loop_has_no_lapack_custom_calls(tiny, family):
     cfg = madloop.compose(tiny + FAMILIES[family])
     sim = Simulation(cfg)
     run_keys, knobs, _, _ = sim.runs()
-    text = sim._run_all.lower(run_keys, knobs, sim.reference()).as_text()
+    blank = sim.programs.blank(run_keys, knobs)
+    g = cfg.loop.generations
+    text = sim.chunk_fn(g + 1).lower(run_keys, knobs, sim.reference(), blank, 0, g + 1).as_text()
     assert "stablehlo.custom_call" in jax.jit(jax.numpy.linalg.cholesky).lower(jax.numpy.eye(2)).as_text()
     calls = re.findall(r"stablehlo.custom_call @(\w+)", text)
     # the only custom calls allowed are the progress ticks of neural training scans (madloop.progress)

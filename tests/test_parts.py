@@ -136,7 +136,7 @@ def test_traced_learning_rate_sweep_is_one_program_and_matches_plain_runs():
         plain[lr] = sim().table()
         # Configs that differ only in the learning rate share one compiled program (no recompilation).
         assert sim.programs is simulation(api.compose(TINY_DIFFUSION)).programs
-        assert sim.programs.run_all._cache_size() == 1
+        assert [p._cache_size() for p in sim.programs.chunks.values()] == [1]
     for lr, want in plain.items():
         got = table[np.isclose(table.lr, lr)].drop(columns=["lr", "ema"]).reset_index(drop=True)
         np.testing.assert_allclose(got.to_numpy(float), want.to_numpy(float), rtol=1e-4, atol=1e-6)
