@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from madloop import _xla
 from madloop import config as C
 from madloop import metrics as M
 from madloop.checkpoint import Checkpointer
@@ -131,6 +132,8 @@ class Programs:
         self.parts = parts_of(cfg)
         self.loop: Loop = make_loop(cfg, self.parts)
         self.chunks: dict[int, Callable] = {}
+        # YNNPACK's reductions where the programs compute sample metrics (madloop._xla: their [n, n] sums)
+        self.options = _xla.program_options(M.needs_samples(self.loop.names))
         self._path: Callable | None = None
         self._generations = cfg.loop.generations
         ev, source, names, ctx = cfg.eval, self.parts.source, self.loop.names, self.parts.context
@@ -143,10 +146,12 @@ class Programs:
             heldout = source.heldout if source.heldout is not None else source.sample(k_heldout, ev.n)
             return M.make_reference(k_proj, heldout, ctx, names)
 
-        self.reference = jax.jit(reference)
+        self.reference = jax.jit(reference, compiler_options=self.options)
         self.references: dict[int, M.Reference] = {}  # per loop.seed: the held-out set and its statistics
         floors = make_floors(cfg, self.parts)
-        self.floors = None if floors is None else jax.jit(jax.vmap(floors, in_axes=(0, None)))
+        self.floors = (
+            None if floors is None else jax.jit(jax.vmap(floors, in_axes=(0, None)), compiler_options=self.options)
+        )
 
     def chunk_fn(self, length: int) -> Callable:
         """The compiled loop over up to ``length`` generations: ``(run keys, knobs, reference, state, first, count)
@@ -154,7 +159,9 @@ class Programs:
         included; one program per distinct ``length``."""
         if length not in self.chunks:
             fn = functools.partial(scan_generations, self.loop, length)
-            self.chunks[length] = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0, None, None)))
+            self.chunks[length] = jax.jit(
+                jax.vmap(fn, in_axes=(0, 0, None, 0, None, None)), compiler_options=self.options
+            )
         return self.chunks[length]
 
     def blank(self, run_keys: Key, knobs: Knobs) -> LoopState:
@@ -174,7 +181,8 @@ class Programs:
         each stacked over generations 0..G (built on first use)."""
         if self._path is None:
             self._path = jax.jit(
-                jax.vmap(functools.partial(parameter_path_run, self.loop, self._generations), in_axes=(0, 0, None))
+                jax.vmap(functools.partial(parameter_path_run, self.loop, self._generations), in_axes=(0, 0, None)),
+                compiler_options=self.options,
             )
         return self._path
 

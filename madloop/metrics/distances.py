@@ -32,14 +32,23 @@ def sort_floats(x: jax.Array) -> jax.Array:
 def kth_smallest(values: jax.Array, k: int) -> jax.Array:
     """The entry at sorted position k (0-based) along the last axis: [..., m] -> [...].
 
-    k rounds of "remove one argmin" then a min: O(k m) per row. XLA's CPU sort and top_k are an order of
-    magnitude slower than this for the small k of k-NN metrics (benchmarks/README: 2.4 s vs 0.16 s for
-    16 x 1000 x 1000). Removing one occurrence per round keeps ties exact, as sorting would.
+    k + 1 rounds over the distinct values in increasing order, each a masked min (the next distinct value) and a
+    count (how many entries are at most it); the answer is the first value whose count reaches k + 1, so ties
+    count with their multiplicity, exactly as sorting would. O(k m) per row in plain min / sum reductions: XLA's
+    CPU sort and top_k are an order of magnitude slower for the small k of k-NN metrics (benchmarks/README: 2.4 s
+    vs 0.16 s for 16 x 1000 x 1000), and this is 1.8x faster than k rounds of "remove one argmin" (argmin is a
+    variadic reduction XLA's CPU backend runs slowly; 16 x 1000 x 1000, k = 5: 438 -> 247 ms, the same values).
     """
-    cols = jnp.arange(values.shape[-1])
-    for _ in range(k):
-        values = jnp.where(cols == jnp.argmin(values, axis=-1)[..., None], jnp.inf, values)
-    return jnp.min(values, axis=-1)
+    below = jnp.full(values.shape[:-1], -jnp.inf, values.dtype)  # the last distinct value visited
+    out = jnp.full(values.shape[:-1], jnp.nan, values.dtype)
+    found = jnp.zeros(values.shape[:-1], bool)
+    for _ in range(k + 1):  # position k lies within the first k + 1 distinct values
+        nxt = jnp.min(jnp.where(values > below[..., None], values, jnp.inf), axis=-1)
+        reached = ~found & (jnp.sum(values <= nxt[..., None], axis=-1) >= k + 1)
+        out = jnp.where(reached, nxt, out)
+        found, below = found | reached, nxt
+    # A row with NaN: its min was NaN before (argmin finds the NaN), and so it stays.
+    return jnp.where(jnp.any(jnp.isnan(values), axis=-1), jnp.nan, out)
 
 
 def kth_neighbour_distance(points: Data, k: int) -> jax.Array:
@@ -125,13 +134,15 @@ def rbf_kernel_mean(dist: jax.Array, bandwidths: jax.Array, exclude_diagonal: bo
     """[S] the mean of exp(-dist^2 / (2 h^2)) over a distance matrix [n, m] for each bandwidth h of [S], over the
     off-diagonal entries when exclude_diagonal (the distances of a set to itself, n = m)."""
     sq = dist**2
+    diag = jnp.diagonal(sq) if exclude_diagonal else None  # [n]: the diagonal's kernels, from its n entries alone
 
     def one(h: jax.Array) -> jax.Array:
-        k = jnp.exp(-sq / (2.0 * h**2))
+        # One reduction of exp over the matrix (no [n, m] kernel array is kept for a second pass).
+        total = jnp.sum(jnp.exp(-sq / (2.0 * h**2)))
         if not exclude_diagonal:
-            return jnp.mean(k)
+            return total / sq.size
         n = dist.shape[0]
-        return (jnp.sum(k) - jnp.trace(k)) / (n * (n - 1))
+        return (total - jnp.sum(jnp.exp(-diag / (2.0 * h**2)))) / (n * (n - 1))
 
     return jnp.stack([one(bandwidths[i]) for i in range(bandwidths.shape[0])])
 
