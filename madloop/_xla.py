@@ -40,25 +40,35 @@ def _tested() -> bool:
     return version in TESTED_JAXLIB
 
 
-_APPLIED = False  # whether apply_defaults set FLAG (a user's own YNNPACK setting is then absent and is respected)
+# Set with FLAG, so that a process started from this one (a launcher's job, a test's subprocess), which inherits
+# XLA_FLAGS with FLAG already in it, knows FLAG is madloop's default and not a user's own setting: both compile
+# the same programs with the same options, and so compute the same numbers.
+MARK = "MADLOOP_XLA_DEFAULT_FLAG"
 
 
 def apply_defaults() -> bool:
     """Adds FLAG to XLA_FLAGS where it is known to help and to be accepted; returns whether it did."""
-    global _APPLIED
     flags = os.environ.get("XLA_FLAGS", "")
     if "ynn_fusion_type" in flags or not _tested():
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()
-    _APPLIED = True
+    os.environ[MARK] = FLAG
     return True
+
+
+def defaults_applied() -> bool:
+    """Whether FLAG in XLA_FLAGS is madloop's default (set by ``apply_defaults`` here or in a parent process) and
+    the only YNNPACK setting there (a user's own setting is respected)."""
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    ynn = [f for f in flags if "ynn_fusion_type" in f]
+    return os.environ.get(MARK) == FLAG and ynn == [FLAG] and _tested()
 
 
 def program_options(sample_metrics: bool) -> dict[str, str] | None:
     """Compiler options of a loop program: YNNPACK's reductions too when it computes sample metrics, on the CPU
-    backend, where ``apply_defaults`` set FLAG (never over a user's own XLA_FLAGS setting); else None."""
+    backend, where madloop's default set FLAG (never over a user's own XLA_FLAGS setting); else None."""
     import jax
 
-    if not (sample_metrics and _APPLIED and _tested()) or jax.default_backend() != "cpu":
+    if not (sample_metrics and defaults_applied()) or jax.default_backend() != "cpu":
         return None
     return REDUCTIONS

@@ -38,6 +38,21 @@ def test_the_xla_default_is_set_on_import_and_accepted_by_this_jaxlib():
     assert run({"XLA_FLAGS": own}) == own
 
 
+def test_a_child_process_compiles_with_the_same_program_options():
+    """A process started from one that imported madloop (a launcher's job, a resumed run) inherits XLA_FLAGS with
+    madloop's flag in it: it must still give sample-metric programs the same options, or its numbers differ (an
+    MMD moved by 4e-3 relative); the same flag set by a user, without madloop's mark, is left alone."""
+    code = "import madloop; from madloop import _xla; print(_xla.program_options(True))"
+    run = lambda env: subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    here = _xla.program_options(True)
+    assert run(dict(os.environ)) == str(here)  # inherits this process's XLA_FLAGS and mark
+    user = {k: v for k, v in os.environ.items() if k != _xla.MARK}
+    user["XLA_FLAGS"] = _xla.FLAG
+    assert run(user) == "None"
+
+
 def test_programs_with_sample_metrics_get_ynnpack_reductions_and_xla_accepts_them(tiny):
     """A loop program that computes sample metrics is compiled with YNNPACK's reductions (madloop._xla: its
     [n, n] sums run 4-7x faster there), one with parameter metrics alone is not; this jaxlib accepts the option
@@ -48,7 +63,7 @@ def test_programs_with_sample_metrics_get_ynnpack_reductions_and_xla_accepts_the
     base = tiny + ["data=gaussian", "model=gaussian", "loop.generations=2"]
     samples = simulation(madloop.compose(base + ["eval.metrics=[trace_ratio,mmd,recall]"]))
     params = simulation(madloop.compose(base + ["eval.metrics=[trace_ratio]"]))
-    assert samples.programs.options == (_xla.REDUCTIONS if tested and _xla._APPLIED else None)
+    assert samples.programs.options == (_xla.REDUCTIONS if tested and _xla.defaults_applied() else None)
     assert params.programs.options is None
     a, b = samples(), params()
     # the parameter metric is the same computation in both programs (one the option does not touch)
