@@ -194,7 +194,7 @@ def parameter_path(overrides: Sequence[str] = ()) -> ParameterPath:
     the parameter trajectory itself (e.g. the autocorrelation of the fitted mean, docs/theory.md law 10).
 
     The runs are those of ``simulate(overrides)`` (the same keys, so the same models and metrics), stepped by the
-    same generation functions (``madloop.loop.Loop.start`` and ``step``) as one compiled scan that stacks the
+    same generation function (``madloop.loop.Loop.generation``) as one compiled scan that stacks the
     parameters; the program is kept with the experiment's compiled programs (a second call with other traced
     values does not recompile). It holds (G + 1) copies of the parameters per run: meant for the closed-form
     families (Gaussian, GMM, KDE), not for a network's weights. The runs are not sharded over devices.

@@ -164,17 +164,24 @@ class Programs:
             )
         return self.chunks[length]
 
-    def blank(self, run_keys: Key, knobs: Knobs) -> LoopState:
-        """The state generation 0 starts from for a batch of runs: zeros of the loop state's shapes (made in numpy:
-        no program is compiled for it; as device arrays, as the programs' outputs are, so both reuse one entry of
-        the program's cache)."""
+    def state_shapes(self, run_keys: Key, knobs: Knobs) -> LoopState:
+        """The loop state's shapes for a batch of runs [B, ...] (``jax.ShapeDtypeStruct`` leaves; nothing runs)."""
         per_run = jax.eval_shape(
             self.loop.blank,
             jax.ShapeDtypeStruct(run_keys.shape[1:], run_keys.dtype),
             {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in knobs.items()},
         )
         b = run_keys.shape[0]
-        return jax.tree.map(lambda s: jnp.asarray(np.zeros((b, *s.shape), s.dtype)), per_run)
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct((b, *s.shape), s.dtype), per_run)
+
+    def blank(self, run_keys: Key, knobs: Knobs) -> LoopState:
+        """The state generation 0 starts from for a batch of runs: zeros of the loop state's shapes, sharded as the
+        runs are (made in numpy: no program is compiled for it; as device arrays, as the programs' outputs are,
+        so both reuse one entry of the program's cache)."""
+        zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), self.state_shapes(run_keys, knobs))
+        if len(jax.local_devices()) > 1:  # placed straight onto their shards (no full batch on one device)
+            return shard_runs(zeros)
+        return jax.tree.map(jnp.asarray, zeros)
 
     def path_fn(self) -> Callable:
         """The compiled program of ``madloop.parameter_path``: (run keys, knobs, reference) -> (params, metrics),
@@ -222,8 +229,7 @@ class Simulation:
     def run_all(self, run_keys: Key, knobs: Knobs, ref: M.Reference) -> tuple[LoopState, Row]:
         """Generations 0..G of a batch of runs as one call of one program: (final state, rows [B, G + 1])."""
         g = self.cfg.loop.generations
-        blank = shard_runs(self.programs.blank(run_keys, knobs))
-        return self.chunk_fn(g + 1)(run_keys, knobs, ref, blank, 0, g + 1)
+        return self.chunk_fn(g + 1)(run_keys, knobs, ref, self.programs.blank(run_keys, knobs), 0, g + 1)
 
     @_in_precision
     def runs(self) -> tuple[Key, Knobs, np.ndarray, dict[str, np.ndarray]]:
@@ -322,13 +328,13 @@ class Simulation:
         else:
             unpad = functools.partial(jax.tree.map, lambda a: a[:b])
             program = self.chunk_fn(self.chunk)  # generation 0 alone, then every chunk: one program
-            blank = self.programs.blank(run_keys, knobs)
             restored = None
             if ckpt is not None:
-                state_shape = jax.tree.map(lambda a: jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype), blank)
+                shapes = self.programs.state_shapes(run_keys, knobs)
+                state_shape = jax.tree.map(lambda a: jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype), shapes)
                 restored = ckpt.restore((state_shape, self.abstract_rows(b)))
             if restored is None:
-                state, row0 = program(run_keys, knobs, ref, shard_runs(blank), 0, 1)
+                state, row0 = program(run_keys, knobs, ref, self.programs.blank(run_keys, knobs), 0, 1)
                 rows = jax.tree.map(lambda s: np.full(s.shape, np.nan, s.dtype), self.abstract_rows(b))
                 _put_rows(rows, row0, 0, b, 1)
                 done = 0

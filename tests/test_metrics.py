@@ -79,6 +79,20 @@ def test_kth_smallest_keeps_ties():
     assert [float(M.kth_smallest(v, k)[0]) for k in range(6)] == [1, 1, 1, 2, 3, 5]
 
 
+def test_kth_smallest_equals_sorting_on_tied_and_infinite_rows():
+    # Rows of few distinct values (heavy ties, -inf and inf among them), every position k: the masked-min and
+    # count rounds must give the sorted row's entry (a round that skipped -inf, or counted ties once, fails).
+    rng = np.random.default_rng(0)
+    levels = np.array([-np.inf, 0.0, 0.5, 1.0, 2.0, np.inf], np.float32)
+    for m in (1, 2, 7, 30):
+        rows = levels[rng.integers(0, len(levels), size=(50, m))]
+        for k in range(m):
+            np.testing.assert_array_equal(np.asarray(M.kth_smallest(jnp.asarray(rows), k)), np.sort(rows, -1)[:, k])
+    # no order in a row with NaN, no position k >= m: NaN
+    assert np.isnan(M.kth_smallest(jnp.array([[np.nan, 1.0, 2.0]]), 1)[0])
+    assert np.isnan(M.kth_smallest(jnp.array([[1.0, 2.0]]), 2)[0])
+
+
 def test_sliced_w2_matches_pot_with_the_same_directions():
     a, b = two_samples()
     ref = reference(a, 5, 64).stats["sw2"]
