@@ -10,11 +10,12 @@ The flag is experimental in XLA, and XLA aborts the process on a flag it does no
 jaxlib versions it was measured on, never when XLA_FLAGS already sets it, and not with MADLOOP_XLA_DEFAULTS=0.
 
 Large reductions are the exception: a sample metric's sums over [n, n] pairwise matrices (eval.n = 1000: MMD's
-kernel means, the k-NN counts of precision / recall / density / coverage) run 4-7x faster in YNNPACK than in XLA's
-own loops (sum of exp over 16 x 1000 x 1000: 4 ms against 27 ms). So a program that computes sample metrics is
-compiled with YNNPACK's reductions as well (``program_options``): the default experiment's steady run went
-10.5 -> 6.9 s, a Gaussian loop with every default metric 130 -> 92 s, a small diffusion loop 3.8 -> 3.4 s; a GMM
-loop with parameter metrics alone ran 0.32 -> 0.59 s with them (its reductions are all small), so it keeps dots
+kernel means, the k-NN counts of precision / recall / density / coverage, KID) run 4-7x faster in YNNPACK than in
+XLA's own loops (sum of exp over 16 x 1000 x 1000: 4 ms against 27 ms). So a program that computes such a metric
+(``MetricGroup.pairwise``) is compiled with YNNPACK's reductions as well (``program_options``): the default
+experiment's steady run went 10.5 -> 6.9 s, a Gaussian loop with every default metric 130 -> 92 s. Per group
+(``python benchmarks/metric_groups.py``): mmd 2.2x, kid 1.5x, prdc 1.2x faster; sw2, fd and tail_mass, whose
+reductions are small, ran 0.4-1.0x with them, and a GMM loop with nll alone 0.32 -> 0.59 s, so those keep dots
 alone (2-core x86, jaxlib 0.10.2, 2026-11-27).
 """
 
@@ -64,11 +65,11 @@ def defaults_applied() -> bool:
     return os.environ.get(MARK) == FLAG and ynn == [FLAG] and _tested()
 
 
-def program_options(sample_metrics: bool) -> dict[str, str] | None:
-    """Compiler options of a loop program: YNNPACK's reductions too when it computes sample metrics, on the CPU
-    backend, where madloop's default set FLAG (never over a user's own XLA_FLAGS setting); else None."""
+def program_options(pairwise: bool) -> dict[str, str] | None:
+    """Compiler options of a loop program: YNNPACK's reductions too when it computes pairwise sample metrics, on
+    the CPU backend, where madloop's default set FLAG (never over a user's own XLA_FLAGS setting); else None."""
     import jax
 
-    if not (sample_metrics and defaults_applied()) or jax.default_backend() != "cpu":
+    if not (pairwise and defaults_applied()) or jax.default_backend() != "cpu":
         return None
     return REDUCTIONS

@@ -132,8 +132,8 @@ class Programs:
         self.parts = parts_of(cfg)
         self.loop: Loop = make_loop(cfg, self.parts)
         self.chunks: dict[int, Callable] = {}
-        # YNNPACK's reductions where the programs compute sample metrics (madloop._xla: their [n, n] sums)
-        self.options = _xla.program_options(M.needs_samples(self.loop.names))
+        # YNNPACK's reductions where the programs compute pairwise sample metrics (madloop._xla: their [n, n] sums)
+        self.options = _xla.program_options(M.needs_pairwise(self.loop.names))
         self._path: Callable | None = None
         self._generations = cfg.loop.generations
         ev, source, names, ctx = cfg.eval, self.parts.source, self.loop.names, self.parts.context

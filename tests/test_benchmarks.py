@@ -287,6 +287,25 @@ def test_table_write_benchmark_round_trips_both_formats(capsys, monkeypatch):
     assert "| csv |" in out and "| parquet |" in out and "agreement: both tables read back equal" in out
 
 
+def test_metric_groups_benchmark_compiles_both_ways_and_the_tables_agree(capsys, monkeypatch):
+    """benchmarks/metric_groups.py at tiny size: a pairwise metric group gets madloop's options where they apply,
+    a parameter-metric group none, and the two compilations of each group agree to float32 rounding."""
+    from benchmarks import metric_groups
+
+    tiny = ["data=gaussian", "model=gaussian", "loop.seeds=2", "loop.generations=2", "eval.n=64"]
+    monkeypatch.setattr("sys.argv", ["metric_groups", "--repeats", "1", *tiny, "eval.metrics=[trace_ratio,mmd]"])
+    metric_groups.main()
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split(" |")[0].strip("| "): line for line in lines if line[:2] == "| " and "metric group" not in line}
+    assert "| no (none) |" in rows["moments (trace_ratio)"]
+    assert "| yes (" in rows["mmd (mmd)"]
+    rel = {k: float(row.rstrip(" |").split("| ")[-1]) for k, row in rows.items()}
+    assert rel["moments (trace_ratio)"] < 1e-6  # no option: the same program twice
+    # the same MMD summed in another order: float32 rounding, amplified by the estimate's cancellation (a wrong
+    # computation, e.g. the diagonal left in, is off by O(1))
+    assert rel["mmd (mmd)"] < 1e-2
+
+
 @pytest.mark.slow
 def test_device_check_script_runs_quick_on_cpu(tmp_path):
     """benchmarks/device_check.sh --quick: the GPU table's script, at small sizes on this CPU, so that it does not

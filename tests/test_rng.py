@@ -53,9 +53,10 @@ def test_a_child_process_compiles_with_the_same_program_options():
     assert run(user) == "None"
 
 
-def test_programs_with_sample_metrics_get_ynnpack_reductions_and_xla_accepts_them(tiny):
-    """A loop program that computes sample metrics is compiled with YNNPACK's reductions (madloop._xla: its
-    [n, n] sums run 4-7x faster there), one with parameter metrics alone is not; this jaxlib accepts the option
+def test_programs_with_pairwise_metrics_get_ynnpack_reductions_and_xla_accepts_them(tiny):
+    """A loop program that computes pairwise sample metrics is compiled with YNNPACK's reductions (madloop._xla:
+    its [n, n] sums run 4-7x faster there), one with parameter metrics or small sample metrics alone is not; this
+    jaxlib accepts the option
     (an unknown enum name is an error at compile time), and both programs run."""
     from madloop.engine import simulation
 
@@ -63,8 +64,9 @@ def test_programs_with_sample_metrics_get_ynnpack_reductions_and_xla_accepts_the
     base = tiny + ["data=gaussian", "model=gaussian", "loop.generations=2"]
     samples = simulation(madloop.compose(base + ["eval.metrics=[trace_ratio,mmd,recall]"]))
     params = simulation(madloop.compose(base + ["eval.metrics=[trace_ratio]"]))
+    small = simulation(madloop.compose(base + ["eval.metrics=[trace_ratio,sw2]"]))  # a sample metric, not pairwise
     assert samples.programs.options == (_xla.REDUCTIONS if tested and _xla.defaults_applied() else None)
-    assert params.programs.options is None
+    assert params.programs.options is None and small.programs.options is None
     a, b = samples(), params()
     # the parameter metric is the same computation in both programs (one the option does not touch)
     np.testing.assert_allclose(a.metrics["trace_ratio"], b.metrics["trace_ratio"], rtol=1e-6)

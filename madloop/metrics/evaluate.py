@@ -85,6 +85,11 @@ def needs_samples(names: tuple[str, ...], groups: Groups = GROUPS) -> bool:
     return any(is_sample_metric(name, groups) for name in names)
 
 
+def needs_pairwise(names: tuple[str, ...], groups: Groups = GROUPS) -> bool:
+    """Whether any of the metrics reduces matrices over pairs of samples (``MetricGroup.pairwise``)."""
+    return any(g.pairwise for g in selected_groups(names, groups))
+
+
 def needs_classifier(names: tuple[str, ...], groups: Groups = GROUPS) -> bool:
     """Whether any of the metrics reads the feature classifier on an image source (its features or logits)."""
     return any(g.reads in CLASSIFIER_READS for g in selected_groups(names, groups))

@@ -81,6 +81,8 @@ class MetricGroup(NamedTuple):
         default: whether ``eval.metrics=null`` computes it (where it applies). Costly or specialised groups (the
             Vendi score's eigenvalues, memorisation metrics) are False: a run computes them when
             ``eval.metrics`` names them.
+        pairwise: its compute reduces [n, m] matrices over pairs of samples (kernel means, k-NN counts): a program
+            that computes it is compiled with YNNPACK's reductions on the CPU (``madloop._xla.program_options``).
     """
 
     name: str
@@ -91,6 +93,7 @@ class MetricGroup(NamedTuple):
     prepare: Callable[[jax.Array, jax.Array, Context], Any] | None = None
     columns: Columns | None = None
     default: bool = True
+    pairwise: bool = False
 
     def all_names(self, ctx: Context) -> tuple[str, ...]:
         """Its fixed names and this run's columns."""

@@ -358,14 +358,24 @@ GROUPS: tuple[MetricGroup, ...] = (
     MetricGroup("moments", ("trace_ratio", "mean_sqerr", "logdet_ratio"), known_moments, MOMENTS, moment_errors),
     MetricGroup("gaussian", ("w2", "kl"), gaussian_pair, MOMENTS, gaussian_distances),
     MetricGroup("sw2", ("sw2",), always, SAMPLES, sw2, prepare=sliced_reference),
-    MetricGroup("mmd", ("mmd", "mmd_local", "mmd_multi"), always, SAMPLES, mmd, prepare=kernel_reference),
+    MetricGroup(
+        "mmd", ("mmd", "mmd_local", "mmd_multi"), always, SAMPLES, mmd, prepare=kernel_reference, pairwise=True
+    ),
     MetricGroup("fd", ("fd",), always, FEATURES, fd, prepare=gaussian_reference),
     MetricGroup(
-        "prdc", ("precision", "recall", "density", "coverage"), always, FEATURES, prdc_metrics, radii_reference
+        "prdc",
+        ("precision", "recall", "density", "coverage"),
+        always,
+        FEATURES,
+        prdc_metrics,
+        radii_reference,
+        pairwise=True,
     ),
     # KID, the Vendi scores and the alpha-beta group also read the classifier's features on an image source.
-    MetricGroup("kid", ("kid",), always, FEATURES, kid, prepare=kid_reference),
-    MetricGroup("vendi", ("vendi", "vendi2"), always, FEATURES, vendi, prepare=vendi_reference, default=False),
+    MetricGroup("kid", ("kid",), always, FEATURES, kid, prepare=kid_reference, pairwise=True),
+    MetricGroup(
+        "vendi", ("vendi", "vendi2"), always, FEATURES, vendi, prepare=vendi_reference, default=False, pairwise=True
+    ),
     MetricGroup(
         "alpha_beta",
         ("alpha_precision", "beta_recall", "authenticity"),
@@ -374,6 +384,7 @@ GROUPS: tuple[MetricGroup, ...] = (
         alpha_beta,
         prepare=support_reference,
         default=False,
+        pairwise=True,
     ),
     MetricGroup("modes", ("modes", "modes_hq", "hq", "mode_tv"), mixture_truth, SAMPLES, modes),
     MetricGroup("rare", ("rare_mass", "rare_modes"), unequal_weights, SAMPLES, rare),
