@@ -72,7 +72,8 @@ class Loop(NamedTuple):
         blank: ``blank(run_key, knobs) -> state``: zeros of the loop state's shapes, the state generation 0 starts
             from.
         start: ``start(run_key, knobs, ref) -> (state, row)``: generation 0 alone (from ``blank``).
-        step: ``step(run_key, knobs, ref, state, g) -> (state, row)``: generation g >= 1.
+        step: ``step(run_key, knobs, ref, state, g) -> (state, row)``: generation g >= 1 (``generation`` itself,
+            kept under the name callers step with).
         names: metric names in each row.
         parts: the parts the functions are built from.
     """
@@ -114,11 +115,11 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
     @jax.jit  # traced once per input shapes: ``blank``'s eval_shape and the compiled programs share the trace
     def first(run_key: Key, knobs: Knobs):
         """Generation 0's (params, real set, pool, pool weights, report): a fit on real data alone."""
-        real, first = initial_real(cfg, train_source, run_key)
+        real, initial = initial_real(cfg, train_source, run_key)
         if regime.n_initial is None:  # the real set (its first knobs n_real samples) padded to T
             x, w = pad(real, count_mask(regime.n_real, knobs["n_real"]), parts.train_size)
         else:  # n_initial real samples: the real set cut, or extended by further draws
-            x, w = pad(first, jnp.ones((first.shape[0],), first.dtype), parts.train_size)
+            x, w = pad(initial, jnp.ones((initial.shape[0],), initial.dtype), parts.train_size)
         params = fit(run_key, 0, None, x, w, knobs, warm=False)
         pool_state, pool_w = pool.empty(real.shape[1], real.dtype)
         no_report = {name: nan for name in curation.report}  # no candidates yet
