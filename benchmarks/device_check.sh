@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The benchmark table on a GPU machine, in about five minutes: madloop on the GPU against the competent and the
-# published-script references, with the agreement columns (benchmarks/run.py --size device).
+# The GPU table of the sweeps issue, in about six minutes on one modern GPU: every speed target measured on the card
+# against its goal (benchmarks/targets.py: the Gaussian loop at 100,000 seeds against its RNG bound and against
+# numpy, the GMM loop, the compile times, the diffusion MLP and U-Net training steps against the card's measured
+# float32 matmul peak), the digits loop with the U-Net, and the training steps across sizes, seeds and matmul
+# precisions (benchmarks/diffusion_step.py).
 #
 # Prepare once, here (a machine with pip and this repo's .venv; the GPU machine has no network):
 #     bash benchmarks/device_check.sh prepare
@@ -9,21 +12,22 @@
 # scikit-learn, PyYAML and torch) as wheels in .whl/, which .git/info/exclude ignores.
 #
 # Then run it there, through the device tool, carrying .whl:
-#     run(command="bash benchmarks/device_check.sh", carry=[".whl"], timeout_s=540)
+#     run(command="bash benchmarks/device_check.sh", carry=[".whl"], timeout_s=560)
 # A dry run of the script itself on a CPU (small sizes; the slow tier runs it, tests/test_benchmarks.py):
-#     bash benchmarks/device_check.sh --quick        (or PY=.venv/bin/python SIZE=quick SECTIONS=gmm OUT=/tmp/dc ...)
-# The targets table (benchmarks/targets.py, 100,000 seeds; limit 240 s) is its own call, to keep each call within
-# the device's 10 minutes:
-#     run(command="SECTIONS=targets bash benchmarks/device_check.sh", carry=[".whl"], timeout_s=400)
-# It prints the card's name and the software, runs the gaussian, gmm and diffusion sections (each under its own
-# time limit, so one slow section cannot take the others with it) and writes results.json, benchmarks.md and a
-# log to $OUT. The exit status is non-zero when a section failed, ran out of time or disagreed beyond 4.5 SE.
-#
-# Sizes (benchmarks/run.py SIZES["device"]): Gaussian 500 seeds x 1000 generations (d = 2 and 10, replace and
-# accumulate; the published-script loop timed on 10 / 2 seeds; no one-process-per-seed timings); GMM 8 seeds x 200
-# generations; diffusion 4 seeds x 3 generations (PyTorch references on the GPU too). Numpy and scikit-learn run on
-# the machine's CPU cores, as they would for a user of that machine. Estimated: 100 + 50 + 130 s; the limits
-# below (180 + 90 + 180 s) bound the run at 7.5 minutes plus start-up.
+#     bash benchmarks/device_check.sh --quick        (or PY=.venv/bin/python SIZE=quick SECTIONS=steps OUT=/tmp/dc ...)
+# Sections (SECTIONS, default "targets digits steps"), each under its own time limit so that one slow section
+# cannot take the others with it:
+#   targets  benchmarks/targets.py --seeds 100000 (all rows but the digits loop)              limit 240 s
+#   digits   benchmarks/targets.py --only digits: the digits preset with the U-Net, 2 gen.    limit 150 s
+#   steps    benchmarks/diffusion_step.py: MLP widths 256, 512 and the U-Net, over seeds and
+#            both matmul precisions (true float32, madloop's; TF32, JAX's default)             limit 150 s
+#   and, by name only: gaussian, gmm, diffusion (benchmarks/run.py's comparison tables against numpy,
+#   scikit-learn and PyTorch at --size device, about five minutes together), golden (a few golden tables
+#   recomputed on this device, with their largest differences from the CPU's files), nll
+#   (benchmarks/gpu_nll_check.py).
+# It prints the card's name and the software, then the sections, then one targets table of all of them, and writes
+# targets.json, digits.json, steps.json, the comparison tables' results.json and benchmarks.md, and a log to $OUT.
+# The exit status is non-zero when a section failed, ran out of time or disagreed beyond 4.5 SE.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +45,8 @@ if [[ "${1:-}" == "--quick" ]]; then
     PY="${PY:-python}"
     SIZE=quick
     OUT="${OUT:-$(mktemp -d -t madloop-device-check-XXXXXX)}"
-    $PY -c "import torch" 2>/dev/null && SECTIONS="${SECTIONS:-targets gaussian gmm diffusion}" || SECTIONS="${SECTIONS:-targets gaussian gmm}"
+    SECTIONS="${SECTIONS:-targets digits steps gaussian gmm}"
+    $PY -c "import torch" 2>/dev/null && SECTIONS="$SECTIONS diffusion"
 fi
 OUT="${OUT:-/tmp/madloop_device_check}"
 mkdir -p "$OUT"
@@ -69,20 +74,29 @@ EOF
 
 status=0
 note="GPU machine (benchmarks/device_check.sh); numpy and scikit-learn on its CPU cores"
-# Extra sections (not in the default list): golden (a few golden tables recomputed on this device, with their
-# largest differences from the CPU's files) and nll (benchmarks/gpu_nll_check.py: the GMM NLL in the loop against
-# the same NLL evaluated standalone).
 GOLDEN="${GOLDEN:-gaussian-fully_synthetic-accumulate gmm-fresh_data-replace kde-synthetic_augmentation-accumulate_subsample diffusion-synthetic_augmentation-replace sims-omega-sweep gaussian-count-sweep}"
-for section in ${SECTIONS:-gaussian gmm diffusion}; do
-    limit=$(case $section in gmm | nll) echo 90 ;; golden) echo 150 ;; targets) echo 240 ;; *) echo 180 ;; esac)
+quick=$([[ $SIZE == quick ]] && echo --quick)
+for section in ${SECTIONS:-targets digits steps}; do
+    limit=$(case $section in gmm | nll) echo 90 ;; golden | digits | steps) echo 150 ;; targets) echo 240 ;; *) echo 180 ;; esac)
     echo "== section $section (limit ${limit} s)"
     start=$SECONDS
     case $section in
     golden) timeout "$limit" $PY -m tests.golden.make --check $GOLDEN ;;
     nll) timeout "$limit" $PY benchmarks/gpu_nll_check.py ;;
     # every speed target of the sweeps issue against its goal, on this device (benchmarks/targets.py)
-    targets) timeout "$limit" $PY benchmarks/targets.py --json "$OUT/targets.json" \
-        $(case $SIZE in quick) echo --quick ;; device) echo --seeds 100000 ;; esac) ;;
+    targets) timeout "$limit" $PY benchmarks/targets.py --json "$OUT/targets.json" --only gaussian gmm default steps \
+        $quick $([[ $SIZE == device ]] && echo --seeds 100000) ;;
+    digits) timeout "$limit" $PY benchmarks/targets.py --json "$OUT/digits.json" --only digits $quick ;;
+    steps)
+        if [[ $SIZE == quick ]]; then
+            mlp=(--widths 64 --seeds 1 2 --steps 5) unet=(--seeds 1 --steps 2)
+        else
+            mlp=(--widths 256 512 --seeds 8 256 --steps 200) unet=(--seeds 8 64 --steps 50)
+        fi
+        timeout "$limit" $PY benchmarks/diffusion_step.py --network mlp "${mlp[@]}" --precision highest default \
+            --json "$OUT/steps_mlp.json" &&
+            timeout "$((limit - SECONDS + start))" $PY benchmarks/diffusion_step.py --network unet "${unet[@]}" \
+                --precision highest default --json "$OUT/steps_unet.json" ;;
     *) timeout "$limit" $PY benchmarks/run.py --size "$SIZE" --sections "$section" --repeats 3 --ref-repeats 1 \
         --out "$OUT" --note "$note" $([[ $SIZE == quick ]] && echo --no-processes --gaussian-dims 2) ;;
     esac
@@ -90,5 +104,7 @@ for section in ${SECTIONS:-gaussian gmm diffusion}; do
     echo "== section $section: exit $rc after $((SECONDS - start)) s"
     [[ $rc -ne 0 ]] && status=1
 done
+echo "== the targets, every section together"
+$PY benchmarks/targets.py --render "$OUT/targets.json" "$OUT/digits.json"
 echo "== table and results in $OUT (exit $status; 1 = a section failed, timed out or DISAGREEd)"
 exit $status

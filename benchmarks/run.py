@@ -618,7 +618,8 @@ def markdown(results: dict) -> str:
             out.extend(header(["width", "batch", "seeds", "ms / step", "GFLOP/s", "fraction of peak"]))
             for r in rows:
                 out.append(
-                    f"| {r['width']} | {r['batch']} | {r['seeds']} | {r['ms_per_step']:.2f} | {r['gflops']:.1f} | "
+                    f"| {r.get('width', r.get('size'))} | {r['batch']} | {r['seeds']} | {r['ms_per_step']:.2f} | "
+                    f"{r['gflops']:.1f} | "
                     f"{r['fraction']:.0%} |"
                 )
         elif name == "scaling":

@@ -11,10 +11,16 @@ Every row is measured in this run, reference included:
   with compilation. Agreement: the final log trace ratio of both, two-sample z < 4.5 (``benchmarks.agreement``).
 - **compile**: the Gaussian loop's and the GMM loop's compilation (first call minus steady), and the default
   experiment's first call in a fresh process without a compilation cache. Targets: <= 1.5 s, <= 2 s, <= 10 s.
-- **training step** (the diffusion MLP at the digits preset's size: width 256, batch 128): its FLOP/s against
-  the float32 matmul peak measured here (``benchmarks.diffusion_step``). Target: >= 50%.
+- **training steps** at the digits preset's size (``experiment=digits_fully_synthetic``: batch 128, 8 lanes = its
+  4 seeds x 2 values of lam vmapped in one program): the diffusion MLP (width 256) and the U-Net
+  (``model.network=unet``, channels [32, 64], 8 x 8 images). Their matrix-product FLOP/s (counted on the traced
+  step, ``benchmarks.flops``) against a float32 matmul timed here at the same precision, true float32 as every
+  madloop run (``benchmarks.diffusion_step``). Targets: MLP >= 50%, U-Net >= 40%.
+- **digits U-Net loop** (on a GPU, or with ``--digits``): the digits preset with the U-Net, 2 generations, first
+  call and steady call; reported, no target.
 
-Usage: python benchmarks/targets.py [--quick] [--seeds 1000] [--generations 1000] [--json OUT]
+Usage: python benchmarks/targets.py [--quick] [--seeds 1000] [--generations 1000] [--digits] [--only ROW...]
+       [--json OUT]
 """
 
 from __future__ import annotations
@@ -76,32 +82,74 @@ def fresh_process_first_call(overrides: list[str]) -> float:
     return float(proc.stdout.split()[-1])
 
 
+GROUPS = ("gaussian", "gmm", "default", "steps", "digits")
+
+# the digits preset with the U-Net (docs/images.md), 2 generations; --quick: a few steps of it (the code path)
+DIGITS_UNET = ["experiment=digits_fully_synthetic", "model.network=unet", "loop.generations=2", "plots=false"]
+DIGITS_QUICK = ["loop.generations=1", "loop.seeds=1", "sweep.bias.lam=[1.0]", "model.train_steps=4"]
+DIGITS_QUICK += ["model.finetune_steps=2", "model.sample_steps=2", "regime.n_real=256", "regime.n_synth=256"]
+
+
+def render_row(r: dict) -> str:
+    """One markdown row of the targets table."""
+    if r["goal"] is None:
+        goal, met = "(reported)", "-"
+    else:
+        goal = f"{'<=' if r['better'] == 'lower' else '>='} {r['goal']:g}{r['unit']}"
+        met = "yes" if r["met"] else "NO"
+    return f"| {r['target']} | {r['value']:.3g}{r['unit']} | {goal} | {met} | {r['detail']} |"
+
+
+def render(paths: list[str]) -> None:
+    """Prints one table from the JSON files of several runs (the device check writes one per section)."""
+    rows, devices = [], set()
+    for path in paths:
+        if Path(path).exists():
+            data = json.loads(Path(path).read_text())
+            rows += data["rows"]
+            devices.add(data["device"])
+    print(f"# targets on {', '.join(sorted(devices)) or 'nothing'}")
+    print("| target | measured | goal | met | detail |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(render_row(r))
+    goals = [r for r in rows if r["met"] is not None]
+    print(f"{sum(r['met'] for r in goals)} of {len(goals)} targets met")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (a dry run; the ratios mean little)")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--generations", type=int, default=None)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--only", nargs="+", choices=GROUPS, default=None,
+                   help="these rows only (default: all but digits; digits too on a GPU or with --digits)")  # fmt: skip
+    p.add_argument("--digits", action="store_true", help="the digits U-Net loop row on a CPU too (minutes)")
     p.add_argument("--json", default=None, help="write the rows here")
+    p.add_argument("--render", nargs="+", default=None, help="print one table from these JSON files and exit")
     a = p.parse_args()
+    if a.render:
+        render(a.render)
+        return
     seeds = a.seeds or (32 if a.quick else 1000)
     gens = a.generations or (50 if a.quick else 1000)
     n = 100
     gpu = jax.devices()[0].platform == "gpu"
+    groups = a.only or [g for g in GROUPS if g != "digits" or gpu or a.digits]
     rows: list[dict] = []
 
-    def row(target: str, value: float, goal: float, better: str, unit: str, detail: str) -> None:
-        met = value <= goal if better == "lower" else value >= goal
+    def row(target: str, value: float, goal: float | None, better: str, unit: str, detail: str) -> None:
+        met = None if goal is None else bool(value <= goal if better == "lower" else value >= goal)
         rows.append({"target": target, "value": value, "goal": goal, "better": better, "unit": unit, "met": met,
                      "detail": detail})  # fmt: skip
-        sign = "<=" if better == "lower" else ">="
-        print(f"| {target} | {value:.3g}{unit} | {sign} {goal:g}{unit} | {'yes' if met else 'NO'} | {detail} |")
+        print(render_row(rows[-1]), flush=True)
 
     print(f"# {platform.machine()} {os.cpu_count()} cores; {jax.devices()[0].device_kind}; jax {jax.__version__}")
-    print(f"# Gaussian loop: {seeds} seeds x {gens} generations, n = {n}; repeats {a.repeats}")
+    print(f"# Gaussian loop: {seeds} seeds x {gens} generations, n = {n}; repeats {a.repeats}; rows: {groups}")
     print("| target | measured | goal | met | detail |")
     print("|---|---|---|---|---|")
-    for dim, goal in ((2, 2.0 if gpu else 1.3), (10, 2.0 if gpu else 1.5)):
+    for dim, goal in ((2, 2.0 if gpu else 1.3), (10, 2.0 if gpu else 1.5)) if "gaussian" in groups else ():
         ml = timed_madloop(gaussian_overrides(dim, "replace", n, gens, seeds), a.repeats)
         bound = rng_bound(seeds, gens, n, dim, a.repeats)
         ref_seeds = min(seeds, 200)
@@ -123,19 +171,36 @@ def main() -> None:
             f"madloop first call {ml['first']:.2f} s")  # fmt: skip
         if dim == 2:
             row("compile: Gaussian loop", ml["compile"], 1.5, "lower", " s", "first call minus steady, d = 2")
-    gmm_seeds, gmm_gens = (4, 20) if a.quick else (16, 200)
-    gm = timed_madloop(gmm_overrides(gmm_seeds, gmm_gens, 128, 100, 10), a.repeats)
-    case = f"ring of 8, K = 8, n = 128, {gmm_seeds} seeds x {gmm_gens} generations"
-    row("compile: GMM loop", gm["compile"], 2.0, "lower", " s", f"{case}; steady {gm['steady']:.2f} s")
-    small = ["loop.generations=2", "loop.seeds=2"] if a.quick else []  # --quick: the code path, not the target
-    what = "fresh process, no compilation cache (python -m madloop.run's experiment" + "".join(f" {o}" for o in small)
-    row("compile: default experiment first call", fresh_process_first_call(small), 10.0, "lower", " s", what + ")")
-    peak = diffusion_step.matmul_peak()
-    (step,) = diffusion_step.measure([256], [1], steps=20 if a.quick else 100, batches=(128,))
-    row("training step: share of matmul peak", step["gflops"] / peak * 100, 50.0, "higher", "%",
-        f"diffusion MLP width 256, batch 128: {step['gflops']:.1f} GFLOP/s of a {peak:.1f} GFLOP/s peak")  # fmt: skip
-    met = sum(r["met"] for r in rows)
-    print(f"{met} of {len(rows)} targets met")
+    if "gmm" in groups:
+        gmm_seeds, gmm_gens = (4, 20) if a.quick else (16, 200)
+        gm = timed_madloop(gmm_overrides(gmm_seeds, gmm_gens, 128, 100, 10), a.repeats)
+        case = f"ring of 8, K = 8, n = 128, {gmm_seeds} seeds x {gmm_gens} generations"
+        row("compile: GMM loop", gm["compile"], 2.0, "lower", " s", f"{case}; steady {gm['steady']:.2f} s")
+    if "default" in groups:
+        small = ["loop.generations=2", "loop.seeds=2"] if a.quick else []  # --quick: the code path, not the target
+        what = "fresh process, no compilation cache (python -m madloop.run's experiment"
+        what += "".join(f" {o}" for o in small)
+        row("compile: default experiment first call", fresh_process_first_call(small), 10.0, "lower", " s", what + ")")
+    if "steps" in groups:
+        peak = diffusion_step.matmul_peak()
+        lanes = 1 if a.quick else 8  # the digits preset vmaps 4 seeds x 2 values of lam
+        for network, goal, steps in (("mlp", 50.0, 20 if a.quick else 100), ("unet", 40.0, 2 if a.quick else 10)):
+            measured = diffusion_step.measure([256], sorted({1, lanes}), steps, network=network)
+            preset, one = measured[-1], (measured[0] if len(measured) > 1 else None)
+            what = "MLP width 256" if network == "mlp" else "U-Net channels [32, 64], 8 x 8 images"
+            alone = "" if one is None else f"; 1 lane: {one['gflops'] / peak:.0%}"
+            row(f"training step ({network}): share of matmul peak", preset["gflops"] / peak * 100, goal, "higher", "%",
+                f"diffusion {what}, batch 128, {preset['seeds']} lanes: {preset['ms_per_step']:.2f} ms/step, "
+                f"{preset['gflops']:.1f} GFLOP/s of a {peak:.1f} GFLOP/s float32 peak{alone}")  # fmt: skip
+    if "digits" in groups:
+        dg = timed_madloop(DIGITS_UNET + (DIGITS_QUICK if a.quick else []), repeats=1)
+        fd = dg["result"].metrics["fd"][..., -1]
+        size = "quick sizes" if a.quick else "2 generations"
+        row("digits U-Net loop: steady", dg["steady"], None, "lower", " s",
+            f"{' '.join(DIGITS_UNET[:2])}, {size}: first call {dg['first']:.1f} s (compile {dg['compile']:.1f} s); "
+            f"last fd {np.nanmean(fd):.3g} (lanes' mean)")  # fmt: skip
+    goals = [r for r in rows if r["met"] is not None]
+    print(f"{sum(r['met'] for r in goals)} of {len(goals)} targets met")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"device": jax.devices()[0].device_kind, "rows": rows}, f, indent=1)

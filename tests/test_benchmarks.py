@@ -315,15 +315,24 @@ def test_device_check_script_runs_quick_on_cpu(tmp_path):
         ["bash", "benchmarks/device_check.sh", "--quick"], env=env, capture_output=True, text=True, timeout=900
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    for section in ("targets", "gaussian", "gmm"):
+    for section in ("targets", "digits", "steps", "gaussian", "gmm"):
         assert f"== section {section}: exit 0" in proc.stdout, proc.stdout[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"gaussian", "gmm"} <= set(results)
     assert "DISAGREE" not in (tmp_path / "benchmarks.md").read_text()
     # the targets table: every target of the sweeps issue measured, and both Gaussian loops agree with their law
     targets = json.loads((tmp_path / "targets.json").read_text())["rows"]
-    assert len(targets) == 10 and all(np.isfinite(r["value"]) and r["value"] > 0 for r in targets)
+    assert len(targets) == 11 and all(np.isfinite(r["value"]) and r["value"] > 0 for r in targets)
+    assert all(r["met"] is not None for r in targets)
     assert "DISAGREES" not in proc.stdout
+    # the digits U-Net loop ran (a reported row, no goal) and the training-step sweep wrote its rows, FLOPs counted
+    (digits,) = json.loads((tmp_path / "digits.json").read_text())["rows"]
+    assert digits["goal"] is None and digits["value"] > 0
+    for network, count in (("mlp", 4), ("unet", 2)):
+        steps = json.loads((tmp_path / f"steps_{network}.json").read_text())["rows"]
+        assert len(steps) == count and all(r["gflop_per_step"] > 0 and 0 < r["fraction"] < 1.5 for r in steps)
+    # and the last table holds every target row of both files
+    assert "of 11 targets met" in proc.stdout.split("every section together")[-1]
 
 
 def test_torch_gmm_reference_takes_madloop_s_em_step():

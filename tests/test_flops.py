@@ -1,0 +1,76 @@
+"""benchmarks/flops.py counts the matrix-product FLOPs that the "share of the matmul peak" rows divide by: exact
+counts on programs whose count is known by hand (tracing only, nothing compiles)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+
+from benchmarks.flops import matmul_flops
+from madloop.models import diffusion as D
+from madloop.models.networks import Conv3x3
+
+
+def test_products_scans_conds_and_vmaps():
+    a, b = jnp.ones((3, 5)), jnp.ones((5, 7))
+    assert matmul_flops(jnp.matmul, a, b) == 2 * 3 * 5 * 7
+    # a vmapped product carries the batch in its output shape
+    assert matmul_flops(jax.vmap(jnp.matmul), jnp.ones((4, 3, 5)), jnp.ones((4, 5, 7))) == 4 * 2 * 3 * 5 * 7
+
+    def scanned(a):
+        return jax.lax.scan(lambda c, _: (c @ jnp.ones((5, 5)), None), a, length=11)[0]
+
+    assert matmul_flops(scanned, a) == 11 * 2 * 3 * 5 * 5
+    # a fori_loop with static bounds is a scan; under jit the count is the same
+    assert matmul_flops(jax.jit(lambda a: jax.lax.fori_loop(0, 6, lambda i, c: c @ jnp.ones((5, 5)), a)), a) == (
+        6 * 2 * 3 * 5 * 5
+    )
+
+    # a cond counts its most expensive branch
+    def branch(p, a):
+        return jax.lax.cond(p, lambda a: a @ jnp.ones((5, 5)) @ jnp.ones((5, 5)), lambda a: a, a)
+
+    assert matmul_flops(branch, True, a) == 2 * (2 * 3 * 5 * 5)
+
+
+def test_a_while_loop_with_products_raises_rather_than_guess():
+    def loop(a):
+        return jax.lax.while_loop(lambda c: c.sum() < 100.0, lambda c: c @ jnp.ones((5, 5)), a)
+
+    with pytest.raises(ValueError, match="while loop"):
+        matmul_flops(loop, jnp.ones((3, 5)))
+    # one without products is fine (it costs no matmul FLOPs)
+    assert matmul_flops(lambda a: jax.lax.while_loop(lambda c: c.sum() < 100.0, lambda c: c * 2, a), jnp.ones(3)) == 0
+
+
+def test_convolutions_in_both_forms_count_the_same():
+    """A 3 x 3 'same' convolution of a batch of [h, w, c_in] images to c_out channels: 2 h w 9 c_in c_out per image,
+    whether XLA's convolution (flax.linen.Conv) or madloop's patches-and-a-dot Conv3x3."""
+    batch, h, w, cin, cout = 4, 8, 8, 3, 16
+    x = jnp.ones((batch, h, w, cin))
+    expected = batch * 2 * h * w * 9 * cin * cout
+    conv = nn.Conv(cout, (3, 3))
+    p = conv.init(jax.random.key(0), x)
+    assert matmul_flops(conv.apply, p, x) == expected
+    ours = Conv3x3(cout)
+    q = ours.init(jax.random.key(0), x[0])
+    assert matmul_flops(jax.vmap(ours.apply, in_axes=(None, 0)), q, x) == expected
+
+
+def test_the_diffusion_mlp_training_step_counts_forward_and_backward():
+    """Per training step and seed: the forward pass, the weight gradients (the same products again) and the input
+    gradients of every layer but the first (nothing needs the gradient of the data and time features): 3 x forward
+    minus the first layer. A count of 3 x forward (the formula the benchmark used before) is off by that layer."""
+    width, depth, batch, tf, d, seeds = 64, 3, 32, 16, 2, 3
+    x, w = jax.random.normal(jax.random.key(0), (256, d)), jnp.ones(256)
+    fam = D.diffusion_family(D.DiffusionModel(width=width, depth=depth, batch=batch, time_features=tf))
+    keys = jax.random.split(jax.random.key(1), seeds)
+
+    def count(steps):
+        return matmul_flops(jax.vmap(lambda k: fam.train(k, fam.model.init(k, x, w), x, w, steps)[1]), keys)
+
+    first = 2 * batch * (d + tf) * width
+    forward = first + 2 * batch * ((depth - 1) * width**2 + width * d)
+    per_step = (count(7) - count(3)) / (4 * seeds)
+    assert per_step == 3 * forward - first
+    assert per_step != 3 * forward
