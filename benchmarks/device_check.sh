@@ -21,7 +21,9 @@
 #   digits   benchmarks/targets.py --only digits: the digits preset with the U-Net, 2 gen.    limit 150 s
 #   steps    benchmarks/diffusion_step.py: MLP widths 256, 512 and the U-Net, over seeds and
 #            both matmul precisions (true float32, madloop's; TF32, JAX's default)             limit 150 s
-#   and, by name only: gaussian, gmm, diffusion (benchmarks/run.py's comparison tables against numpy,
+#   and, by name only: categorical (benchmarks/categorical_loop.py at V = 10^4, 1,000 seeds x 1,000 generations;
+#   limit 150 s), transformer (benchmarks/transformer_step.py, 4, 16, 64 seeds, PyTorch on the GPU too; 240 s),
+#   gaussian, gmm, diffusion (benchmarks/run.py's comparison tables against numpy,
 #   scikit-learn and PyTorch at --size device, about five minutes together), golden (a few golden tables
 #   recomputed on this device, with their largest differences from the CPU's files), nll
 #   (benchmarks/gpu_nll_check.py).
@@ -45,8 +47,10 @@ if [[ "${1:-}" == "--quick" ]]; then
     PY="${PY:-python}"
     SIZE=quick
     OUT="${OUT:-$(mktemp -d -t madloop-device-check-XXXXXX)}"
-    SECTIONS="${SECTIONS:-targets digits steps gaussian gmm}"
-    $PY -c "import torch" 2>/dev/null && SECTIONS="$SECTIONS diffusion"
+    if [[ -z "${SECTIONS:-}" ]]; then
+        SECTIONS="targets digits steps gaussian gmm categorical"
+        $PY -c "import torch" 2>/dev/null && SECTIONS="$SECTIONS diffusion transformer"
+    fi
 fi
 OUT="${OUT:-/tmp/madloop_device_check}"
 mkdir -p "$OUT"
@@ -77,7 +81,7 @@ note="GPU machine (benchmarks/device_check.sh); numpy and scikit-learn on its CP
 GOLDEN="${GOLDEN:-gaussian-fully_synthetic-accumulate gmm-fresh_data-replace kde-synthetic_augmentation-accumulate_subsample diffusion-synthetic_augmentation-replace sims-omega-sweep gaussian-count-sweep}"
 quick=$([[ $SIZE == quick ]] && echo --quick)
 for section in ${SECTIONS:-targets digits steps}; do
-    limit=$(case $section in gmm | nll) echo 90 ;; golden | digits | steps) echo 150 ;; targets) echo 240 ;; *) echo 180 ;; esac)
+    limit=$(case $section in gmm | nll) echo 90 ;; golden | digits | steps | categorical) echo 150 ;; targets | transformer) echo 240 ;; *) echo 180 ;; esac)
     echo "== section $section (limit ${limit} s)"
     start=$SECONDS
     case $section in
@@ -97,6 +101,12 @@ for section in ${SECTIONS:-targets digits steps}; do
             --json "$OUT/steps_mlp.json" &&
             timeout "$((limit - SECONDS + start))" $PY benchmarks/diffusion_step.py --network unet "${unet[@]}" \
                 --precision highest default --json "$OUT/steps_unet.json" ;;
+    # issue 20's speed rows: the categorical loop at full size (V = 10^4, 1,000 seeds x 1,000 generations, one
+    # program) and the transformer LM's training steps against PyTorch batched over seeds, both on this GPU
+    categorical) timeout "$limit" $PY benchmarks/categorical_loop.py \
+        $([[ $SIZE == quick ]] && echo --vocab 100 --n 100 --seeds 8 --generations 20 --ref-seeds 2 || echo --ref-seeds 4) ;;
+    transformer) timeout "$limit" $PY benchmarks/transformer_step.py --json "$OUT/transformer.json" \
+        $([[ $SIZE == quick ]] && echo --seeds 2 --steps 5 --repeats 1 --no-compile || echo --seeds 4 16 64 --steps 100) ;;
     *) timeout "$limit" $PY benchmarks/run.py --size "$SIZE" --sections "$section" --repeats 3 --ref-repeats 1 \
         --out "$OUT" --note "$note" $([[ $SIZE == quick ]] && echo --no-processes --gaussian-dims 2) ;;
     esac

@@ -61,13 +61,17 @@ class BatchedTorchLM:
         lr, weight_decay, ema: as ``TransformerModel``.
         compiled: the loss and the update through ``torch.compile`` (``compile_error`` says why not, if it failed).
         causal: False drops the causal mask (a deliberately wrong reference, for the agreement test).
+        device: where the weights live and the steps run (``cuda`` on a GPU machine: madloop runs there too).
     """
 
-    def __init__(self, vocab, length, width, depth, heads, lr, weight_decay=0.0, ema=0.0, compiled=False, causal=True):
+    def __init__(
+        self, vocab, length, width, depth, heads, lr, weight_decay=0.0, ema=0.0, compiled=False, causal=True,
+        device="cpu",
+    ):  # fmt: skip
         import torch
         import torch.nn.functional as F
 
-        self.torch, self.compile_error = torch, None
+        self.torch, self.compile_error, self.device = torch, None, torch.device(device)
         self.vocab, self.length, self.width, self.heads = vocab, length, width, heads
         self.lr, self.weight_decay, self.ema = lr, weight_decay, ema
         w = width
@@ -159,7 +163,7 @@ class BatchedTorchLM:
             elif name.endswith(".kernel"):
                 std = p.shape[1] ** -0.5 / 0.87962566103423978  # jax's truncated normal at 2 stds, unit variance
                 torch.nn.init.trunc_normal_(p, 0.0, std, -2 * std, 2 * std, generator=generator)
-        return flat
+        return flat.to(self.device)
 
     def from_flax(self, nets) -> object:
         """Flat [S, P] weights from madloop's stacked Flax parameters (leading axis: seeds)."""
@@ -199,14 +203,17 @@ class BatchedTorchLM:
         put("ln.bias", nets["LayerNorm_0/bias"])
         put("readout.kernel", nets["Dense_0/kernel"])
         put("readout.bias", nets["Dense_0/bias"])
-        return flat
+        return flat.to(self.device)
 
     def train(self, flat, tokens, w, steps: int, batch: int, generator=None, indices=None):
         """``steps`` AdamW steps from the flat weights [S, P] on token rows [S, n, L] (int64) with row weights
-        [S, n]; minibatch rows drawn per seed by inverse CDF (``generator``), or given as ``indices``
-        [S, steps, batch]. Returns (the trained flat weights, their EMA, the losses [S, steps])."""
+        [S, n]; minibatch rows drawn per seed by inverse CDF (``generator``, on the weights' device), or given as
+        ``indices`` [S, steps, batch]. Returns (the trained flat weights, their EMA, the losses [S, steps]); on a GPU
+        after the device has finished them (synchronised, so that a timer around the call is right)."""
         torch = self.torch
-        S = flat.shape[0]
+        S, dev = flat.shape[0], flat.device
+        tokens, w = tokens.to(dev), w.to(dev)
+        indices = None if indices is None else indices.to(dev)
         flat = flat.clone()
         params = self.views(flat)
         for p in params.values():
@@ -214,11 +221,11 @@ class BatchedTorchLM:
         names = list(params)
         m, v, ema = torch.zeros_like(flat), torch.zeros_like(flat), flat.clone()
         cdf = torch.cumsum(w, 1) / w.sum(1, keepdim=True)
-        seed_rows = torch.arange(S)[:, None]
-        out = torch.empty(S, steps)
+        seed_rows = torch.arange(S, device=dev)[:, None]
+        out = torch.empty(S, steps, device=dev)
         for i in range(steps):
             if indices is None:
-                u = torch.rand(S, batch, generator=generator)
+                u = torch.rand(S, batch, generator=generator, device=dev)
                 idx = torch.searchsorted(cdf, u, right=True).clamp_(max=tokens.shape[1] - 1)
             else:
                 idx = indices[:, i]
@@ -235,13 +242,15 @@ class BatchedTorchLM:
                 min(self.ema, (1.0 + i) / (10.0 + i)),
             )
             with torch.no_grad():
-                self.update(flat, grad, m, v, ema, *(torch.tensor(c) for c in scalars))
+                self.update(flat, grad, m, v, ema, *(torch.tensor(c, device=dev) for c in scalars))
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
         return flat.detach(), ema, out
 
     def loss(self, flat, tokens):
         """Each seed's mean cross-entropy [S] of token rows [S, n, L] under the flat weights [S, P]."""
         with self.torch.no_grad():
-            return self.losses(self.views(flat), tokens)
+            return self.losses(self.views(flat), tokens.to(flat.device)).cpu()
 
 
 def _flatten(tree, prefix: str = "") -> dict:
@@ -276,7 +285,9 @@ def madloop_side(cfg, vocab: int, length: int, seeds: int, n: int, seed: int = 0
     return (lambda k, p, x: fit(k, p, x, knobs)), keys[2], params, x, w, model
 
 
-def agreement(cfg, vocab: int, length: int, seeds: int = 2, n: int = 64, steps: int = 5, references=({},)) -> list:
+def agreement(
+    cfg, vocab: int, length: int, seeds: int = 2, n: int = 64, steps: int = 5, references=({},), device: str = "cpu"
+) -> list:
     """madloop's fit and the reference from the same weights on the same minibatches.
 
     Runs ``steps`` steps of madloop's family (its cosine schedule over ``steps``) and, for each dict of
@@ -311,7 +322,7 @@ def agreement(cfg, vocab: int, length: int, seeds: int = 2, n: int = 64, steps: 
     out = []
     for wrong in references:
         settings = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, ema=cfg.ema) | wrong
-        ref = BatchedTorchLM(vocab, length, cfg.width, cfg.depth, cfg.heads, **settings)
+        ref = BatchedTorchLM(vocab, length, cfg.width, cfg.depth, cfg.heads, device=device, **settings)
         flat = ref.from_flax(jax.device_get(params.net))
         ref0 = ref.loss(flat, tokens).numpy()
         refs = ref.loss(ref.train(flat, tokens, torch.ones(seeds, n), steps, cfg.batch, indices=idx)[0], tokens).numpy()
@@ -331,7 +342,9 @@ def agreement(cfg, vocab: int, length: int, seeds: int = 2, n: int = 64, steps: 
     return out
 
 
-def measure(seeds: int, steps: int, repeats: int = 2, compile_torch: bool = True, threads=None, overrides=()) -> dict:
+def measure(
+    seeds: int, steps: int, repeats: int = 2, compile_torch: bool = True, threads=None, overrides=(), device="cpu"
+) -> dict:
     """Seconds of ``steps`` training steps for ``seeds`` seeds: madloop (first call, then the median of ``repeats``
     steady calls), the eager reference (median of ``repeats``), the compiled reference (first, then median).
 
@@ -356,7 +369,7 @@ def measure(seeds: int, steps: int, repeats: int = 2, compile_torch: bool = True
     w_t = torch.ones(seeds, n)
     settings = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, ema=cfg.ema)
     default_threads = torch.get_num_threads()
-    if threads is None:
+    if threads is None and device == "cpu":
         probe = BatchedTorchLM(vocab, length, cfg.width, cfg.depth, cfg.heads, **settings)
         flat = probe.init(seeds, torch.Generator().manual_seed(0))
         seconds = {}
@@ -368,14 +381,17 @@ def measure(seeds: int, steps: int, repeats: int = 2, compile_torch: bool = True
             seconds[t] = time.perf_counter() - t0
         threads = min(seconds, key=seconds.get)
         out["torch_thread_probe"] = seconds
+    threads = threads or default_threads
     torch.set_num_threads(threads)
-    out["torch_threads"] = threads
+    out["torch_threads"], out["torch_device"] = threads, device
     for name, compiled in (("torch_eager", False), ("torch_compiled", True)):
         if compiled and not compile_torch:
             continue
-        ref = BatchedTorchLM(vocab, length, cfg.width, cfg.depth, cfg.heads, compiled=compiled, **settings)
-        g = torch.Generator().manual_seed(seeds)
-        flat = ref.init(seeds, g)
+        ref = BatchedTorchLM(
+            vocab, length, cfg.width, cfg.depth, cfg.heads, compiled=compiled, device=device, **settings
+        )
+        flat = ref.init(seeds, torch.Generator().manual_seed(seeds))
+        g = torch.Generator(device=device).manual_seed(seeds)
         times = []
         try:
             for _ in range(repeats + compiled):
@@ -400,9 +416,13 @@ def main() -> None:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile reference")
     p.add_argument("--threads", type=int, default=None, help="PyTorch's threads (default: the faster of its own and 1)")
     p.add_argument("--json", default=None, help="also write the agreement check and the timings to this file")
+    p.add_argument("--torch-device", default=None, help="cpu or cuda (default: cuda where JAX runs on a GPU too)")
     a = p.parse_args()
     import jax
     import torch
+
+    gpu = jax.devices()[0].platform == "gpu" and torch.cuda.is_available()
+    device = a.torch_device or ("cuda" if gpu else "cpu")
 
     cfg, vocab, length, n = preset_sizes()
     steps = a.steps or cfg.train_steps
@@ -413,7 +433,8 @@ def main() -> None:
         f"threads)\n{PRESET}: V = {vocab}, L = {length}, width {cfg.width}, depth {cfg.depth}, {cfg.heads} heads, "
         f"batch {cfg.batch}, {n} rows per seed, {steps} steps per call"
     )
-    check = agreement(cfg, vocab, length)[0]
+    print(f"PyTorch on {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""))
+    check = agreement(cfg, vocab, length, device=device)[0]
     print(
         f"agreement ({check['steps']} steps from madloop's weights on madloop's batches): step-0 loss rel. diff "
         f"{check['rel0']:.1e}, loss after rel. diff {check['rel_after']:.1e} (tolerance {LOSS_RTOL:.0e}): "
@@ -421,7 +442,7 @@ def main() -> None:
     )
     rows = []
     for seeds in a.seeds:
-        r = measure(seeds, steps, a.repeats, not a.no_compile, a.threads)
+        r = measure(seeds, steps, a.repeats, not a.no_compile, a.threads, device=device)
         rows.append(r)
         ml, first = r["madloop_steady"], r["madloop_first"]
         line = f"S = {seeds:3d}: madloop {first:.2f} s first / {ml:.2f} s steady (median of {a.repeats})"
