@@ -144,6 +144,9 @@ def main() -> None:
         rows.append({"target": target, "value": value, "goal": goal, "better": better, "unit": unit, "met": met,
                      "detail": detail})  # fmt: skip
         print(render_row(rows[-1]), flush=True)
+        if a.json:  # after every row: a section stopped at its time limit keeps what it measured
+            with open(a.json, "w") as f:
+                json.dump({"device": jax.devices()[0].device_kind, "rows": rows}, f, indent=1)
 
     print(f"# {platform.machine()} {os.cpu_count()} cores; {jax.devices()[0].device_kind}; jax {jax.__version__}")
     print(f"# Gaussian loop: {seeds} seeds x {gens} generations, n = {n}; repeats {a.repeats}; rows: {groups}")
@@ -184,8 +187,10 @@ def main() -> None:
     if "steps" in groups:
         peak = diffusion_step.matmul_peak()
         lanes = 1 if a.quick else 8  # the digits preset vmaps 4 seeds x 2 values of lam
+        # one lane too, on a CPU (on a GPU each seed count is a compilation of 30-60 s and one lane says little)
+        counts = [lanes] if gpu else sorted({1, lanes})
         for network, goal, steps in (("mlp", 50.0, 20 if a.quick else 100), ("unet", 40.0, 2 if a.quick else 10)):
-            measured = diffusion_step.measure([256], sorted({1, lanes}), steps, network=network)
+            measured = diffusion_step.measure([256], counts, steps, network=network)
             preset, one = measured[-1], (measured[0] if len(measured) > 1 else None)
             what = "MLP width 256" if network == "mlp" else "U-Net channels [32, 64], 8 x 8 images"
             alone = "" if one is None else f"; 1 lane: {one['gflops'] / peak:.0%}"
@@ -201,9 +206,6 @@ def main() -> None:
             f"last fd {np.nanmean(fd):.3g} (lanes' mean)")  # fmt: skip
     goals = [r for r in rows if r["met"] is not None]
     print(f"{sum(r['met'] for r in goals)} of {len(goals)} targets met")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"device": jax.devices()[0].device_kind, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

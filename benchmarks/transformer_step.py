@@ -272,6 +272,7 @@ def madloop_side(cfg, vocab: int, length: int, seeds: int, n: int, seed: int = 0
     from madloop.data import make_source
     from madloop.data.discrete import MarkovData
     from madloop.models.transformer import transformer_family
+    from madloop.precision import precision
 
     source = make_source(MarkovData(vocab=vocab, order=1, length=length, alpha=1.0))  # the preset's, at V and L
     model = transformer_family(cfg, vocab, length)
@@ -282,7 +283,12 @@ def madloop_side(cfg, vocab: int, length: int, seeds: int, n: int, seed: int = 0
     params = jax.tree.map(lambda *p: jnp.stack(p), *(init(keys[1, s], x[s]) for s in range(seeds)))
     knobs = {"lr": jnp.float32(cfg.lr), "ema": jnp.float32(cfg.ema)}
     fit = jax.jit(jax.vmap(lambda k, p, x, knobs: model.fit(k, p, x, w, False, knobs), in_axes=(0, 0, 0, None)))
-    return (lambda k, p, x: fit(k, p, x, knobs)), keys[2], params, x, w, model
+
+    def run(k, p, x):  # at the loop's matmul precision (madloop.precision: true float32, no TF32 on a GPU)
+        with precision("float32"):
+            return fit(k, p, x, knobs)
+
+    return run, keys[2], params, x, w, model
 
 
 def agreement(
@@ -302,6 +308,8 @@ def agreement(
     import jax.numpy as jnp
     import torch
 
+    from madloop.precision import precision
+
     cfg = dataclasses.replace(cfg, train_steps=steps)
     fit, keys, params, x, w, model = madloop_side(cfg, vocab, length, seeds, n)
     trained = jax.block_until_ready(fit(keys, params, x))
@@ -317,8 +325,9 @@ def agreement(
     idx = torch.from_numpy(idx.astype(np.int64))
     tokens = torch.from_numpy(np.asarray(x).round().astype(np.int64))  # T.as_tokens
     log_prob = jax.jit(jax.vmap(model.density.log_prob))
-    ours0 = -np.asarray(log_prob(params, x)).mean(1) / length
-    ours = -np.asarray(log_prob(trained, x)).mean(1) / length
+    with precision("float32"):  # the loop's matmul precision, as the fit's
+        ours0 = -np.asarray(log_prob(params, x)).mean(1) / length
+        ours = -np.asarray(log_prob(trained, x)).mean(1) / length
     out = []
     for wrong in references:
         settings = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, ema=cfg.ema) | wrong

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -304,6 +305,31 @@ def test_metric_groups_benchmark_compiles_both_ways_and_the_tables_agree(capsys,
     # the same MMD summed in another order: float32 rounding, amplified by the estimate's cancellation (a wrong
     # computation, e.g. the diagonal left in, is off by O(1))
     assert rel["mmd (mmd)"] < 1e-2
+
+
+@pytest.mark.slow
+def test_gaussian_stages_benchmark_rebuilds_the_loop(tmp_path, monkeypatch):
+    """benchmarks/gaussian_stages.py at tiny size: every stage and the loop are timed, and its last stage (the loop
+    rebuilt from madloop's own functions) follows the same law as madloop's loop: the final log trace ratios of 200
+    seeds agree within 4.5 SE. A last stage that forgot the MLE's (n - 1) / n shrinkage would fail at this size."""
+    from benchmarks import gaussian_stages
+
+    out = tmp_path / "stages.json"
+    argv = ["gaussian_stages", "--seeds", "200", "--generations", "40", "--dims", "3", "--repeats", "1"]
+    monkeypatch.setattr("sys.argv", [*argv, "--json", str(out)])
+    gaussian_stages.main()
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["stage"] for r in rows] == [*gaussian_stages.NAMES, "madloop"]
+    assert all(r["steady"] > 0 for r in rows)
+    keys = jax.random.split(jax.random.key(0), 200)
+    stage = np.log(np.asarray(gaussian_stages.stage_program(5, 3, 41)(keys)) / 3)
+    loop = madloop.run_table([*run.gaussian_overrides(3, "replace", gaussian_stages.N, 40, 200), "loop.seed=7"]).query(
+        "generation == 40"
+    )["trace_ratio"]
+    ok, dist = agree(stage, np.log(loop.to_numpy()))
+    assert ok, dist
+    ok, _ = agree(stage + 41 * np.log(gaussian_stages.N / (gaussian_stages.N - 1)), np.log(loop.to_numpy()))
+    assert not ok
 
 
 @pytest.mark.slow
