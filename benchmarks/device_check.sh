@@ -27,7 +27,8 @@
 #   recomputed on this device, with their largest differences from the CPU's files), nll
 #   (benchmarks/gpu_nll_check.py).
 # It prints the card's name and the software, then the sections, then one targets table of all of them, and writes
-# targets.json, digits.json, steps.json, the comparison tables' results.json and benchmarks.md, and a log to $OUT.
+# targets.json, digits.json (and by name steps_mlp.json, steps_unet.json, transformer.json, the comparison tables'
+# results.json and benchmarks.md) and a log to $OUT.
 # The exit status is non-zero when a section failed, ran out of time or disagreed beyond 4.5 SE.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -98,7 +99,7 @@ for section in ${SECTIONS:-targets digits}; do
         fi
         timeout "$limit" $PY benchmarks/diffusion_step.py --network mlp "${mlp[@]}" --precision highest default \
             --json "$OUT/steps_mlp.json" &&
-            timeout "$((limit - SECONDS + start))" $PY benchmarks/diffusion_step.py --network unet "${unet[@]}" \
+            timeout "$(( (r = limit - SECONDS + start) > 1 ? r : 1 ))" $PY benchmarks/diffusion_step.py --network unet "${unet[@]}" \
                 --precision highest default --json "$OUT/steps_unet.json" ;;
     # issue 20's speed rows: the categorical loop at full size (V = 10^4, 1,000 seeds x 1,000 generations, one
     # program) and the transformer LM's training steps against PyTorch batched over seeds, both on this GPU

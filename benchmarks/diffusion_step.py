@@ -127,19 +127,23 @@ def main() -> None:
     for precision in a.precision:
         peak = matmul_peak(precision=precision)
         print(f"{jax.devices()[0].device_kind}: float32 matmul peak at precision {precision}: {peak:.1f} GFLOP/s")
-        for seeds in a.seeds:  # one seed count at a time: each row printed and written as soon as it is measured
-            (r,) = measure(a.widths, [seeds], a.steps, a.depth, a.batches, a.network, a.channels, precision, a.repeats)
-            r["peak_gflops"], r["fraction"] = peak, r["gflops"] / peak
-            print(
-                f"{r['network']} {r['size']}, batch {r['batch']:5d}, {r['seeds']:4d} seeds: "
-                f"{r['ms_per_step']:7.3f} ms/step ({r['steps_per_s']:7.1f} steps/s, {r['gflop_per_step']:.3g} GFLOP), "
-                f"{r['gflops']:8.1f} GFLOP/s = {r['fraction']:5.1%} of peak",
-                flush=True,
-            )
-            out.append(r)
-            if a.json:
-                with open(a.json, "w") as f:
-                    json.dump({"device": jax.devices()[0].device_kind, "rows": out}, f, indent=1)
+        sizes = a.widths if a.network == "mlp" else [None]  # the U-Net: one row per seed count and batch
+        for size in sizes:  # one row at a time: each printed and written as soon as it is measured
+            for batch in a.batches:
+                for seeds in a.seeds:
+                    (r,) = measure([size], [seeds], a.steps, a.depth, [batch], a.network, a.channels, precision,
+                                   a.repeats)  # fmt: skip
+                    r["peak_gflops"], r["fraction"] = peak, r["gflops"] / peak
+                    print(
+                        f"{r['network']} {r['size']}, batch {r['batch']:5d}, {r['seeds']:4d} seeds: "
+                        f"{r['ms_per_step']:7.3f} ms/step ({r['steps_per_s']:7.1f} steps/s, "
+                        f"{r['gflop_per_step']:.3g} GFLOP), {r['gflops']:8.1f} GFLOP/s = {r['fraction']:5.1%} of peak",
+                        flush=True,
+                    )
+                    out.append(r)
+                    if a.json:
+                        with open(a.json, "w") as f:
+                            json.dump({"device": jax.devices()[0].device_kind, "rows": out}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 ``matmul_flops(fn, *args)`` traces ``fn`` and sums 2 x (multiply-adds) over every ``dot_general`` and
 ``conv_general_dilated`` it runs, descending into sub-programs: a ``scan`` body counts ``length`` times, a ``cond``
 counts its most expensive branch, ``jit``/``custom_jvp``/``custom_vjp``/``remat`` bodies count once. A ``while``
-loop has no trip count in its jaxpr, so it raises rather than guess. Elementwise work (activations, norms, the
-optimizer, random numbers) is not counted: it is the overhead a training step pays on top of its matmuls.
+loop has no trip count in its jaxpr, so it raises rather than guess, as does a transposed convolution
+(``lhs_dilation``). Decompositions and solves (``cholesky``, ``triangular_solve``) count 0. Elementwise work
+(activations, norms, the optimizer, random numbers) is not counted: it is the overhead a training step pays on top
+of its matmuls.
 
 Counting the traced program, not a formula, means the count follows the network actually built (the U-Net's
 convolutions, the time embedding, a backward pass that skips the input's gradient) and the seeds it is vmapped
@@ -21,7 +23,7 @@ import jax
 import jax.extend.core
 
 _ONCE = ("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr",
-         "remat", "checkpoint", "custom_lin", "shard_map")  # fmt: skip
+         "remat", "remat2", "checkpoint", "custom_lin", "shard_map")  # fmt: skip
 
 
 def _open(value: Any) -> Any:
@@ -43,6 +45,10 @@ def _product_flops(eqn: Any) -> int:
         (contract, _), _ = eqn.params["dimension_numbers"]
         lhs = eqn.invars[0].aval.shape
         return 2 * out * math.prod(lhs[c] for c in contract)
+    if any(d != 1 for d in eqn.params.get("lhs_dilation") or ()):
+        # a transposed convolution (or a strided one's input gradient): out x taps x c_in would count the zeros
+        # inserted between the inputs; no network here has one, so refuse rather than overcount
+        raise ValueError("matmul_flops: convolutions with lhs_dilation are not counted (transposed convolutions)")
     rhs = eqn.invars[1].aval.shape  # conv_general_dilated: kernel (out features, in features per group, spatial...)
     spec = eqn.params["dimension_numbers"].rhs_spec
     return 2 * out * rhs[spec[1]] * math.prod(rhs[i] for i in spec[2:])

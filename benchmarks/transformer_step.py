@@ -402,15 +402,16 @@ def measure(
         flat = ref.init(seeds, torch.Generator().manual_seed(seeds))
         g = torch.Generator(device=device).manual_seed(seeds)
         times = []
+        warm = compiled or device != "cpu"  # a first call apart: compilation, or CUDA's lazy start-up
         try:
-            for _ in range(repeats + compiled):
+            for _ in range(repeats + warm):
                 t0 = time.perf_counter()
                 ref.train(flat, tok, w_t, steps, cfg.batch, generator=g)
                 times.append(time.perf_counter() - t0)
         except Exception as e:  # noqa: BLE001  (a compile failure is a result: reported)
             out[f"{name}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
             continue
-        if compiled:
+        if warm:
             out[f"{name}_first"], times = times[0], times[1:]
         out[name], out[f"{name}_all"] = statistics.median(times), times
     torch.set_num_threads(default_threads)

@@ -74,3 +74,33 @@ def test_the_diffusion_mlp_training_step_counts_forward_and_backward():
     per_step = (count(7) - count(3)) / (4 * seeds)
     assert per_step == 3 * forward - first
     assert per_step != 3 * forward
+
+
+def test_checkpointed_bodies_count_and_transposed_convolutions_refuse():
+    a = jnp.ones((3, 5))
+    assert matmul_flops(jax.checkpoint(lambda a: a @ jnp.ones((5, 5))), a) == 2 * 3 * 5 * 5
+    x, k = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2))
+
+    def transposed(x):
+        return jax.lax.conv_transpose(x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    with pytest.raises(ValueError, match="lhs_dilation"):
+        matmul_flops(transposed, x)
+
+
+def test_diffusion_step_benchmark_writes_a_row_per_width_and_seed_count(tmp_path, monkeypatch, capsys):
+    """benchmarks/diffusion_step.py: one row per width x batch x seeds, each with its traced FLOP count (the
+    per-step count grows with the width and with the seeds, as the products do)."""
+    import json
+
+    from benchmarks import diffusion_step
+
+    out = tmp_path / "steps.json"
+    argv = ["diffusion_step", "--widths", "8", "16", "--seeds", "1", "2", "--batches", "8", "--steps", "2"]
+    monkeypatch.setattr("sys.argv", [*argv, "--json", str(out)])
+    diffusion_step.main()
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["size"], r["seeds"]) for r in rows] == [(8, 1), (8, 2), (16, 1), (16, 2)]
+    flops = {(r["size"], r["seeds"]): r["gflop_per_step"] for r in rows}
+    assert flops[(8, 2)] == pytest.approx(2 * flops[(8, 1)]) and flops[(16, 1)] > flops[(8, 1)]
+    assert all(0 < r["fraction"] for r in rows) and len(capsys.readouterr().out.splitlines()) == 5
