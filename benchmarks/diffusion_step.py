@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -76,6 +77,11 @@ def measure(
     ``network="mlp"`` runs one row per width (vectors in d = 2); ``network="unet"`` one row for ``channels`` on
     8 x 8 x 1 images (the digits preset's shape).
     """
+    return list(measured(widths, seeds_list, steps, depth, batches, network, channels, precision, repeats))
+
+
+def measured(widths, seeds_list, steps, depth, batches, network, channels, precision, repeats) -> Iterator[dict]:
+    """``measure``'s rows one at a time, each as soon as it is measured (width, then batch, then seeds)."""
     if network == "unet":
         sizes = [tuple(channels)]
         x = jax.random.normal(jax.random.key(0), (512, 64))
@@ -83,7 +89,6 @@ def measure(
         sizes = list(widths)
         x = jax.random.normal(jax.random.key(0), (512, 2))
     w = jnp.ones(x.shape[0])
-    rows = []
     for size in sizes:
         for batch in batches:
             if network == "unet":
@@ -102,12 +107,11 @@ def measure(
                 with jax.default_matmul_precision(precision):
                     flops = matmul_flops(jax.vmap(run), keys)
                     dt = _timed(program, keys, repeats=repeats)
-                rows.append({
+                yield {
                     "network": network, "size": list(size) if network == "unet" else size, "seeds": seeds,
                     "batch": batch, "precision": precision, "ms_per_step": dt / steps * 1e3,
                     "steps_per_s": steps / dt, "gflop_per_step": flops / steps / 1e9, "gflops": flops / dt / 1e9,
-                })  # fmt: skip
-    return rows
+                }  # fmt: skip
 
 
 def main() -> None:
@@ -127,23 +131,19 @@ def main() -> None:
     for precision in a.precision:
         peak = matmul_peak(precision=precision)
         print(f"{jax.devices()[0].device_kind}: float32 matmul peak at precision {precision}: {peak:.1f} GFLOP/s")
-        sizes = a.widths if a.network == "mlp" else [None]  # the U-Net: one row per seed count and batch
-        for size in sizes:  # one row at a time: each printed and written as soon as it is measured
-            for batch in a.batches:
-                for seeds in a.seeds:
-                    (r,) = measure([size], [seeds], a.steps, a.depth, [batch], a.network, a.channels, precision,
-                                   a.repeats)  # fmt: skip
-                    r["peak_gflops"], r["fraction"] = peak, r["gflops"] / peak
-                    print(
-                        f"{r['network']} {r['size']}, batch {r['batch']:5d}, {r['seeds']:4d} seeds: "
-                        f"{r['ms_per_step']:7.3f} ms/step ({r['steps_per_s']:7.1f} steps/s, "
-                        f"{r['gflop_per_step']:.3g} GFLOP), {r['gflops']:8.1f} GFLOP/s = {r['fraction']:5.1%} of peak",
-                        flush=True,
-                    )
-                    out.append(r)
-                    if a.json:
-                        with open(a.json, "w") as f:
-                            json.dump({"device": jax.devices()[0].device_kind, "rows": out}, f, indent=1)
+        rows = measured(a.widths, a.seeds, a.steps, a.depth, a.batches, a.network, a.channels, precision, a.repeats)
+        for r in rows:  # each printed and written as soon as it is measured
+            r["peak_gflops"], r["fraction"] = peak, r["gflops"] / peak
+            print(
+                f"{r['network']} {r['size']}, batch {r['batch']:5d}, {r['seeds']:4d} seeds: "
+                f"{r['ms_per_step']:7.3f} ms/step ({r['steps_per_s']:7.1f} steps/s, {r['gflop_per_step']:.3g} GFLOP), "
+                f"{r['gflops']:8.1f} GFLOP/s = {r['fraction']:5.1%} of peak",
+                flush=True,
+            )
+            out.append(r)
+            if a.json:
+                with open(a.json, "w") as f:
+                    json.dump({"device": jax.devices()[0].device_kind, "rows": out}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def main() -> None:
     if "steps" in groups:
         peak = diffusion_step.matmul_peak()
         lanes = 1 if a.quick else 8  # the digits preset vmaps 4 seeds x 2 values of lam
-        # one lane too, on a CPU (on a GPU each seed count is a compilation of 30-60 s and one lane says little)
+        # one lane too, on a CPU (on a GPU each seed count is a further U-Net compilation, and one lane says little)
         counts = [lanes] if gpu else sorted({1, lanes})
         for network, goal, steps in (("mlp", 50.0, 20 if a.quick else 100), ("unet", 40.0, 2 if a.quick else 10)):
             measured = diffusion_step.measure([256], counts, steps, network=network)
