@@ -11,8 +11,12 @@ for comparison. The step's FLOPs are counted on its traced program (``benchmarks
 initialisation included (it runs once per call, against ``steps`` training steps). Everything else in the step
 (AdamW, the EMA, random numbers, normalisation, activations) is overhead on top of that count.
 
-The timed program is the family's own ``train`` (a ``lax.scan`` over ``steps``) vmapped over seeds and jitted:
-the loop runs exactly this.
+The timed program is the family's own ``train`` (a ``lax.scan`` over ``steps``) vmapped over seeds and jitted
+with the compiler options the digits preset's loop compiles its programs with (``--options preset``, the default;
+``engine.Programs.options``): on the CPU that preset computes pairwise sample metrics, so its programs, the
+training scan inside them included, are compiled with YNNPACK's reductions as well as its dots
+(``madloop._xla.program_options``). ``--options none`` times the step with the process-wide defaults alone
+(YNNPACK's dots). Either way the loop runs exactly this computation.
 """
 
 from __future__ import annotations
@@ -43,6 +47,20 @@ def _timed(fn, *args, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+PRESET = ("experiment=digits_fully_synthetic",)  # the preset whose size and compiler options the step is timed at
+
+
+def preset_options(overrides: tuple[str, ...] = PRESET) -> dict[str, str] | None:
+    """The compiler options the loop of ``overrides`` compiles its programs with (``engine.Programs.options``),
+    chosen from its metrics as the engine chooses them (nothing is compiled)."""
+    import madloop
+    import madloop.metrics as M
+    from madloop import _xla
+    from madloop.parts import parts_of
+
+    return _xla.program_options(M.needs_pairwise(parts_of(madloop.compose(list(overrides))).metrics))
+
+
 def matmul_peak(size: int | None = None, repeats: int = 5, precision: str = "highest") -> float:
     """GFLOP/s of a size x size float32 matmul of random data at ``precision`` (median of ``repeats`` timed calls
     after a warm-up; on a GPU each call chains 10 products so that launch latency does not count)."""
@@ -71,16 +89,21 @@ def measure(
     channels=(32, 64),
     precision: str = "highest",
     repeats: int = 1,
+    options: dict[str, str] | None = None,
 ) -> list[dict]:
     """FLOP/s of the training step per (size, seeds, batch): rows with ms/step, steps/s, GFLOP/s.
 
     ``network="mlp"`` runs one row per width (vectors in d = 2); ``network="unet"`` one row for ``channels`` on
-    8 x 8 x 1 images (the digits preset's shape).
+    8 x 8 x 1 images (the digits preset's shape). ``options``: the program's compiler options (``preset_options()``
+    for the digits preset's; None: the process-wide defaults).
     """
-    return list(measured(widths, seeds_list, steps, depth, batches, network, channels, precision, repeats))
+    rows = measured(widths, seeds_list, steps, depth, batches, network, channels, precision, repeats, options)
+    return list(rows)
 
 
-def measured(widths, seeds_list, steps, depth, batches, network, channels, precision, repeats) -> Iterator[dict]:
+def measured(
+    widths, seeds_list, steps, depth, batches, network, channels, precision, repeats, options=None
+) -> Iterator[dict]:
     """``measure``'s rows one at a time, each as soon as it is measured (width, then batch, then seeds)."""
     if network == "unet":
         sizes = [tuple(channels)]
@@ -101,7 +124,7 @@ def measured(widths, seeds_list, steps, depth, batches, network, channels, preci
             def run(key, fam=fam):
                 return fam.train(key, fam.model.init(key, x, w), x, w, steps)[1]
 
-            program = jax.jit(jax.vmap(run))
+            program = jax.jit(jax.vmap(run), compiler_options=options)
             for seeds in seeds_list:
                 keys = jax.random.split(jax.random.key(1), seeds)
                 with jax.default_matmul_precision(precision):
@@ -111,6 +134,7 @@ def measured(widths, seeds_list, steps, depth, batches, network, channels, preci
                     "network": network, "size": list(size) if network == "unet" else size, "seeds": seeds,
                     "batch": batch, "precision": precision, "ms_per_step": dt / steps * 1e3,
                     "steps_per_s": steps / dt, "gflop_per_step": flops / steps / 1e9, "gflops": flops / dt / 1e9,
+                    "options": options or {},
                 }  # fmt: skip
 
 
@@ -126,12 +150,20 @@ def main() -> None:
     p.add_argument("--precision", nargs="+", default=["highest"], choices=("highest", "default"))
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--json", default=None, help="write the rows here")
+    p.add_argument(
+        "--options", choices=("preset", "none"), default="preset",
+        help="compile the step as the digits preset's loop does (preset) or with the process defaults alone (none)",
+    )  # fmt: skip
     a = p.parse_args()
+    options = preset_options() if a.options == "preset" else None
+    print(f"compiler options: {options or 'none (process defaults)'}")
     out = []
     for precision in a.precision:
         peak = matmul_peak(precision=precision)
         print(f"{jax.devices()[0].device_kind}: float32 matmul peak at precision {precision}: {peak:.1f} GFLOP/s")
-        rows = measured(a.widths, a.seeds, a.steps, a.depth, a.batches, a.network, a.channels, precision, a.repeats)
+        rows = measured(
+            a.widths, a.seeds, a.steps, a.depth, a.batches, a.network, a.channels, precision, a.repeats, options
+        )
         for r in rows:  # each printed and written as soon as it is measured
             r["peak_gflops"], r["fraction"] = peak, r["gflops"] / peak
             print(

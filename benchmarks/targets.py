@@ -15,7 +15,9 @@ Every row is measured in this run, reference included:
   4 seeds x 2 values of lam vmapped in one program): the diffusion MLP (width 256) and the U-Net
   (``model.network=unet``, channels [32, 64], 8 x 8 images). Their matrix-product FLOP/s (counted on the traced
   step, ``benchmarks.flops``) against a float32 matmul timed here at the same precision, true float32 as every
-  madloop run (``benchmarks.diffusion_step``). Targets: MLP >= 50%, U-Net >= 40%.
+  madloop run (``benchmarks.diffusion_step``). The step is compiled with the compiler options the preset's loop
+  compiles its programs with (on the CPU: YNNPACK's reductions as well as its dots, because the preset computes
+  pairwise sample metrics; ``engine.Programs.options``). Targets: MLP >= 50%, U-Net >= 40%.
 - **digits U-Net loop** (on a GPU, or with ``--digits``): the digits preset with the U-Net, 2 generations, first
   call and steady call; reported, no target.
 
@@ -186,14 +188,16 @@ def main() -> None:
         row("compile: default experiment first call", fresh_process_first_call(small), 10.0, "lower", " s", what + ")")
     if "steps" in groups:
         peak = diffusion_step.matmul_peak()
+        options = diffusion_step.preset_options()  # compiled as the digits preset's loop compiles its programs
         lanes = 1 if a.quick else 8  # the digits preset vmaps 4 seeds x 2 values of lam
         # one lane too, on a CPU (on a GPU each seed count is a further U-Net compilation, and one lane says little)
         counts = [lanes] if gpu else sorted({1, lanes})
         for network, goal, steps in (("mlp", 50.0, 20 if a.quick else 100), ("unet", 40.0, 2 if a.quick else 10)):
-            measured = diffusion_step.measure([256], counts, steps, network=network)
+            measured = diffusion_step.measure([256], counts, steps, network=network, options=options)
             preset, one = measured[-1], (measured[0] if len(measured) > 1 else None)
             what = "MLP width 256" if network == "mlp" else "U-Net channels [32, 64], 8 x 8 images"
             alone = "" if one is None else f"; 1 lane: {one['gflops'] / peak:.0%}"
+            alone += "; YNNPACK dots and reductions, as the preset" if options else "; default compiler options"
             row(f"training step ({network}): share of matmul peak", preset["gflops"] / peak * 100, goal, "higher", "%",
                 f"diffusion {what}, batch 128, {preset['seeds']} lanes: {preset['ms_per_step']:.2f} ms/step, "
                 f"{preset['gflops']:.1f} GFLOP/s of a {peak:.1f} GFLOP/s float32 peak{alone}")  # fmt: skip

@@ -103,4 +103,20 @@ def test_diffusion_step_benchmark_writes_a_row_per_width_and_seed_count(tmp_path
     assert [(r["size"], r["seeds"]) for r in rows] == [(8, 1), (8, 2), (16, 1), (16, 2)]
     flops = {(r["size"], r["seeds"]): r["gflop_per_step"] for r in rows}
     assert flops[(8, 2)] == pytest.approx(2 * flops[(8, 1)]) and flops[(16, 1)] > flops[(8, 1)]
-    assert all(0 < r["fraction"] for r in rows) and len(capsys.readouterr().out.splitlines()) == 5
+    assert all(0 < r["fraction"] for r in rows) and len(capsys.readouterr().out.splitlines()) == 6
+    assert all(r["options"] == (diffusion_step.preset_options() or {}) for r in rows)
+
+
+def test_step_benchmark_compiles_as_the_preset_loop_does():
+    """The training-step rows are timed with the compiler options the digits preset's loop compiles its programs
+    with (engine.Programs.options), so the step's share of the peak is the loop's, not a differently compiled
+    step's; on a tested CPU jaxlib these are YNNPACK's reductions (the preset computes pairwise metrics)."""
+    import madloop
+    from benchmarks import diffusion_step
+    from madloop import _xla
+    from madloop.engine import Programs
+
+    options = diffusion_step.preset_options()
+    assert options == Programs(madloop.compose(list(diffusion_step.PRESET))).options
+    assert options == (_xla.REDUCTIONS if _xla.defaults_applied() and jax.default_backend() == "cpu" else None)
+    assert diffusion_step.preset_options(("model=gaussian", "data=gaussian", "eval=closed_form")) is None
