@@ -5,6 +5,7 @@ the Result with its tidy table. The generation step itself is ``madloop.loop``.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -260,6 +261,42 @@ class Simulation:
             self.programs.references[seed] = ref
         return self.programs.references[seed]
 
+    def _reference_ahead(self) -> tuple[Callable[[], M.Reference], M.Reference | None]:
+        """The reference, started ahead of the loop's compilation: (a function that returns it, its shapes when it
+        is being built in a worker thread, else None).
+
+        A first call compiles two programs, the reference and the loop, and XLA compiles each on one core. When
+        the reference is not cached yet (and the runs sit on one device), its program is traced here, then
+        compiled and run in a worker thread while ``__call__`` compiles the loop's program against its shapes;
+        both land in JAX's compilation cache, so nothing compiles twice. The default experiment's first call
+        (2 cores: a 2.3-2.6 s reference compilation beside a 5.4-6.2 s loop compilation) went 17.4 -> 14.7 s.
+        Must be called in the config's precision (``__call__`` is)."""
+        seed = self.cfg.loop.seed
+        if seed in self.programs.references or len(jax.local_devices()) > 1:
+            return self.reference, None
+        _, k_heldout, k_proj = self.keys()
+        lowered = self._reference.lower(k_heldout, k_proj)  # the trace, in this thread
+        out: dict[str, object] = {}
+
+        def build() -> None:
+            try:
+                with precision(self.cfg.loop.precision):
+                    out["ref"] = lowered.compile()(k_heldout, k_proj)
+            except BaseException as e:  # noqa: BLE001  (re-raised in the caller's thread)
+                out["error"] = e
+
+        worker = threading.Thread(target=build, name="madloop-reference", daemon=True)
+        worker.start()
+
+        def get() -> M.Reference:
+            worker.join()
+            if "error" in out:
+                raise out["error"]  # type: ignore[misc]
+            self.programs.references[seed] = out["ref"]  # type: ignore[assignment]
+            return self.programs.references[seed]
+
+        return get, lowered.out_info
+
     @_in_precision
     def floors(self) -> pd.DataFrame | None:
         """The real-vs-real floor of every sample metric at the run's sample size: one row per seed (columns
@@ -303,9 +340,15 @@ class Simulation:
         t0 = time.perf_counter()
         cfg, g_total = self.cfg, self.cfg.loop.generations
         run_keys, knobs, seed, columns = self.runs()
-        ref = self.reference()
+        get_ref, ref_shapes = self._reference_ahead()
         b = seed.shape[0]
         run_keys, knobs = shard_runs((run_keys, knobs))
+
+        def first_call(program: Callable, state: LoopState, count: int) -> tuple[LoopState, Row]:
+            """program(..., state, 0, count), compiled while the reference is built in its worker thread."""
+            if ref_shapes is not None:
+                program.lower(run_keys, knobs, ref_shapes, state, 0, count).compile()
+            return program(run_keys, knobs, get_ref(), state, 0, count)
 
         evaluated = evaluated_generations(cfg)
         told = [0]  # generations passed to on_rows so far
@@ -322,7 +365,7 @@ class Simulation:
         ckpt = None if checkpoint is None else Checkpointer(checkpoint, cfg)
         resumed = None
         if ckpt is None and self.chunk >= g_total:  # the whole run as one call
-            state, rows = self.run_all(run_keys, knobs, ref)
+            state, rows = first_call(self.chunk_fn(g_total + 1), self.programs.blank(run_keys, knobs), g_total + 1)
             rows = jax.tree.map(lambda a: np.asarray(a)[:b], rows)
             tell(g_total)
         else:
@@ -334,7 +377,7 @@ class Simulation:
                 state_shape = jax.tree.map(lambda a: jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype), shapes)
                 restored = ckpt.restore((state_shape, self.abstract_rows(b)))
             if restored is None:
-                state, row0 = program(run_keys, knobs, ref, self.programs.blank(run_keys, knobs), 0, 1)
+                state, row0 = first_call(program, self.programs.blank(run_keys, knobs), 1)
                 rows = jax.tree.map(lambda s: np.full(s.shape, np.nan, s.dtype), self.abstract_rows(b))
                 _put_rows(rows, row0, 0, b, 1)
                 done = 0
@@ -345,6 +388,7 @@ class Simulation:
                 resumed = done
                 state = shard_runs(jax.tree.map(jnp.asarray, state))
             tell(done)
+            ref = get_ref()
             while done < g_total:
                 length = min(self.chunk, g_total - done)
                 state, chunk_rows = program(run_keys, knobs, ref, state, done + 1, length)
@@ -363,7 +407,7 @@ class Simulation:
             finite=rows.finite,
             snapshots=np.asarray(state.snapshots),
             snapshot_generations=snapshot_generations(cfg),
-            heldout=np.asarray(ref.heldout),
+            heldout=np.asarray(get_ref().heldout),
             state=state,
             seconds=time.perf_counter() - t0,
             seed=seed,

@@ -146,6 +146,55 @@ def test_same_config_twice_gives_identical_results_without_recompiling(tiny):
     assert not np.allclose(c.metrics["sw2"], a.metrics["sw2"])
 
 
+@pytest.mark.parametrize("chunk", [None, 1])  # the whole run as one call; generation 0 then stepped chunks
+def test_first_call_builds_the_reference_beside_the_loop_compiling_each_program_once(tiny, chunk):
+    """A first call compiles the loop's program while the reference is compiled and run in a worker thread: each
+    program compiles exactly once (the loop's, lowered against the reference's shapes, is the one the call runs),
+    and the results equal those of a run whose reference was computed first (the serial path)."""
+    from jax import monitoring
+
+    overrides = tiny + ["loop.generations=2", "eval.metrics=[sw2,recall,trace_ratio]", "loop.seed=11"]
+    overrides += [] if chunk is None else [f"loop.chunk={chunk}"]
+    compiled: list[str] = []
+
+    def listen(name: str, seconds: float, **kw) -> None:
+        if name.endswith("backend_compile_duration"):
+            compiled.append(kw.get("fun_name", "?"))
+
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        fresh = simulation(madloop.compose(overrides + ["eval.k=4"]))  # a static config of its own: new programs
+        ahead = fresh()
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+    assert compiled.count("jit(scan_generations)") == 1 and compiled.count("jit(reference)") == 1, compiled
+    assert fresh.programs.references[11] is not None
+    serial = simulation(madloop.compose(overrides + ["eval.k=4"]))
+    assert serial.programs is fresh.programs
+    serial.programs.references.clear()
+    serial.reference()  # computed before the call: the call takes the cached reference (no worker)
+    chex.assert_trees_all_equal(serial().metrics, ahead.metrics)
+
+
+def test_an_error_building_the_reference_in_its_worker_reaches_the_caller(tiny, monkeypatch):
+    sim = simulation(madloop.compose(tiny + ["loop.generations=1", "loop.seed=12", "eval.k=6"]))
+    sim.programs.references.clear()
+
+    def broken(*args):
+        raise FloatingPointError("reference broke")
+
+    class Lowered:
+        out_info = None
+
+        def compile(self):
+            return broken
+
+    monkeypatch.setattr(sim, "_reference", type("R", (), {"lower": lambda self, *a: Lowered()})())
+    with pytest.raises(FloatingPointError, match="reference broke"):
+        sim()
+    assert 12 not in sim.programs.references
+
+
 def test_stepped_chunks_equal_the_single_program(tiny):
     base = tiny + ["loop.generations=4", "data=gaussian", "model=gaussian", "eval.metrics=[trace_ratio,sw2,w2]"]
     one = madloop.simulate(base + ["loop.chunk=4"])
