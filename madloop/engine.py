@@ -268,8 +268,9 @@ class Simulation:
         A first call compiles two programs, the reference and the loop, and XLA compiles each on one core. When
         the reference is not cached yet (and the runs sit on one device), its program is traced here, then
         compiled and run in a worker thread while ``__call__`` compiles the loop's program against its shapes;
-        both land in JAX's compilation cache, so nothing compiles twice. The default experiment's first call
-        (2 cores: a 2.3-2.6 s reference compilation beside a 5.4-6.2 s loop compilation) went 17.4 -> 14.7 s.
+        both land in JAX's compilation cache, so nothing compiles twice. The gain is smaller than the reference's
+        2.3-2.9 s of compilation: the loop's trace slows beside it (1.0 -> 1.5 s), and a fresh process's first
+        call of the default experiment went 16.8-17.4 -> 16.6-16.7 s (3 interleaved pairs, 2 cores, 2026-11-27).
         Must be called in the config's precision (``__call__`` is)."""
         seed = self.cfg.loop.seed
         if seed in self.programs.references or len(jax.local_devices()) > 1:
