@@ -162,10 +162,13 @@ def test_first_call_builds_the_reference_beside_the_loop_compiling_each_program_
             compiled.append(kw.get("fun_name", "?"))
 
     monitoring.register_event_duration_secs_listener(listen)
+    persistent = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)  # every program compiles (none is read from disk)
     try:
         fresh = simulation(madloop.compose(overrides + ["eval.k=4"]))  # a static config of its own: new programs
         ahead = fresh()
     finally:
+        jax.config.update("jax_enable_compilation_cache", persistent)
         monitoring.unregister_event_duration_listener(listen)
     assert compiled.count("jit(scan_generations)") == 1 and compiled.count("jit(reference)") == 1, compiled
     assert fresh.programs.references[11] is not None
