@@ -261,7 +261,7 @@ class Simulation:
             self.programs.references[seed] = ref
         return self.programs.references[seed]
 
-    def _reference_ahead(self) -> tuple[Callable[[], M.Reference], M.Reference | None]:
+    def _reference_ahead(self) -> tuple[Callable[..., M.Reference | None], M.Reference | None]:
         """The reference, started ahead of the loop's compilation: (a function that returns it, its shapes when it
         is being built in a worker thread, else None).
 
@@ -274,7 +274,7 @@ class Simulation:
         Must be called in the config's precision (``__call__`` is)."""
         seed = self.cfg.loop.seed
         if seed in self.programs.references or len(jax.local_devices()) > 1:
-            return self.reference, None
+            return (lambda settle=False: None if settle else self.reference()), None
         _, k_heldout, k_proj = self.keys()
         lowered = self._reference.lower(k_heldout, k_proj)  # the trace, in this thread
         out: dict[str, object] = {}
@@ -289,8 +289,12 @@ class Simulation:
         worker = threading.Thread(target=build, name="madloop-reference", daemon=True)
         worker.start()
 
-        def get() -> M.Reference:
+        def get(settle: bool = False) -> M.Reference | None:
+            """The reference (the worker's error re-raised); ``settle=True``: waits for the worker and returns None
+            (a caller that failed meanwhile: no thread is left inside XLA when the interpreter exits)."""
             worker.join()
+            if settle:
+                return None
             if "error" in out:
                 raise out["error"]  # type: ignore[misc]
             self.programs.references[seed] = out["ref"]  # type: ignore[assignment]
@@ -339,9 +343,29 @@ class Simulation:
                 tracker's live curves); rows restored from a checkpoint are passed once, on resuming.
         """
         t0 = time.perf_counter()
-        cfg, g_total = self.cfg, self.cfg.loop.generations
         run_keys, knobs, seed, columns = self.runs()
         get_ref, ref_shapes = self._reference_ahead()
+        try:
+            return self._run(t0, run_keys, knobs, seed, columns, get_ref, ref_shapes, progress, checkpoint, on_rows)
+        except BaseException:
+            get_ref(settle=True)  # no worker left inside XLA (its result is not kept)
+            raise
+
+    def _run(
+        self,
+        t0: float,
+        run_keys: Key,
+        knobs: Knobs,
+        seed: np.ndarray,
+        columns: dict[str, np.ndarray],
+        get_ref: Callable[..., M.Reference | None],
+        ref_shapes: M.Reference | None,
+        progress: Callable[[int, int, float], None] | None,
+        checkpoint: str | Path | None,
+        on_rows: Callable[[np.ndarray, Row], None] | None,
+    ) -> Result:
+        """``__call__``'s work once the runs are drawn and the reference is started (``_reference_ahead``)."""
+        cfg, g_total = self.cfg, self.cfg.loop.generations
         b = seed.shape[0]
         run_keys, knobs = shard_runs((run_keys, knobs))
 
@@ -388,8 +412,8 @@ class Simulation:
                 (state, rows), done = restored
                 resumed = done
                 state = shard_runs(jax.tree.map(jnp.asarray, state))
+            ref = get_ref()  # (before the callbacks: a failed reference tells nothing)
             tell(done)
-            ref = get_ref()
             while done < g_total:
                 length = min(self.chunk, g_total - done)
                 state, chunk_rows = program(run_keys, knobs, ref, state, done + 1, length)

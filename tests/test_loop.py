@@ -161,14 +161,12 @@ def test_first_call_builds_the_reference_beside_the_loop_compiling_each_program_
         if name.endswith("backend_compile_duration"):
             compiled.append(kw.get("fun_name", "?"))
 
+    # (the event wraps XLA's compilation and the persistent cache's lookup alike: a program read from disk counts)
     monitoring.register_event_duration_secs_listener(listen)
-    persistent = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)  # every program compiles (none is read from disk)
     try:
         fresh = simulation(madloop.compose(overrides + ["eval.k=4"]))  # a static config of its own: new programs
         ahead = fresh()
     finally:
-        jax.config.update("jax_enable_compilation_cache", persistent)
         monitoring.unregister_event_duration_listener(listen)
     assert compiled.count("jit(scan_generations)") == 1 and compiled.count("jit(reference)") == 1, compiled
     assert fresh.programs.references[11] is not None
@@ -196,6 +194,25 @@ def test_an_error_building_the_reference_in_its_worker_reaches_the_caller(tiny, 
     with pytest.raises(FloatingPointError, match="reference broke"):
         sim()
     assert 12 not in sim.programs.references
+
+
+def test_a_call_that_fails_while_the_reference_builds_waits_for_its_worker(tiny, monkeypatch):
+    """An error in the caller's thread (a checkpoint from another config, an interrupt) while the reference is being
+    built in its worker: the worker is joined before the error propagates (no thread is left inside XLA), and the
+    reference is not kept."""
+    import threading
+
+    sim = simulation(madloop.compose(tiny + ["loop.generations=1", "loop.seed=13", "eval.k=7"]))
+    sim.programs.references.clear()
+
+    def fails(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sim, "_run", fails)
+    with pytest.raises(KeyboardInterrupt):
+        sim()
+    assert not any(t.name == "madloop-reference" and t.is_alive() for t in threading.enumerate())
+    assert 13 not in sim.programs.references
 
 
 def test_stepped_chunks_equal_the_single_program(tiny):
