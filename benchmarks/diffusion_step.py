@@ -51,14 +51,12 @@ PRESET = ("experiment=digits_fully_synthetic",)  # the preset whose size and com
 
 
 def preset_options(overrides: tuple[str, ...] = PRESET) -> dict[str, str] | None:
-    """The compiler options the loop of ``overrides`` compiles its programs with (``engine.Programs.options``),
-    chosen from its metrics as the engine chooses them (nothing is compiled)."""
+    """The compiler options the loop of ``overrides`` compiles its programs with: the engine's own
+    ``Programs.options`` (building the programs traces and compiles nothing)."""
     import madloop
-    import madloop.metrics as M
-    from madloop import _xla
-    from madloop.parts import parts_of
+    from madloop.engine import Programs
 
-    return _xla.program_options(M.needs_pairwise(parts_of(madloop.compose(list(overrides))).metrics))
+    return Programs(madloop.compose(list(overrides))).options
 
 
 def matmul_peak(size: int | None = None, repeats: int = 5, precision: str = "highest") -> float:
