@@ -73,3 +73,26 @@ def program_options(pairwise: bool) -> dict[str, str] | None:
     if not (pairwise and defaults_applied()) or jax.default_backend() != "cpu":
         return None
     return REDUCTIONS
+
+
+# A program that runs once per run, the held-out reference (its sample, its k-NN radii, kernel means, sorted
+# projections), spends far longer compiling than running: the default experiment's took 2.3-2.6 s to compile and
+# 0.15-0.2 s to run. Without LLVM's optimisations and XLA's fusion emitters it compiled in 0.8 s and ran in 0.3 s.
+# Its run grows with the held-out set's n^2 pairs, and slower there: at 2000 points 0.9 + 1.0 s against
+# 2.5 + 0.6 s, at 4000 1.0 + 7.4 s against 2.7 + 2.6 s. So these options apply up to ONE_SHOT_MAX_POINTS points
+# (2-core x86, jaxlib 0.10.2, 2026-11-27; benchmarks: docs/benchmarks.md).
+ONE_SHOT = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+ONE_SHOT_MAX_POINTS = 2048
+
+
+def one_shot_options(options: dict[str, str] | None, points: int) -> dict | None:
+    """Compiler options of the held-out reference program: ``options`` (the loop's) plus ONE_SHOT, on the CPU
+    backend where madloop's defaults apply, for a held-out set of at most ONE_SHOT_MAX_POINTS points, unless
+    XLA_FLAGS sets either option itself; else ``options``."""
+    import jax
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    user = "optimization_level" in flags or "fusion_emitters" in flags
+    if user or points > ONE_SHOT_MAX_POINTS or not defaults_applied() or jax.default_backend() != "cpu":
+        return options
+    return {**(options or {}), **ONE_SHOT}

@@ -147,7 +147,9 @@ class Programs:
             heldout = source.heldout if source.heldout is not None else source.sample(k_heldout, ev.n)
             return M.make_reference(k_proj, heldout, ctx, names)
 
-        self.reference = jax.jit(reference, compiler_options=self.options)
+        points = source.heldout.shape[0] if source.heldout is not None else ev.n
+        # compiled for compile speed: it runs once (madloop._xla.one_shot_options)
+        self.reference = jax.jit(reference, compiler_options=_xla.one_shot_options(self.options, points))
         self.references: dict[int, M.Reference] = {}  # per loop.seed: the held-out set and its statistics
         floors = make_floors(cfg, self.parts)
         self.floors = (

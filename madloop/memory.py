@@ -226,8 +226,11 @@ def buffers(cfg: C.Config) -> list[Buffer]:
     sample_metrics = names is None or any(M.is_sample_metric(n) for n in known)
     n_draw = max(ev.n if sample_metrics else 0, ev.snapshot_n)
     add("the evaluation samples", [(n_draw, "samples"), (d, "values")], ("eval.n", "data.dim"), main=False)
-    if names is None or any(M.group_of(n).name in DISTANCE_GROUPS for n in known):
+    if any(M.group_of(n).name in DISTANCE_GROUPS for n in known):
         add("the k-NN distance matrices", [(held, "held-out"), (ev.n, "samples")], ("eval.n",), main=False)
+    elif names is None or any(M.group_of(n).name in BLOCKED_GROUPS for n in known):
+        rows = min(held, M.row_block(ev.n))  # a block of rows of the matrix (metrics.row_blocks)
+        add("the k-NN distance blocks", [(rows, "held-out"), (ev.n, "samples")], ("eval.n",), main=False)
     if names is None or "sw2" in names:  # the held-out set's sorted projections, and each run's
         add(
             "the sliced-W2 projections",
@@ -246,9 +249,11 @@ def buffers(cfg: C.Config) -> list[Buffer]:
     return out
 
 
-# The metric groups (madloop.metrics.GROUPS) that compute a held-out x samples distance or kernel matrix (vendi's
-# is samples x samples, the same size with eval.n samples and held-out points).
-DISTANCE_GROUPS = ("mmd", "prdc", "kid", "vendi", "alpha_beta")
+# The metric groups (madloop.metrics.GROUPS) that compute a held-out x samples distance or kernel matrix whole
+# (vendi's is samples x samples, the same size with eval.n samples and held-out points), and those that compute it
+# by blocks of rows (metrics.row_blocks), holding one block per run at a time.
+DISTANCE_GROUPS = ("vendi", "alpha_beta")
+BLOCKED_GROUPS = ("mmd", "prdc", "kid")
 
 
 def _cgroup_limit() -> int | None:

@@ -93,6 +93,96 @@ def test_kth_smallest_equals_sorting_on_tied_and_infinite_rows():
     assert np.isnan(M.kth_smallest(jnp.array([[1.0, 2.0]]), 2)[0])
 
 
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 8 rows for the 30-column matrices below (row_block = max(8, 64 // m)) on any backend, so that the
+    small sets of these tests run through the loop over blocks, its padded last block included."""
+    from madloop.metrics import distances as D
+
+    monkeypatch.setattr(D, "BLOCK_ENTRIES", {"cpu": 64})
+    monkeypatch.setattr(D, "BLOCK_ENTRIES_ACCELERATOR", 64)
+    assert M.row_block(30) == 8
+
+
+def collapsing(n, m, d=3):
+    """a [n, d] and b [m, d] as a collapsing loop makes them: a third of each set one repeated point (shared by
+    both), the rest spread; distances tie and reach 0 exactly. Integer coordinates, so that every squared distance
+    is exact in float32: a block's matrix product can round differently from the whole matrix's (another kernel for
+    another shape), and these tests check the blocking, not the product."""
+    a = np.round(3 * np.asarray(jax.random.normal(jax.random.key(5), (n, d))))
+    b = np.round(3 * np.asarray(jax.random.normal(jax.random.key(6), (m, d))))
+    a[: n // 3], b[: m // 3] = a[0], a[0]
+    return jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
+
+
+@pytest.mark.parametrize("n", [5, 8, 9, 29, 30])  # one short block, one full, a full + a padded one, many
+def test_blocked_kth_distance_is_the_whole_matrix_s_exactly(small_blocks, n):
+    a, b = collapsing(n, 30)
+    whole = M.pairwise_distances(a, b)
+    for k in (0, 3, 12):
+        np.testing.assert_array_equal(np.asarray(M.kth_distance(a, b, k)), np.asarray(M.kth_smallest(whole, k)))
+    # a NaN row stays NaN (no order) and leaves the other rows as they were, also when it is the padding's row 0
+    for bad in (0, n - 1):
+        a_nan = a.at[bad, 0].set(jnp.nan)
+        got, want = M.kth_distance(a_nan, b, 3), M.kth_smallest(M.pairwise_distances(a_nan, b), 3)
+        assert np.isnan(got[bad])
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def prdc_whole(real_radii, real, fake, k):
+    """prdc's four numbers from whole float32 distance matrices (numpy reductions over madloop's distances)."""
+    d_rf = np.asarray(M.pairwise_distances(real, fake))
+    fake_radii = np.asarray(M.kth_smallest(M.pairwise_distances(fake, fake), k))
+    inside = d_rf < np.asarray(real_radii)[:, None]
+    return {
+        "precision": inside.any(0).mean(),
+        "recall": (d_rf < fake_radii[None, :]).any(1).mean(),
+        "density": inside.sum(0).mean() / k,
+        "coverage": (d_rf.min(1) < np.asarray(real_radii)).mean(),
+    }
+
+
+def test_blocked_prdc_counts_every_ball_once(small_blocks):
+    # 29 real rows = 3 blocks of 8 + 5 rows and 3 padding copies of row 0. Row 0's ball holds every fake sample,
+    # so a block loop that counted its padding would add 3 / k to density: the check below shows it does not.
+    real, fake = collapsing(29, 30)
+    k = 3
+    radii = M.kth_neighbour_distance(real, k).at[0].set(100.0)
+    ours = M.prdc(radii, real, fake, k)
+    want = prdc_whole(radii, real, fake, k)
+    for name, value in want.items():
+        assert float(ours[name]) == pytest.approx(value, abs=1e-7), name
+    unmasked = M.row_blocks(
+        lambda _, __, rows, r: ((), jnp.sum(M.pairwise_distances(rows, fake) < r[:, None], axis=0)), (real, radii), 30
+    )[1]
+    assert float(jnp.mean(unmasked)) / k == pytest.approx(want["density"] + 3 / k, abs=1e-6)
+    # collapse: every fake sample one real point (precision 1, coverage of that point's neighbourhood only), and
+    # copies of the real set
+    for fake_case in (jnp.broadcast_to(real[0], (30, 3)), real[:29]):
+        ours, want = M.prdc(radii, real, fake_case, k), prdc_whole(radii, real, fake_case, k)
+        for name, value in want.items():
+            assert float(ours[name]) == pytest.approx(value, abs=1e-7), name
+
+
+@pytest.mark.parametrize("n", [8, 29])
+def test_blocked_kernel_means_match_float64(small_blocks, n):
+    # Both kernels, with and without the diagonal: float64 numpy over every pair. A sum that counted the padding
+    # (3 copies of row 0 at n = 29) or the diagonal would be off by about 10% and 3%: far outside 1e-5.
+    a, b = collapsing(n, 30)
+    an, bn = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    h = np.array([0.3, 1.0, 3.0])
+    for x, xn, exclude in ((a, an, True), (b, bn, True), (a, an, False)):
+        sq = cdist(xn, bn, "sqeuclidean") if not exclude else cdist(xn, xn, "sqeuclidean")
+        other = b if not exclude else x
+        keep = ~np.eye(len(xn), dtype=bool) if exclude else np.ones(sq.shape, bool)
+        rbf = [np.exp(-sq / (2 * s * s))[keep].mean() for s in h]
+        got = M.rbf_kernel_means(x, other, jnp.asarray(h, jnp.float32), exclude)
+        np.testing.assert_allclose(np.asarray(got), rbf, rtol=1e-5)
+        poly = ((xn @ (bn if not exclude else xn).T / 3 + 1) ** 3)[keep].mean()
+        got = M.kernel_means(lambda rows, o=other: ((rows @ o.T / 3 + 1) ** 3,), x, other, exclude)[0]
+        assert float(got) == pytest.approx(poly, rel=1e-5)
+
+
 def test_sliced_w2_matches_pot_with_the_same_directions():
     a, b = two_samples()
     ref = reference(a, 5, 64).stats["sw2"]

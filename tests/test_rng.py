@@ -1,12 +1,14 @@
 """Speed settings that must not change results: shaped normal draws, and the XLA default set on import."""
 
 import importlib.metadata
+import json
 import os
 import subprocess
 import sys
 
 import jax
 import numpy as np
+import pytest
 
 import madloop
 from madloop import _xla, rng
@@ -71,3 +73,32 @@ def test_programs_with_pairwise_metrics_get_ynnpack_reductions_and_xla_accepts_t
     # the parameter metric is the same computation in both programs (one the option does not touch)
     np.testing.assert_allclose(a.metrics["trace_ratio"], b.metrics["trace_ratio"], rtol=1e-6)
     assert np.isfinite(a.metrics["mmd"]).all() and np.isfinite(a.metrics["recall"]).all()
+
+
+def test_the_reference_program_is_compiled_for_compile_speed_and_gives_the_same_statistics(tiny):
+    """The held-out reference runs once, so on a tested CPU jaxlib it is compiled without LLVM's optimisations and
+    XLA's fusion emitters (madloop._xla.ONE_SHOT) for a held-out set of up to ONE_SHOT_MAX_POINTS points; a user's
+    own setting of either in XLA_FLAGS (as this suite's) is left alone. XLA accepts the options, and the statistics
+    equal those of a reference compiled with the suite's flags to float32 rounding."""
+    code = (
+        "import json, sys, numpy as np, madloop; from madloop import _xla; from madloop.engine import simulation\n"
+        "print(_xla.one_shot_options(None, 1000), _xla.one_shot_options(None, _xla.ONE_SHOT_MAX_POINTS + 1))\n"
+        "ref = simulation(madloop.compose(sys.argv[1:])).reference()\n"
+        "stats = [np.asarray(ref.stats['mmd'].bandwidths).tolist(), float(np.asarray(ref.stats['prdc']).sum())]\n"
+        "print(json.dumps(stats))"
+    )
+    base = tiny + ["data=gaussian", "model=gaussian", "eval.metrics=[mmd,recall]"]
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", _xla.MARK, "MADLOOP_XLA_DEFAULTS")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, *base], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    tested = tuple(int(p) for p in importlib.metadata.version("jaxlib").split(".")[:2]) in _xla.TESTED_JAXLIB
+    small, large = (_xla.ONE_SHOT, None) if tested and jax.default_backend() == "cpu" else (None, None)
+    assert out[0] == f"{small} {large}"
+    assert _xla.one_shot_options(None, 1000) is None  # the suite sets the optimisation level in XLA_FLAGS
+    from madloop.engine import simulation
+
+    ref = simulation(madloop.compose(base)).reference()
+    bandwidths, radii = json.loads(out[1])
+    np.testing.assert_allclose(bandwidths, np.asarray(ref.stats["mmd"].bandwidths), rtol=1e-5)
+    assert radii == pytest.approx(float(np.asarray(ref.stats["prdc"]).sum()), rel=1e-5)
