@@ -162,9 +162,7 @@ class Programs:
         included; one program per distinct ``length``."""
         if length not in self.chunks:
             fn = functools.partial(scan_generations, self.loop, length)
-            self.chunks[length] = jax.jit(
-                jax.vmap(fn, in_axes=(0, 0, None, 0, None, None)), compiler_options=self.options
-            )
+            self.chunks[length] = jax.jit(fn, compiler_options=self.options)
         return self.chunks[length]
 
     def state_shapes(self, run_keys: Key, knobs: Knobs) -> LoopState:

@@ -164,10 +164,12 @@ def test_blocked_prdc_counts_every_ball_once(small_blocks):
             assert float(ours[name]) == pytest.approx(value, abs=1e-7), name
 
 
-@pytest.mark.parametrize("n", [8, 29])
+@pytest.mark.parametrize("n", [8, 16, 20, 29, 40])  # 1 to 5 blocks of 8: an even and an odd count, padded or not
 def test_blocked_kernel_means_match_float64(small_blocks, n):
     # Both kernels, with and without the diagonal: float64 numpy over every pair. A sum that counted the padding
-    # (3 copies of row 0 at n = 29) or the diagonal would be off by about 10% and 3%: far outside 1e-5.
+    # (3 copies of row 0 at n = 29) or the diagonal would be off by about 10% and 3%, and one over a set with itself
+    # that counted a pair of blocks once, or the pair at distance count / 2 twice, by a block's share: far
+    # outside 1e-5.
     a, b = collapsing(n, 30)
     an, bn = np.asarray(a, np.float64), np.asarray(b, np.float64)
     h = np.array([0.3, 1.0, 3.0])
@@ -179,7 +181,7 @@ def test_blocked_kernel_means_match_float64(small_blocks, n):
         got = M.rbf_kernel_means(x, other, jnp.asarray(h, jnp.float32), exclude)
         np.testing.assert_allclose(np.asarray(got), rbf, rtol=1e-5)
         poly = ((xn @ (bn if not exclude else xn).T / 3 + 1) ** 3)[keep].mean()
-        got = M.kernel_means(lambda rows, o=other: ((rows @ o.T / 3 + 1) ** 3,), x, other, exclude)[0]
+        got = M.kernel_means(lambda rows, cols: ((rows @ cols.T / 3 + 1) ** 3,), x, other, exclude)[0]
         assert float(got) == pytest.approx(poly, rel=1e-5)
 
 

@@ -195,21 +195,58 @@ def rbf_mean(a: Data, b: Data, bandwidth: jax.Array, exclude_diagonal: bool) -> 
 
 
 def kernel_means(
-    kernel: Callable[[jax.Array], tuple[jax.Array, ...]], a: Data, b: Data, exclude_diagonal: bool
+    kernel: Callable[[jax.Array, jax.Array], tuple[jax.Array, ...]], a: Data, b: Data, exclude_diagonal: bool
 ) -> jax.Array:
     """[S] the means of S kernels' values over the pairs of rows of a [n, d] and b [m, d], over i != j when
-    exclude_diagonal (a is b), by blocks of rows (``row_blocks``). ``kernel`` maps a block of rows [B, d] to its S
-    kernel matrices against b, each [B, m] (one reduction each: a stacked [S, B, m] array ran 5x slower on the
-    CPU)."""
+    exclude_diagonal (a is b), by blocks of rows (``row_blocks``), without the [n, m] matrix.
+
+    ``kernel(rows, cols)`` maps rows [B, d] and columns [C, d] to the S kernel matrices, each [B, C] (one reduction
+    each: a stacked [S, B, C] array ran 5x slower on the CPU). Over one set with itself the kernels must be
+    symmetric: each pair of blocks is then computed once and counted for both orders (``_symmetric_sums``).
+    """
     n, m = a.shape[0], b.shape[0]
-    columns = jnp.arange(m, dtype=jnp.int32)
+    if exclude_diagonal:
+        return _symmetric_sums(kernel, a) / (n * (n - 1))
 
-    def block(index: jax.Array, valid: jax.Array, rows: jax.Array) -> tuple[tuple, jax.Array]:
-        keep = valid[:, None] & (index[:, None] != columns[None, :]) if exclude_diagonal else valid[:, None]
-        return (), jnp.stack([jnp.sum(jnp.where(keep, k, 0.0)) for k in kernel(rows)])
+    def block(_: jax.Array, valid: jax.Array, rows: jax.Array) -> tuple[tuple, jax.Array]:
+        return (), jnp.stack([jnp.sum(jnp.where(valid[:, None], k, 0.0)) for k in kernel(rows, b)])
 
-    total = row_blocks(block, (a,), m)[1]
-    return total / (n * (n - 1) if exclude_diagonal else n * m)
+    return row_blocks(block, (a,), m)[1] / (n * m)
+
+
+def _symmetric_sums(kernel: Callable[[jax.Array, jax.Array], tuple[jax.Array, ...]], a: Data) -> jax.Array:
+    """[S] the sums of S symmetric kernels over the ordered pairs i != j of the rows of a [n, d].
+
+    The rows form c blocks (``row_block``; the last padded with copies of row 0, left out). Block p meets the blocks
+    p, p + 1, ..., p + c // 2 (mod c): every unordered pair of blocks once, the pair at distance c / 2 (c even)
+    twice. So a block's pairs with itself count once (both orders are in it), a pair at distance c / 2 once per
+    visit, and every other pair twice: about half the kernel evaluations of the whole matrix (the default
+    experiment's MMD 21% faster).
+    """
+    n = a.shape[0]
+    block = row_block(n)
+    if n <= block:
+        off = ~jnp.eye(n, dtype=bool)
+        return jnp.stack([jnp.sum(jnp.where(off, k, 0.0)) for k in kernel(a, a)])
+    count = -(-n // block)
+    half, width = count // 2, (count // 2 + 1) * block
+    padded = jnp.concatenate([a, jnp.broadcast_to(a[:1], (count * block - n, a.shape[1]))])
+    index = jnp.arange(count * block, dtype=jnp.int32)
+    wrapped, wrapped_index = (
+        jnp.concatenate([padded, padded[: half * block]]),
+        jnp.concatenate([index, index[: half * block]]),
+    )
+    distance = np.arange(width) // block  # each column's block distance from the row block
+    weight = jnp.asarray(np.where((distance == 0) | (2 * distance == count), 1.0, 2.0), a.dtype)
+
+    def one(p: jax.Array) -> jax.Array:
+        start = p * block
+        rows, rows_index = (jax.lax.dynamic_slice_in_dim(x, start, block) for x in (padded, index))
+        cols, cols_index = (jax.lax.dynamic_slice_in_dim(x, start, width) for x in (wrapped, wrapped_index))
+        keep = (rows_index[:, None] < n) & (cols_index[None, :] < n) & (rows_index[:, None] != cols_index[None, :])
+        return jnp.stack([jnp.sum(jnp.where(keep, k * weight, 0.0)) for k in kernel(rows, cols)])
+
+    return jnp.sum(jax.lax.map(one, jnp.arange(count)), axis=0)
 
 
 def rbf_kernel_means(a: Data, b: Data, bandwidths: jax.Array, exclude_diagonal: bool) -> jax.Array:
@@ -217,8 +254,8 @@ def rbf_kernel_means(a: Data, b: Data, bandwidths: jax.Array, exclude_diagonal: 
     bandwidth h of [S], over i != j when exclude_diagonal (a is b), by blocks of rows without the [n, m]
     distance matrix (``kernel_means``)."""
 
-    def kernel(rows: jax.Array) -> tuple[jax.Array, ...]:
-        sq = pairwise_distances(rows, b) ** 2
+    def kernel(rows: jax.Array, cols: jax.Array) -> tuple[jax.Array, ...]:
+        sq = pairwise_distances(rows, cols) ** 2
         return tuple(jnp.exp(-sq / (2.0 * bandwidths[i] ** 2)) for i in range(bandwidths.shape[0]))
 
     return kernel_means(kernel, a, b, exclude_diagonal)

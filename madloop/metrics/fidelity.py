@@ -24,7 +24,7 @@ def polynomial_kernel_mean(a: Data, b: Data, exclude_diagonal: bool) -> jax.Arra
     exclude_diagonal (a is b), by blocks of rows without the [n, m] kernel matrix (``distances.kernel_means``;
     the diagonal left out, not subtracted: its terms are the largest, and their float32 difference erred 4x more
     against float64)."""
-    return kernel_means(lambda rows: (polynomial_kernel(rows, b),), a, b, exclude_diagonal)[0]
+    return kernel_means(lambda rows, cols: (polynomial_kernel(rows, cols),), a, b, exclude_diagonal)[0]
 
 
 class PolynomialReference(NamedTuple):
