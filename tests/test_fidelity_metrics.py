@@ -309,4 +309,7 @@ def test_the_groups_are_listed_selected_prepared_and_vmapped():
     for seed in range(2):
         want = direct(samples[seed])
         for name in NAMES:
-            assert float(got[name][seed]) == pytest.approx(float(want[name]), rel=1e-5, abs=1e-6), name
+            # KID is a difference of kernel means of 1-10 that two programs sum in another order: float32 puts them
+            # 2e-6 apart on jax 0.12 (leaving the diagonal in would move it by about 0.08)
+            tol = 1e-5 if name == "kid" else 1e-6
+            assert float(got[name][seed]) == pytest.approx(float(want[name]), rel=1e-5, abs=tol), name
