@@ -282,7 +282,7 @@ def scan_generations(
     Rows are [B, length]; those past ``count`` are NaN.
 
     The generation is vmapped inside the loop, not the loop over runs: batching a traced while loop traces its
-    body again for each round of finding which carries are batched (the default experiment's trace 1.0 -> 0.5 s).
+    body again for each round of finding which carries are batched (the default experiment's trace 1.0 -> 0.85 s).
     """
     generation = jax.vmap(loop.generation, in_axes=(0, 0, None, 0, None))
     nan = jnp.full((run_keys.shape[0], length), jnp.nan, float_dtype())

@@ -231,6 +231,11 @@ def buffers(cfg: C.Config) -> list[Buffer]:
     elif names is None or any(M.group_of(n).name in BLOCKED_GROUPS for n in known):
         rows = min(held, M.row_block(ev.n))  # a block of rows of the matrix (metrics.row_blocks)
         add("the k-NN distance blocks", [(rows, "held-out"), (ev.n, "samples")], ("eval.n",), main=False)
+    if names is None or any(M.group_of(n).name == "mmd" for n in known):
+        # the MMD bandwidths: the median over every held-out pair, from the whole held-out matrix (once, not per run)
+        kind = {4: "float32", 8: "float64"}[b]
+        shape = f"{held} held-out x {held} held-out {kind}"
+        out.append(Buffer("the held-out distance matrix", shape, held * held * b, ("eval.n",), False, (held, held)))
     if names is None or "sw2" in names:  # the held-out set's sorted projections, and each run's
         add(
             "the sliced-W2 projections",

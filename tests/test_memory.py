@@ -10,6 +10,7 @@ import pytest
 import madloop
 from madloop import config as C
 from madloop import memory
+from madloop import metrics as M
 
 GIB = memory.GIB
 
@@ -37,6 +38,15 @@ def test_hand_checked_sizes():
         assert "the accumulated pool" not in bufs, family
         _, bufs = estimate([*family, "regime.pool=accumulate", "loop.stats_pool=false"])
         assert "the accumulated pool" in bufs, family
+    # the pairwise metrics: mmd / prdc / kid hold a block of rows per run (metrics.row_blocks), the MMD reference
+    # the whole held-out matrix once; vendi (an eigendecomposition) and alpha_beta the whole matrix per run
+    _, bufs = estimate([])
+    assert bufs["the k-NN distance blocks"].nbytes == 16 * M.row_block(1000) * 1000 * 4
+    assert bufs["the held-out distance matrix"].nbytes == 1000 * 1000 * 4
+    assert "the k-NN distance matrices" not in bufs
+    _, bufs = estimate(["eval.metrics=[vendi]"])
+    assert bufs["the k-NN distance matrices"].nbytes == 16 * 1000 * 1000 * 4
+    assert "the k-NN distance blocks" not in bufs and "the held-out distance matrix" not in bufs
     _, bufs = estimate(["data=linear", "data.dim=10", "model=linear", "loop.seeds=2"])
     assert bufs["the real set"].nbytes == 2 * 256 * 11 * 4
     # diffusion MLP: (2 + 32 + 1) x 128 + 2 x 129 x 128 + 129 x 2 weights, 4 copies (weights, EMA, 2 moments)

@@ -183,6 +183,9 @@ def test_blocked_kernel_means_match_float64(small_blocks, n):
         poly = ((xn @ (bn if not exclude else xn).T / 3 + 1) ** 3)[keep].mean()
         got = M.kernel_means(lambda rows, cols: ((rows @ cols.T / 3 + 1) ** 3,), x, other, exclude)[0]
         assert float(got) == pytest.approx(poly, rel=1e-5)
+    # "i != j" pairs one set with itself: a second set would silently be ignored, so it is refused
+    with pytest.raises(ValueError, match="exclude_diagonal"):
+        M.rbf_mean(a, a + 1.0, 1.0, exclude_diagonal=True)
 
 
 def test_sliced_w2_matches_pot_with_the_same_directions():

@@ -206,6 +206,8 @@ def kernel_means(
     """
     n, m = a.shape[0], b.shape[0]
     if exclude_diagonal:
+        if b is not a:  # "i != j" pairs a set with itself; a second set of the same size would be ignored
+            raise ValueError("kernel_means: exclude_diagonal needs b to be a itself (one set with itself)")
         return _symmetric_sums(kernel, a) / (n * (n - 1))
 
     def block(_: jax.Array, valid: jax.Array, rows: jax.Array) -> tuple[tuple, jax.Array]:
