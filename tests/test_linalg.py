@@ -187,3 +187,37 @@ def test_logdet_degrades_gracefully():
         a = (a + a.T) / 2
         exact = np.linalg.slogdet(a)[1]
         assert abs(float(linalg.logdet(jnp.asarray(a, jnp.float64))) - exact) < 1e-3
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_unrolled_factorisation_equals_the_loop(d, monkeypatch):
+    """Up to UNROLL_MAX_DIM the factorisation selects with one-hot masks instead of gathers and row updates (a
+    smaller program to compile). On well-conditioned, singular, collapsed, zero and NaN matrices it gives the
+    loop's pivots exactly and its factor, whitening and log-determinant to float32 rounding. A NaN matrix has no
+    pivot above the threshold in either (a zero factor, log-determinant -inf) and leaves the others of its batch
+    as they are."""
+    rng = np.random.default_rng(10 + d)
+    v = rng.standard_normal((d, 1))
+    mats = [*spd(d, 6), (v @ v.T).astype(np.float32), np.zeros((d, d), np.float32), noisy_collapsed(d, rng)]
+    mats += [rotated(np.logspace(0, -9, d), rng, 1e10), np.full((d, d), np.nan, np.float32)]
+    a = jnp.asarray(np.stack(mats))
+    b = jnp.asarray(rng.standard_normal((len(mats), d, 5)).astype(np.float32))
+
+    def outputs():
+        chol = linalg.pivoted_cholesky(a)
+        return chol, linalg.factor_matrix(chol), linalg.whiten(chol, b), linalg.sqrt_factor(a), linalg.logdet(a)
+
+    unrolled = outputs()
+    monkeypatch.setattr(linalg, "UNROLL_MAX_DIM", 0)
+    looped = outputs()
+    np.testing.assert_array_equal(unrolled[0].perm, looped[0].perm)
+    scale = np.abs(np.asarray(a)).max(axis=(1, 2))
+    scale = np.where(scale > 0, scale, 1.0)[:, None, None]  # NaN and 0: 1
+    for mine, theirs in ((unrolled[0].lower, looped[0].lower), (unrolled[1], looped[1]), (unrolled[3], looped[3])):
+        mine, theirs = np.asarray(mine), np.asarray(theirs)
+        assert np.isfinite(mine).all() and np.all(mine[-1] == 0)
+        np.testing.assert_allclose(mine / np.sqrt(scale), theirs / np.sqrt(scale), rtol=0, atol=4 * EPS32)
+    finite = np.isfinite(np.asarray(looped[2])).all(axis=(1, 2))
+    np.testing.assert_allclose(np.asarray(unrolled[2])[finite], np.asarray(looped[2])[finite], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(unrolled[4], looped[4], rtol=1e-6, atol=1e-5)
+    assert unrolled[4][-1] == -np.inf
