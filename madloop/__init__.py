@@ -3,6 +3,7 @@
 from madloop import _xla
 
 _xla.apply_defaults()  # before anything creates the JAX backend
+_xla.unroll_threefry()
 
 # ruff: noqa: E402
 

@@ -30,15 +30,21 @@ REDUCTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIV
 TESTED_JAXLIB = ((0, 10),)  # (major, minor) versions the flag was measured on
 
 
-def _tested() -> bool:
-    """Whether madloop's YNNPACK settings apply: MADLOOP_XLA_DEFAULTS is not 0 and the jaxlib is a tested one."""
+def _applies(package: str, tested: tuple[tuple[int, int], ...]) -> bool:
+    """Whether a madloop default applies: MADLOOP_XLA_DEFAULTS is not 0 and ``package``'s (major, minor) version
+    is in ``tested``."""
     if os.environ.get("MADLOOP_XLA_DEFAULTS", "1") == "0":
         return False
     try:
-        version = tuple(int(p) for p in importlib.metadata.version("jaxlib").split(".")[:2])
+        version = tuple(int(p) for p in importlib.metadata.version(package).split(".")[:2])
     except (importlib.metadata.PackageNotFoundError, ValueError):
         return False
-    return version in TESTED_JAXLIB
+    return version in tested
+
+
+def _tested() -> bool:
+    """Whether madloop's YNNPACK settings apply: MADLOOP_XLA_DEFAULTS is not 0 and the jaxlib is a tested one."""
+    return _applies("jaxlib", TESTED_JAXLIB)
 
 
 # Set with FLAG, so that a process started from this one (a launcher's job, a test's subprocess), which inherits
@@ -96,3 +102,35 @@ def one_shot_options(options: dict[str, str] | None, points: int) -> dict | None
     if user or points > ONE_SHOT_MAX_POINTS or not defaults_applied() or jax.default_backend() != "cpu":
         return options
     return {**(options or {}), **ONE_SHOT}
+
+
+# JAX lowers its Threefry hash on the CPU as a loop of 5 steps (to keep the compilation of programs with many
+# draws small); on GPU and TPU it unrolls the 20 rounds. Each draw, split and fold_in of a loop program is then a
+# while loop of its own: 20-30 of them per generation, each compiled to its own kernels and run as 5 dispatched
+# steps. Unrolled (and kept out of its consumers by an optimisation barrier, so that XLA neither computes it again
+# inside a consumer's loop nor copies it into several fusions, as the loop kept it out), the default experiment's
+# loop compiled in 3.6 s instead of 4.7 s, the Gaussian loop's (d = 2, 1000 seeds x 1000 generations) ran 1.2 s
+# instead of 1.8 s, and every value is the same bit for bit: the same hash of the same counters (2-core x86,
+# jax 0.10.2, 2026-11-28; benchmarks: docs/benchmarks.md).
+TESTED_JAX = ((0, 10), (0, 12))  # (major, minor) JAX versions whose private Threefry lowering this was checked on
+
+
+def unroll_threefry() -> bool:
+    """Registers the unrolled Threefry lowering for the CPU (as GPU and TPU have it), on a tested JAX version
+    and unless MADLOOP_XLA_DEFAULTS=0; returns whether it did. Values are unchanged, only the program's form."""
+    if not _applies("jax", TESTED_JAX):
+        return False
+    try:  # a private module: any change to it leaves JAX's own lowering in place
+        from jax import lax
+        from jax._src.random import threefry2x32
+        from jax.interpreters import mlir
+
+        hash_rounds, primitive = threefry2x32._threefry2x32_lowering, threefry2x32.threefry2x32_p
+    except (ImportError, AttributeError):
+        return False
+
+    def unrolled(key1, key2, x1, x2):
+        return lax.optimization_barrier(tuple(hash_rounds(key1, key2, x1, x2, use_rolled_loops=False)))
+
+    mlir.register_lowering(primitive, mlir.lower_fun(unrolled, multiple_results=True), platform="cpu", inline=False)
+    return True

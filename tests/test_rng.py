@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jax
+import jax.extend.random
 import numpy as np
 
 import madloop
@@ -20,6 +21,52 @@ def test_flat_draws_reshaped_equal_the_shaped_draws():
     batched = jax.vmap(lambda k: rng.normal(k, (100, 10)))(jax.random.split(key, 4))
     reference = jax.vmap(lambda k: jax.random.normal(k, (100, 10)))(jax.random.split(key, 4))
     np.testing.assert_array_equal(np.asarray(batched), np.asarray(reference))
+
+
+# Random123's known answers for Threefry-2x32, 20 rounds (Salmon et al. 2011, "Parallel random numbers: as easy
+# as 1, 2, 3"; its kat_vectors file): (key, counter) -> output.
+THREEFRY_KAT = [
+    ((0x00000000, 0x00000000), (0x00000000, 0x00000000), (0x6B200159, 0x99BA4EFE)),
+    ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
+    ((0x13198A2E, 0x03707344), (0x243F6A88, 0x85A308D3), (0xC4923A9C, 0x483DF7A0)),
+]
+
+# Draws of every kind the loops make, as integers: JAX's own CPU lowering (a loop) and madloop's (unrolled) must
+# give these bit for bit.
+DRAWS = """
+import json, sys, jax, jax.numpy as jnp, numpy as np
+import madloop
+key = jax.random.key(11)
+keys = jax.random.split(key, 3)
+f = jax.jit(lambda k: dict(
+    split=jax.random.key_data(jax.random.split(k, 5)),
+    fold=jax.random.key_data(jax.random.fold_in(k, 123456)),
+    bits=jax.random.bits(k, (7, 3)),
+    normal=jax.lax.bitcast_convert_type(jax.random.normal(k, (1001,)), jnp.uint32),
+    uniform=jax.lax.bitcast_convert_type(jax.random.uniform(k, (5, 2)), jnp.uint32),
+    categorical=jax.random.categorical(k, jnp.log(jnp.arange(1.0, 9.0)), shape=(33,)),
+))
+out = jax.vmap(f)(keys)
+print(json.dumps({k: np.asarray(v).astype(np.int64).ravel().tolist() for k, v in out.items()}))
+print(" while(" in f.lower(key).compile().as_text())
+"""
+
+
+def test_the_threefry_hash_is_unrolled_on_the_cpu_and_gives_the_same_bits():
+    """import madloop lowers Threefry unrolled on the CPU (no while loop per draw) on tested JAX versions. The
+    hash gives Random123's known answers, and every kind of draw equals JAX's own looped lowering's bit for bit
+    (MADLOOP_XLA_DEFAULTS=0 keeps JAX's lowering)."""
+    for key, count, expected in THREEFRY_KAT:
+        out = jax.jit(jax.extend.random.threefry_2x32)(np.uint32(key), np.uint32(count))
+        assert [int(v) for v in np.asarray(out)] == list(expected)
+    env = {k: v for k, v in os.environ.items() if k != "MADLOOP_XLA_DEFAULTS"}
+    run = lambda extra: subprocess.run(
+        [sys.executable, "-c", DRAWS], env={**env, **extra}, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    mine, theirs = run({}), run({"MADLOOP_XLA_DEFAULTS": "0"})
+    assert json.loads(mine[0]) == json.loads(theirs[0])
+    tested = tuple(int(p) for p in importlib.metadata.version("jax").split(".")[:2]) in _xla.TESTED_JAX
+    assert mine[1] == str(not tested) and theirs[1] == "True"  # JAX's CPU lowering is a loop per draw
 
 
 def test_the_xla_default_is_set_on_import_and_accepted_by_this_jaxlib():
