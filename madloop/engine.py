@@ -32,6 +32,7 @@ from madloop.loop import (
 )
 from madloop.parts import parts_of
 from madloop.precision import float_dtype, precision
+from madloop.rng import fold_in_np
 from madloop.types import Key, Knobs, LoopState
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class Simulation:
         """
         grid, columns = knob_grid(self.cfg)
         k, s = grid["lam"].shape[0], self.cfg.loop.seeds
-        keys = _run_keys(jnp.uint32(self.cfg.loop.seed), s, k)[0]
+        keys = _run_keys(self.cfg.loop.seed, s, k)[0]
         knobs = {name: jnp.asarray(np.repeat(np.asarray(v), s)) for name, v in grid.items()}
         seed = np.tile(np.arange(s), k)
         return keys, knobs, seed, {name: np.repeat(v, s) for name, v in columns.items()}
@@ -248,7 +249,7 @@ class Simulation:
     @_in_precision
     def keys(self) -> tuple[Key, Key, Key]:
         """(run keys [S], held-out key, projection key), all derived from key(loop.seed)."""
-        return _run_keys(jnp.uint32(self.cfg.loop.seed), self.cfg.loop.seeds, 1)
+        return _run_keys(self.cfg.loop.seed, self.cfg.loop.seeds, 1)
 
     @_in_precision
     def reference(self) -> M.Reference:
@@ -442,10 +443,24 @@ class Simulation:
         )
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _run_keys(seed: jax.Array, seeds: int, repeats: int) -> tuple[Key, Key, Key]:
+def _run_keys(seed: int, seeds: int, repeats: int) -> tuple[Key, Key, Key]:
     """(run keys [repeats * seeds]: the S seed keys tiled ``repeats`` times, held-out key, projection key), all
-    derived from key(seed), as one compiled program (built from eager ops they cost 0.3 s of compilation)."""
+    derived from key(seed): run key i is fold_in(fold_in(key(seed), 0), i).
+
+    With JAX's default threefry keys they are hashed in numpy (``madloop.rng.fold_in_np``, the same bits) and no
+    program is compiled for them; another key implementation derives them in one compiled program."""
+    if jax.config.jax_default_prng_impl != "threefry2x32":
+        return _run_keys_compiled(jnp.uint32(seed), seeds, repeats)
+    base = np.array([0, seed], np.uint32)  # key(seed) of a 32-bit seed: the pair (0, seed)
+    run_keys = fold_in_np(fold_in_np(base, _SEEDS), np.arange(seeds))
+    wrap = jax.random.wrap_key_data
+    return wrap(np.tile(run_keys, (repeats, 1))), wrap(fold_in_np(base, _HELDOUT)), wrap(fold_in_np(base, _PROJECTIONS))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _run_keys_compiled(seed: jax.Array, seeds: int, repeats: int) -> tuple[Key, Key, Key]:
+    """``_run_keys`` as one compiled program, for any key implementation (built from eager ops they cost 0.3 s of
+    compilation)."""
     base = jax.random.key(seed)
     run_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.fold_in(base, _SEEDS), jnp.arange(seeds))
     tiled = jax.random.wrap_key_data(jnp.tile(jax.random.key_data(run_keys), (repeats, 1)))

@@ -13,6 +13,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from madloop.types import Key
 
@@ -21,3 +22,34 @@ def normal(key: Key, shape: tuple[int, ...], dtype: jnp.dtype | None = None) -> 
     """Standard normal draws [*shape], equal to ``jax.random.normal(key, shape, dtype)`` value for value
     (dtype None: the run's precision, float32 unless x64 is on)."""
     return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
+
+
+# Threefry-2x32 (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3", 20 rounds) in numpy, for the
+# few keys a call derives before any program runs: JAX's ``fold_in`` of a threefry key is one hash of the counter
+# pair (0, data) under the key, so the S run keys cost microseconds here against a compiled program's 0.18 s
+# (the first call of a 1000-seed Gaussian loop, jax 0.10.2). ``tests/test_rng.py`` holds it to JAX bit for bit.
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = np.uint32(0x1BD11BDA)
+
+
+def threefry2x32_np(key: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Threefry-2x32 hash of the counter pairs (x0, x1) [...] under key [2] (uint32 throughout)."""
+    k = (np.uint32(key[0]), np.uint32(key[1]))
+    ks = (k[0], k[1], k[0] ^ k[1] ^ _PARITY)
+    with np.errstate(over="ignore"):  # additions are mod 2**32
+        x0, x1 = np.asarray(x0, np.uint32) + ks[0], np.asarray(x1, np.uint32) + ks[1]
+        for i in range(5):
+            for r in _ROTATIONS[i % 2]:
+                x0 = x0 + x1
+                x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
+            x0 = x0 + ks[(i + 1) % 3]
+            x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
+
+
+def fold_in_np(key_data: np.ndarray, data: np.ndarray | int) -> np.ndarray:
+    """``jax.random.key_data(jax.random.fold_in(key, d))`` for a threefry key's data [2] and each d of ``data``
+    [...] (uint32): [..., 2]."""
+    data = np.asarray(data, np.uint32)
+    x0, x1 = threefry2x32_np(key_data, np.zeros_like(data), data)
+    return np.stack([x0, x1], axis=-1)

@@ -9,6 +9,7 @@ import sys
 import jax
 import jax.extend.random
 import numpy as np
+import pytest
 
 import madloop
 from madloop import _xla, rng
@@ -151,3 +152,25 @@ def test_the_reference_program_is_compiled_for_compile_speed_and_gives_the_same_
     assert len(pairs) == 4  # the MMD bandwidths and kernel means, the k-NN radii, KID's kernel mean
     for fast, optimised in pairs:
         np.testing.assert_allclose(fast, optimised, rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("partitionable", [False, True])
+def test_the_run_keys_hashed_in_numpy_equal_jax_fold_in_bit_for_bit(partitionable):
+    """``engine._run_keys`` hashes threefry keys in numpy; they must be JAX's own fold_in keys, bit for bit, at the
+    seeds' extremes (0, 2**32 - 1) and with either threefry mode (a wrong rotation, key schedule or counter pair
+    changes every bit)."""
+    from madloop.engine import _run_keys, _run_keys_compiled
+
+    with jax.threefry_partitionable(partitionable):
+        for seed, seeds, repeats in [(0, 1, 1), (7, 1000, 1), (2**32 - 1, 5, 3), (123456789, 64, 2)]:
+            got = _run_keys(seed, seeds, repeats)
+            want = _run_keys_compiled(jax.numpy.uint32(seed), seeds, repeats)
+            for g, w in zip(got, want, strict=True):
+                assert g.dtype == w.dtype and g.shape == w.shape
+                np.testing.assert_array_equal(jax.random.key_data(g), jax.random.key_data(w))
+    with jax.default_prng_impl("rbg"):  # another key implementation: its own keys, from the compiled program
+        keys = _run_keys(3, 4, 2)[0]
+        assert str(jax.random.key_impl(keys)) == "rbg" and keys.shape == (8,)
+    for key, count, expected in THREEFRY_KAT:  # the numpy hash itself: Random123's known answers
+        out = rng.threefry2x32_np(np.uint32(key), np.uint32(count[0]), np.uint32(count[1]))
+        assert tuple(int(v) for v in out) == expected
