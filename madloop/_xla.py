@@ -22,7 +22,10 @@ alone (2-core x86, jaxlib 0.10.2, 2026-11-27).
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
+
+import numpy as np
 
 FLAG = "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
 # The same setting plus reductions, as a per-program compiler option (enum names, not the flag's short names).
@@ -112,7 +115,32 @@ def one_shot_options(options: dict[str, str] | None, points: int) -> dict | None
 # loop compiled in 3.6 s instead of 4.7 s, the Gaussian loop's (d = 2, 1000 seeds x 1000 generations) ran 1.2 s
 # instead of 1.8 s, and every value is the same bit for bit: the same hash of the same counters (2-core x86,
 # jax 0.10.2, 2026-11-28; benchmarks: docs/benchmarks.md).
+#
+# The optimisation barrier does not survive XLA's CPU pipeline (it is expanded away before fusion), so a key
+# derived in the program (a role key's two fold_ins, a split) was fused into every draw made with it: one kernel
+# hashing the key again for each element it is broadcast to, which LLVM took 0.58 s to compile for the Gaussian
+# loop's normal draws alone (of its 1.4 s). A key broadcast over a larger count is therefore materialised first:
+# an OR-reduction with zeros, exact and not fusible into the draw, so the key's hashes form a small kernel of their
+# own (``_materialised``).
 TESTED_JAX = ((0, 10), (0, 12))  # (major, minor) JAX versions whose private Threefry lowering this was checked on
+
+
+def materialised(x):
+    """x (an unsigned integer array) unchanged, through an OR-reduction with zeros: XLA computes a reduction once
+    into a buffer, where it fuses an elementwise producer into each consumer (computing it again for each element a
+    consumer reads; on the CPU also an optimisation barrier, which its pipeline expands away before fusion)."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    return lax.reduce(jnp.stack([x, jnp.zeros_like(x)]), np.zeros((), x.dtype), lax.bitwise_or, (0,))
+
+
+def _materialised(key1, key2):
+    """(key1, key2) unchanged, as one ``materialised`` buffer."""
+    import jax.numpy as jnp
+
+    both = materialised(jnp.stack(jnp.broadcast_arrays(key1, key2)))
+    return both[0], both[1]
 
 
 def unroll_threefry() -> bool:
@@ -130,6 +158,9 @@ def unroll_threefry() -> bool:
         return False
 
     def unrolled(key1, key2, x1, x2):
+        out_shape = np.broadcast_shapes(key1.shape, key2.shape, x1.shape, x2.shape)
+        if math.prod(key1.shape) < math.prod(out_shape) or math.prod(key2.shape) < math.prod(out_shape):
+            key1, key2 = _materialised(key1, key2)
         return lax.optimization_barrier(tuple(hash_rounds(key1, key2, x1, x2, use_rolled_loops=False)))
 
     mlir.register_lowering(primitive, mlir.lower_fun(unrolled, multiple_results=True), platform="cpu", inline=False)

@@ -61,12 +61,14 @@ class Guided(NamedTuple):
         sample: ``sample(key, params, n, knobs) -> x`` [n, d]: the samples the loop uses (synthetic data and
             evaluation), with sampling bias ``knobs.lam`` and guidance ``knobs.omega``.
         base: ``base(params) -> params`` of the underlying family (for parameter metrics).
+        warm_traced: ``fit`` takes ``warm`` as a traced bool (``GenerativeModel.warm_traced``).
     """
 
     init: Callable[..., Params]
     fit: Callable[..., Params]
     sample: Callable[..., Data]
     base: Callable[[Params], Params]
+    warm_traced: bool = False
 
 
 class SimsParams(NamedTuple):
@@ -84,7 +86,7 @@ def make_guidance(cfg: C.GuidanceConfig, model: GenerativeModel, source: DataSou
 def plain(cfg: NoGuidance, model: GenerativeModel, source: DataSource) -> Guided:
     """Sampling from the fitted model itself."""
     del cfg, source
-    return Guided(model.init, model.fit, model.sample, lambda params: params)
+    return Guided(model.init, model.fit, model.sample, lambda params: params, model.warm_traced)
 
 
 def mode_shares(x: Data, truth: Mixture) -> tuple[jax.Array, jax.Array]:
@@ -139,7 +141,7 @@ def sims(cfg: SimsGuidance, model: GenerativeModel, source: DataSource) -> Guide
     def sample(key: Key, params: SimsParams, n: int, knobs: Knobs) -> Data:
         return guided_sample(key, params.base, params.aux, n, knobs)
 
-    return Guided(init, fit, sample, lambda params: params.base)
+    return Guided(init, fit, sample, lambda params: params.base, model.warm_traced)  # warm reaches model.fit alone
 
 
 def check_sims(g: SimsGuidance) -> None:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from madloop import _xla
 from madloop import config as C
 from madloop import metrics as M
 from madloop.parts import Parts
@@ -29,11 +30,23 @@ from madloop.types import Key, Knobs, LoopState, Params
 
 # Roles of per-generation keys.
 REAL, SYNTH, FIT, SUBSAMPLE, EVAL, INIT, CURATE, INITIAL, FLOOR = range(9)
+ROLES = 9
 
 
 def role_key(run_key: Key, generation: jax.Array | int, role: int) -> Key:
     """The key of one role in one generation: fold_in(fold_in(run_key, generation), role)."""
     return jax.random.fold_in(jax.random.fold_in(run_key, generation), role)
+
+
+def role_keys(run_key: Key, generation: jax.Array | int) -> Key:
+    """Every role's key of one generation [ROLES]: ``role_keys(k, g)[r]`` is ``role_key(k, g, r)`` bit for bit.
+
+    A generation derives them once, as one hash of all roles kept in a buffer (``madloop._xla.materialised``):
+    derived where each is used, the CPU program compiled each role's two hashes into each kernel that draws with
+    it, and those kernels were a sixth of the GMM loop's compilation (docs/benchmarks.md).
+    """
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.fold_in(run_key, generation), jnp.arange(ROLES))
+    return jax.random.wrap_key_data(_xla.materialised(jax.random.key_data(keys)), impl=jax.random.key_impl(keys))
 
 
 class Row(NamedTuple):
@@ -103,49 +116,71 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
     skipped = Row({name: nan for name in names}, nan)  # the row of a generation that is not evaluated
     n_snapshots = len(snapshot_generations(cfg))
 
-    def fit(run_key: Key, g, params: Params, x, w, knobs: Knobs, warm: bool) -> Params:
-        """Generation g's fit: from scratch (init, then the from-scratch budget) or warm from generation g - 1."""
+    def fit(keys: Key, params: Params, x, w, knobs: Knobs, warm: bool) -> Params:
+        """A generation's fit (its ``role_keys``): from scratch (init, then the from-scratch budget) or warm from
+        the previous generation's parameters."""
         if not warm:
-            params = guided.init(role_key(run_key, g, INIT), x, w)
-        return guided.fit(role_key(run_key, g, FIT), params, x, w, warm, knobs)
+            params = guided.init(keys[INIT], x, w)
+        return guided.fit(keys[FIT], params, x, w, warm, knobs)
 
     def report_of(report: dict) -> dict:
         return {name: jnp.asarray(report[name], float_dtype()) for name in curation.report}
 
-    @jax.jit  # traced once per input shapes: ``blank``'s eval_shape and the compiled programs share the trace
-    def first(run_key: Key, knobs: Knobs):
-        """Generation 0's (params, real set, pool, pool weights, report): a fit on real data alone."""
-        real, initial = initial_real(cfg, train_source, run_key)
+    def first_set(keys: Key, knobs: Knobs):
+        """Generation 0's (training set x [T, d], w [T], real set, pool, pool weights, report): real data alone
+        (``keys``: generation 0's ``role_keys``)."""
+        real, initial = initial_real(cfg, train_source, keys)
         if regime.n_initial is None:  # the real set (its first knobs n_real samples) padded to T
             x, w = pad(real, count_mask(regime.n_real, knobs["n_real"]), parts.train_size)
         else:  # n_initial real samples: the real set cut, or extended by further draws
             x, w = pad(initial, jnp.ones((initial.shape[0],), initial.dtype), parts.train_size)
-        params = fit(run_key, 0, None, x, w, knobs, warm=False)
         pool_state, pool_w = pool.empty(real.shape[1], real.dtype)
         no_report = {name: nan for name in curation.report}  # no candidates yet
-        return params, real, pool_state, pool_w, report_of(no_report)
+        return x, w, real, pool_state, pool_w, report_of(no_report)
 
-    def later(run_key: Key, knobs: Knobs, state: LoopState, g: jax.Array):
-        """Generation g >= 1's (params, real set, pool, pool weights, report), steps 1-4 of docs/concepts.md."""
+    def first_fit(keys: Key, knobs: Knobs):
+        """Generation 0's (params, real set, pool, pool weights, report): a fit on real data alone."""
+        x, w, *rest = first_set(keys, knobs)
+        return fit(keys, None, x, w, knobs, warm=False), *rest
+
+    @jax.jit  # traced once per input shapes: ``blank``'s eval_shape and the compiled programs share the trace
+    def first(run_key: Key, knobs: Knobs):
+        """``first_fit`` of a run key."""
+        return first_fit(role_keys(run_key, 0), knobs)
+
+    def later_set(keys: Key, knobs: Knobs, state: LoopState, g: jax.Array):
+        """Generation g >= 1's (training set x [T, d], w [T], real set, pool, pool weights, report), steps 1-3 of
+        docs/concepts.md, for a pool of samples."""
+        pool_state, pool_w, x_real, w_real, report = synthetic_and_real(keys, knobs, state, g)
+        x, w = pool.training(keys[SUBSAMPLE], pool_state, pool_w, x_real, w_real, knobs)
+        return x, w, state.real, pool_state, pool_w, report_of(report)
+
+    def synthetic_and_real(keys: Key, knobs: Knobs, state: LoopState, g: jax.Array):
+        """Generation g >= 1's (pool, pool weights, real part, its weights, the curation's report): steps 1-3."""
         # 1. Generation g - 1 draws the synthetic samples (with its sampling bias); a curation keeps n_synth of
         # the k * n_synth (k = 1 without curation) and reports on them (a verifier's kept share).
-        synth = guided.sample(role_key(run_key, g, SYNTH), state.params, curation.k * regime.n_synth, knobs)
-        synth, report = curation.select(role_key(run_key, g, CURATE), synth, knobs)
+        synth = guided.sample(keys[SYNTH], state.params, curation.k * regime.n_synth, knobs)
+        synth, report = curation.select(keys[CURATE], synth, knobs)
         synth = correction.apply(synth, knobs)  # a correction moves them toward the truth (gamma traced)
         # 2. They enter the synthetic pool by its policy (their first knobs n_synth: a count sweep's mask).
         pool_state, pool_w = pool.add(state.pool, state.pool_w, synth, g, knobs["n_synth"])
         # 3. The regime supplies the real part of the training set (its first knobs n_real samples).
-        x_real, w_real = parts.regime.real_part(role_key(run_key, g, REAL), state.real, train_source)
+        x_real, w_real = parts.regime.real_part(keys[REAL], state.real, train_source)
         w_real = w_real * count_mask(w_real.shape[0], knobs["n_real"])
+        return pool_state, pool_w, x_real, w_real, report
+
+    def later(keys: Key, knobs: Knobs, state: LoopState, g: jax.Array):
+        """Generation g >= 1's (params, real set, pool, pool weights, report), steps 1-4 of docs/concepts.md."""
+        pool_state, pool_w, x_real, w_real, report = synthetic_and_real(keys, knobs, state, g)
         # 4. Generation g is fitted on the real part and the pool (warm-started from g - 1, or from scratch).
         params = pool.train(
-            role_key(run_key, g, SUBSAMPLE),
+            keys[SUBSAMPLE],
             pool_state,
             pool_w,
             x_real,
             w_real,
             knobs,
-            lambda x, w: fit(run_key, g, state.params, x, w, knobs, warm=cfg.loop.warm_start),
+            lambda x, w: fit(keys, state.params, x, w, knobs, warm=cfg.loop.warm_start),
         )
         return params, state.real, pool_state, pool_w, report_of(report)
 
@@ -156,20 +191,36 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
         snapshots = jnp.zeros((n_snapshots, cfg.eval.snapshot_n, dim), real.dtype)
         return LoopState(params, real, pool_state, pool_w, snapshots)
 
+    # One fit after the branches (its program compiled once, not once per branch) where generation 0's fit and a
+    # later one's are the same function of a traced g: every generation fits from scratch, or the family takes a
+    # traced warm. The statistics pool fits its statistics, not a training set, and keeps a fit per branch.
+    fit_once = pool.training is not None and (not cfg.loop.warm_start or guided.warm_traced)
+
+    def fit_traced(keys: Key, g: jax.Array, state: LoopState, x, w, knobs: Knobs) -> Params:
+        """Generation g's fit for a traced g: ``fit`` of generation 0 (from scratch) or of g >= 1, as one program."""
+        if not cfg.loop.warm_start:  # from scratch in every generation: the same function for g = 0
+            return fit(keys, None, x, w, knobs, warm=False)
+        params = jax.lax.cond(g == 0, lambda: guided.init(keys[INIT], x, w), lambda: state.params)
+        return guided.fit(keys[FIT], params, x, w, g > 0, knobs)
+
     def generation(run_key: Key, knobs: Knobs, ref: M.Reference, state: LoopState, g) -> tuple[LoopState, Row]:
+        keys = role_keys(run_key, g)
         if isinstance(g, int):  # a static generation: its branch alone
-            out = first(run_key, knobs) if g == 0 else later(run_key, knobs, state, jnp.int32(g))
+            out = first(run_key, knobs) if g == 0 else later(keys, knobs, state, jnp.int32(g))
+        elif fit_once:
+            x, w, *rest = jax.lax.cond(g == 0, lambda: first_set(keys, knobs), lambda: later_set(keys, knobs, state, g))
+            out = fit_traced(keys, g, state, x, w, knobs), *rest
         else:
-            out = jax.lax.cond(g == 0, lambda: first(run_key, knobs), lambda: later(run_key, knobs, state, g))
+            out = jax.lax.cond(g == 0, lambda: first_fit(keys, knobs), lambda: later(keys, knobs, state, g))
         params, real, pool_state, pool_w, report = out
         # 5. Generation g is evaluated (its parameters, its own fresh samples, and the curation's report); with
         # eval.every > 1 only every every-th generation and G are (the others' rows are NaN and are not written).
         if every == 1 or isinstance(g, int) and (g % every == 0 or g == cfg.loop.generations):
-            row, snapshots = evaluate(run_key, g, params, knobs, ref, state.snapshots, report)
+            row, snapshots = evaluate(keys, g, params, knobs, ref, state.snapshots, report)
         else:
             row, snapshots = jax.lax.cond(
                 (g % every == 0) | (g == cfg.loop.generations),
-                lambda: evaluate(run_key, g, params, knobs, ref, state.snapshots, report),
+                lambda: evaluate(keys, g, params, knobs, ref, state.snapshots, report),
                 lambda: (skipped, state.snapshots),
             )
         return LoopState(params, real, pool_state, pool_w, snapshots), row
@@ -180,8 +231,9 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
     return Loop(generation, blank, start, generation, names, parts)
 
 
-def initial_real(cfg: C.Config, train_source, run_key: Key) -> tuple[jax.Array, jax.Array]:
-    """(the real set [n_real, d] later generations reuse, generation 0's training samples [n_initial, d]).
+def initial_real(cfg: C.Config, train_source, keys: Key) -> tuple[jax.Array, jax.Array]:
+    """(the real set [n_real, d] later generations reuse, generation 0's training samples [n_initial, d]), drawn
+    with generation 0's ``role_keys``.
 
     Without ``regime.n_initial`` both are the real set. With it, the real set is the same as without (common random
     numbers), and generation 0 fits its first n_initial samples, or all of it plus n_initial - n_real further draws
@@ -190,19 +242,19 @@ def initial_real(cfg: C.Config, train_source, run_key: Key) -> tuple[jax.Array, 
     regime = cfg.regime
     n0 = regime.n_initial
     if n0 is not None and n0 > regime.n_real and train_source.size is not None:
-        first = train_source.sample(role_key(run_key, 0, REAL), n0)
+        first = train_source.sample(keys[REAL], n0)
         return first[: regime.n_real], first
-    real = train_source.sample(role_key(run_key, 0, REAL), regime.n_real)
+    real = train_source.sample(keys[REAL], regime.n_real)
     if n0 is None:
         return real, real
     if n0 > regime.n_real:
-        extra = train_source.sample(role_key(run_key, 0, INITIAL), n0 - regime.n_real)
+        extra = train_source.sample(keys[INITIAL], n0 - regime.n_real)
         return real, jnp.concatenate([real, extra])
     return real, real[:n0]
 
 
 def make_evaluator(cfg: C.Config, parts: Parts) -> Callable:
-    """``evaluate(run_key, g, params, knobs, ref, snapshots, report) -> (row, snapshots)``: generation g's metrics
+    """``evaluate(keys, g, params, knobs, ref, snapshots, report) -> (row, snapshots)``: generation g's metrics
     (with the curation's report on the candidates generation g was trained on), and its samples kept when g is a
     snapshot generation. ``finite`` = 0 where the parameters or the evaluation samples the sample metrics read are
     not finite; every metric is NaN where the parameters are not finite, and the sample metrics also where the
@@ -213,12 +265,12 @@ def make_evaluator(cfg: C.Config, parts: Parts) -> Callable:
     sample_names = {k: M.is_sample_metric(k) for k in names}
     n_draw = max(cfg.eval.n if samples_read else 0, cfg.eval.snapshot_n)
 
-    def evaluate(run_key, g, params, knobs, ref, snapshots, report):
+    def evaluate(keys, g, params, knobs, ref, snapshots, report):
         metrics = M.evaluate_params(names, guided.base(params), ctx, ref)
         metrics.update(M.evaluate_loop(names, report, ctx, ref))
 
         def draw(n: int) -> jax.Array:
-            return guided.sample(role_key(run_key, g, EVAL), params, n, knobs)[:, :dim]
+            return guided.sample(keys[EVAL], params, n, knobs)[:, :dim]
 
         hit = snap_gens == g
         slot = jnp.argmax(hit)

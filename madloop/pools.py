@@ -34,6 +34,9 @@ class Pool(NamedTuple):
             enter the pool for generation g (g >= 1); only the first ``count`` of them get weight.
         train: ``train(key, pool, pool_w, x_real, w_real, knobs, fit) -> params``: generation g's fit on the
             regime's real part and the pool.
+        training: ``training(key, pool, pool_w, x_real, w_real, knobs) -> (x [T, d], w [T])``: the training set
+            ``train`` fits (``train`` is ``fit(*training(...))``), or None for a pool that fits without one (the
+            statistics pool).
     """
 
     name: str
@@ -41,6 +44,7 @@ class Pool(NamedTuple):
     empty: Callable[[int, Any], tuple[Any, Weights]]
     add: Callable[..., tuple[Any, Weights]]
     train: Callable[..., Params]
+    training: Callable[..., tuple[Data, Weights]] | None = None
 
 
 def pad(x: Data, w: Weights, size: int) -> tuple[Data, Weights]:
@@ -98,14 +102,17 @@ def _buffer(capacity: int) -> Callable[[int, Any], tuple[Data, Weights]]:
     return empty
 
 
-def _sample_train(size: int, synthetic: Callable) -> Callable[..., Params]:
-    """train() of a pool of samples: the synthetic part, the training set [T] and the family's fit."""
+def _sample_pool(name: str, slots: int, empty: Callable, add: Callable, size: int, synthetic: Callable) -> Pool:
+    """A pool of samples: its training set [T] is the real part and ``synthetic(key, pool, pool_w, count)``."""
+
+    def training(key: Key, pool: Data, pool_w: Weights, x_real: Data, w_real: Weights, knobs: Knobs):
+        x_syn, w_syn = synthetic(key, pool, pool_w, knobs["n_synth"])
+        return training_set(x_real, w_real, x_syn, w_syn, knobs["real_weight"], size)
 
     def train(key: Key, pool: Data, pool_w: Weights, x_real: Data, w_real: Weights, knobs: Knobs, fit: FitFn):
-        x_syn, w_syn = synthetic(key, pool, pool_w, knobs["n_synth"])
-        return fit(*training_set(x_real, w_real, x_syn, w_syn, knobs["real_weight"], size))
+        return fit(*training(key, pool, pool_w, x_real, w_real, knobs))
 
-    return train
+    return Pool(name, slots, empty, add, train, training)
 
 
 def replace_pool(regime: C.RegimeConfig, generations: int, size: int) -> Pool:
@@ -120,7 +127,7 @@ def replace_pool(regime: C.RegimeConfig, generations: int, size: int) -> Pool:
         del key, count
         return pool, pool_w
 
-    return Pool("replace", regime.n_synth, _buffer(regime.n_synth), add, _sample_train(size, synthetic))
+    return _sample_pool("replace", regime.n_synth, _buffer(regime.n_synth), add, size, synthetic)
 
 
 def _accumulate_add(regime: C.RegimeConfig) -> Callable:
@@ -142,7 +149,7 @@ def accumulate_pool(regime: C.RegimeConfig, generations: int, size: int) -> Pool
         return pool, pool_w
 
     capacity = generations * regime.n_synth
-    return Pool("accumulate", capacity, _buffer(capacity), _accumulate_add(regime), _sample_train(size, synthetic))
+    return _sample_pool("accumulate", capacity, _buffer(capacity), _accumulate_add(regime), size, synthetic)
 
 
 def accumulate_subsample_pool(regime: C.RegimeConfig, generations: int, size: int) -> Pool:
@@ -166,7 +173,7 @@ def accumulate_subsample_pool(regime: C.RegimeConfig, generations: int, size: in
 
     capacity = generations * regime.n_synth
     add = _accumulate_add(regime)
-    return Pool("accumulate_subsample", slots, _buffer(capacity), add, _sample_train(size, synthetic))
+    return _sample_pool("accumulate_subsample", slots, _buffer(capacity), add, size, synthetic)
 
 
 def statistics_pool(regime: C.RegimeConfig, stats: Statistics) -> Pool:

@@ -119,6 +119,8 @@ class GenerativeModel(NamedTuple):
         tokens: the family models token rows (a discrete source's; its samples are token ids and its density a
             probability mass); only such a family runs on a discrete source.
         chain: the fitted model as a Markov chain over tokens (categorical, n-gram), or None.
+        warm_traced: ``fit`` also takes ``warm`` as a traced bool (a closed-form fit ignores it; EM runs a traced
+            number of iterations), so the loop compiles one fit for generation 0 and the later generations.
     """
 
     init: Callable[..., Params]
@@ -132,6 +134,7 @@ class GenerativeModel(NamedTuple):
     regression: Regression | None = None
     tokens: bool = False
     chain: Chain | None = None
+    warm_traced: bool = False
 
 
 class LoopState(NamedTuple):

@@ -132,6 +132,7 @@ def gaussian_family(cfg: GaussianModel, source=None, scan=None) -> GenerativeMod
         density=Density(_log_prob),
         moments=Moments(_moments, gaussian=True),
         statistics=Statistics(gaussian_stats, merge_stats, scale_stats, functools.partial(_fit_stats, unbiased)),
+        warm_traced=True,  # closed form: warm is ignored
     )
 
 

@@ -110,9 +110,12 @@ def _init(cfg: GMMModel, key: Key, x: Data, w: Weights) -> Mixture:
     return m_step(x, resp, prev, cfg.reg_covar)
 
 
-def _fit(cfg: GMMModel, key: Key, params: Mixture, x: Data, w: Weights, warm: bool, knobs: Knobs) -> Mixture:
+def _fit(cfg: GMMModel, key: Key, params: Mixture, x: Data, w: Weights, warm: bool | jax.Array, knobs: Knobs):
     del key, knobs
-    iters = cfg.iters if warm else cfg.init_iters
+    if isinstance(warm, bool):
+        iters = cfg.iters if warm else cfg.init_iters
+    else:  # traced (the loop's one fit for every generation): one EM loop is compiled, its count selected
+        iters = jnp.where(warm, cfg.iters, cfg.init_iters)
     return jax.lax.fori_loop(0, iters, lambda _, m: em_step(m, x, w, cfg.reg_covar), params)
 
 
@@ -129,6 +132,7 @@ def gmm_family(cfg: GMMModel, source=None, scan=None) -> GenerativeModel:
         sample=_sample,
         density=Density(mixture_log_prob),
         moments=Moments(mixture_moments),
+        warm_traced=True,  # EM's iteration count is selected by a traced warm
     )
 
 

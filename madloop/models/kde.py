@@ -101,6 +101,7 @@ def kde_family(cfg: KDEModel, source=None, scan=None) -> GenerativeModel:
         sample=_sample,
         density=Density(_log_prob),
         moments=Moments(_moments),
+        warm_traced=True,  # closed form: warm is ignored
     )
 
 

@@ -117,6 +117,7 @@ def linear_family(cfg: LinearModel, source=None, scan=None) -> GenerativeModel:
         sample=sample,
         statistics=Statistics(linear_stats, merge_stats, scale_stats, lambda s: fit_stats(cfg.ridge, s)),
         regression=Regression(lambda params: params.weights),
+        warm_traced=True,  # closed form: warm is ignored
     )
 
 
