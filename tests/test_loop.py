@@ -413,3 +413,59 @@ def test_parameter_path_keeps_every_generation_of_the_same_runs(tiny):
     program = simulation(madloop.compose(overrides)).programs.path_fn()
     madloop.parameter_path(overrides + ["loop.seed=5"])
     assert program._cache_size() == 1
+
+
+@pytest.mark.parametrize(
+    ("family", "warm"), [("gmm", True), ("gmm", False), ("gaussian", True), ("flow_warm_false", False)]
+)
+def test_one_fit_after_the_branches_equals_a_fit_in_each_branch(tiny, monkeypatch, family, warm):
+    """The loop fits once after generation 0's and the later generations' branches (their training sets) where both
+    fits are one function of a traced g: from scratch every generation, or a family that takes a traced warm (the
+    GMM's EM count). Its values must equal the fit in each branch: the same arithmetic, to float32 rounding that
+    the two programs' fusions may order differently and 30 EM iterations a generation carry (under the suite's XLA
+    flags, 1e-5 in a mixture weight and in a component mean on the ring of radius 2 after three generations). A
+    wrong key, warm flag or EM count moves them far more. It compiles one EM loop fewer."""
+    from madloop import engine
+    from madloop.engine import Simulation
+
+    overrides = {
+        "gmm": ["data=ring8", "model=gmm", "model.components=4", "model.init_iters=30", "model.iters=2"],
+        "gaussian": ["data=gaussian", "model=gaussian"],
+        "flow_warm_false": [*TINY_FLOW, "model.train_steps=3"],
+    }[family]
+    cfg = madloop.compose([*tiny, *overrides, f"loop.warm_start={warm}", "loop.generations=3", "loop.chunk=3"])
+    programs = {}
+
+    def run(per_branch: bool):
+        if per_branch:  # a pool without training(): the fit in each branch, as before
+            real = engine.parts_of
+            no_training = lambda c: (p := real(c))._replace(pool=p.pool._replace(training=None))
+            monkeypatch.setattr(engine, "parts_of", no_training)
+        sim = Simulation(cfg)
+        result = sim()
+        programs[per_branch] = sim.chunk_fn(4).lower(*_chunk_args(sim)).compile().as_text()
+        return result
+
+    once, each = run(False), run(True)
+    for name in once.metrics:
+        np.testing.assert_allclose(once.metrics[name], each.metrics[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    chex.assert_trees_all_close(once.state.params, each.state.params, rtol=1e-4, atol=1e-4)
+    if family == "gmm":  # EM's while loop: once after the branches, against once in each
+        assert programs[False].count(" while(") < programs[True].count(" while(")
+
+
+def _chunk_args(sim):
+    run_keys, knobs, _, _ = sim.runs()
+    return run_keys, knobs, sim.reference(), sim.programs.blank(run_keys, knobs), 0, 4
+
+
+def test_role_keys_are_the_role_keys_one_by_one():
+    """A generation's role keys, derived at once (and materialised), are each role's own key bit for bit."""
+    from madloop.loop import ROLES, role_key, role_keys
+
+    run_keys = jax.random.split(jax.random.key(3), 5)
+    for g in (0, 1, 999):
+        at_once = jax.jit(jax.vmap(role_keys, in_axes=(0, None)))(run_keys, jnp.int32(g))
+        for r in range(ROLES):
+            one = jax.vmap(role_key, in_axes=(0, None, None))(run_keys, g, r)
+            np.testing.assert_array_equal(jax.random.key_data(at_once[:, r]), jax.random.key_data(one))
