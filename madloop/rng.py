@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from madloop._xla import THREEFRY_PARITY, THREEFRY_ROTATIONS
 from madloop.types import Key
 
 
@@ -28,8 +29,7 @@ def normal(key: Key, shape: tuple[int, ...], dtype: jnp.dtype | None = None) -> 
 # few keys a call derives before any program runs: JAX's ``fold_in`` of a threefry key is one hash of the counter
 # pair (0, data) under the key, so the S run keys cost microseconds here against a compiled program's 0.18 s
 # (the first call of a 1000-seed Gaussian loop, jax 0.10.2). ``tests/test_rng.py`` holds it to JAX bit for bit.
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-_PARITY = np.uint32(0x1BD11BDA)
+_ROTATIONS, _PARITY = THREEFRY_ROTATIONS, np.uint32(THREEFRY_PARITY)  # madloop._xla.threefry_rounds' constants
 
 
 def threefry2x32_np(key: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
