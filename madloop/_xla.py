@@ -113,16 +113,17 @@ def one_shot_options(options: dict[str, str] | None, points: int) -> dict | None
 # steps. Unrolled (and kept out of its consumers by an optimisation barrier, so that XLA neither computes it again
 # inside a consumer's loop nor copies it into several fusions, as the loop kept it out), the default experiment's
 # loop compiled in 3.6 s instead of 4.7 s, the Gaussian loop's (d = 2, 1000 seeds x 1000 generations) ran 1.2 s
-# instead of 1.8 s, and every value is the same bit for bit: the same hash of the same counters (2-core x86,
+# instead of 1.8 s, and every random bit is the same: the same hash of the same counters (2-core x86,
 # jax 0.10.2, 2026-11-28; benchmarks: docs/benchmarks.md).
 #
 # The optimisation barrier does not survive XLA's CPU pipeline (it is expanded away before fusion), so a key
 # derived in the program (a role key's two fold_ins, a split) was fused into every draw made with it: one kernel
 # hashing the key again for each element it is broadcast to, which LLVM took 0.58 s to compile for the Gaussian
-# loop's normal draws alone (of its 1.4 s). A key broadcast over a larger count is therefore materialised first:
-# an OR-reduction with zeros, exact and not fusible into the draw, so the key's hashes form a small kernel of their
-# own (``_materialised``).
-TESTED_JAX = ((0, 10), (0, 12))  # (major, minor) JAX versions whose private Threefry lowering this was checked on
+# loop's normal draws alone (of the program's 1.19 s; TF_CPP_VMODULE=ir_compiler=1). A key broadcast over a larger
+# count is therefore materialised first: an OR-reduction with zeros, exact and not fusible into the draw, so the
+# key's hashes form a small kernel of their own (``_materialised``).
+# (major, minor) JAX versions whose private threefry2x32_p primitive this was checked on
+TESTED_JAX = ((0, 10), (0, 12))
 
 
 def materialised(x):

@@ -41,11 +41,17 @@ def role_key(run_key: Key, generation: jax.Array | int, role: int) -> Key:
 def role_keys(run_key: Key, generation: jax.Array | int) -> Key:
     """Every role's key of one generation [ROLES]: ``role_keys(k, g)[r]`` is ``role_key(k, g, r)`` bit for bit.
 
-    A generation derives them once, as one hash of all roles kept in a buffer (``madloop._xla.materialised``):
-    derived where each is used, the CPU program compiled each role's two hashes into each kernel that draws with
-    it, and those kernels were a sixth of the GMM loop's compilation (docs/benchmarks.md).
+    A generation derives them once, as fold_in(run_key, g) and one 9-wide fold_in of it, kept in a buffer
+    (``madloop._xla.materialised``): derived where each is used, the CPU program compiled each role's two hashes
+    into each kernel that draws with it, and those kernels were a sixth of the GMM loop's compilation
+    (docs/benchmarks.md). Threefry's fold_in is vmapped over the roles; another key implementation folds each role
+    in on its own (``unsafe_rbg``'s fold_in gives other bits under vmap).
     """
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.fold_in(run_key, generation), jnp.arange(ROLES))
+    base = jax.random.fold_in(run_key, generation)
+    if str(jax.random.key_impl(base)) == "threefry2x32":
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, jnp.arange(ROLES))
+    else:
+        keys = jnp.stack([jax.random.fold_in(base, r) for r in range(ROLES)])
     return jax.random.wrap_key_data(_xla.materialised(jax.random.key_data(keys)), impl=jax.random.key_impl(keys))
 
 
@@ -89,6 +95,7 @@ class Loop(NamedTuple):
             kept under the name callers step with).
         names: metric names in each row.
         parts: the parts the functions are built from.
+        fit_once: whether a traced generation fits once after its branches (``make_loop``), not in each.
     """
 
     generation: Callable
@@ -97,6 +104,7 @@ class Loop(NamedTuple):
     step: Callable
     names: tuple[str, ...]
     parts: Parts
+    fit_once: bool = False
 
 
 def make_loop(cfg: C.Config, parts: Parts) -> Loop:
@@ -228,7 +236,7 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
     def start(run_key: Key, knobs: Knobs, ref: M.Reference) -> tuple[LoopState, Row]:
         return generation(run_key, knobs, ref, blank(run_key, knobs), 0)
 
-    return Loop(generation, blank, start, generation, names, parts)
+    return Loop(generation, blank, start, generation, names, parts, fit_once)
 
 
 def initial_real(cfg: C.Config, train_source, keys: Key) -> tuple[jax.Array, jax.Array]:

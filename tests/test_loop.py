@@ -434,7 +434,7 @@ def test_one_fit_after_the_branches_equals_a_fit_in_each_branch(tiny, monkeypatc
         "flow_warm_false": [*TINY_FLOW, "model.train_steps=3"],
     }[family]
     cfg = madloop.compose([*tiny, *overrides, f"loop.warm_start={warm}", "loop.generations=3", "loop.chunk=3"])
-    programs = {}
+    programs, paths = {}, {}
 
     def run(per_branch: bool):
         if per_branch:  # a pool without training(): the fit in each branch, as before
@@ -442,11 +442,13 @@ def test_one_fit_after_the_branches_equals_a_fit_in_each_branch(tiny, monkeypatc
             no_training = lambda c: (p := real(c))._replace(pool=p.pool._replace(training=None))
             monkeypatch.setattr(engine, "parts_of", no_training)
         sim = Simulation(cfg)
+        paths[per_branch] = sim.loop.fit_once
         result = sim()
         programs[per_branch] = sim.chunk_fn(4).lower(*_chunk_args(sim)).compile().as_text()
         return result
 
     once, each = run(False), run(True)
+    assert paths == {False: True, True: False}  # the two paths ran
     for name in once.metrics:
         np.testing.assert_allclose(once.metrics[name], each.metrics[name], rtol=1e-4, atol=1e-6, err_msg=name)
     chex.assert_trees_all_close(once.state.params, each.state.params, rtol=1e-4, atol=1e-4)
@@ -459,13 +461,15 @@ def _chunk_args(sim):
     return run_keys, knobs, sim.reference(), sim.programs.blank(run_keys, knobs), 0, 4
 
 
-def test_role_keys_are_the_role_keys_one_by_one():
-    """A generation's role keys, derived at once (and materialised), are each role's own key bit for bit."""
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg", "unsafe_rbg"])
+def test_role_keys_are_the_role_keys_one_by_one(impl):
+    """A generation's role keys, derived at once (and materialised), are each role's own key bit for bit, for every
+    key implementation (unsafe_rbg's fold_in gives other bits under vmap: its roles are folded in one by one)."""
     from madloop.loop import ROLES, role_key, role_keys
 
-    run_keys = jax.random.split(jax.random.key(3), 5)
+    run_keys = jax.random.split(jax.random.key(3, impl=impl), 5)
     for g in (0, 1, 999):
         at_once = jax.jit(jax.vmap(role_keys, in_axes=(0, None)))(run_keys, jnp.int32(g))
         for r in range(ROLES):
-            one = jax.vmap(role_key, in_axes=(0, None, None))(run_keys, g, r)
+            one = jax.jit(jax.vmap(role_key, in_axes=(0, None, None)), static_argnums=2)(run_keys, jnp.int32(g), r)
             np.testing.assert_array_equal(jax.random.key_data(at_once[:, r]), jax.random.key_data(one))

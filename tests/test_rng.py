@@ -156,7 +156,8 @@ def test_the_reference_program_is_compiled_for_compile_speed_and_gives_the_same_
 
 @pytest.mark.parametrize("partitionable", [False, True])
 def test_the_run_keys_hashed_in_numpy_equal_jax_fold_in_bit_for_bit(partitionable):
-    """``engine._run_keys`` hashes threefry keys in numpy; they must be JAX's own fold_in keys, bit for bit, at the
+    """``engine._run_keys`` hashes threefry keys in numpy; they must be the compiled fold_in keys (madloop's CPU
+    lowering, which the known answers and the draws test above tie to JAX's own), bit for bit, at the
     seeds' extremes (0, 2**32 - 1) and with either threefry mode (a wrong rotation, key schedule or counter pair
     changes every bit)."""
     from madloop.engine import _run_keys, _run_keys_compiled
