@@ -140,27 +140,32 @@ THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 THREEFRY_PARITY = 0x1BD11BDA
 
 
-def threefry_rounds(key1, key2, x1, x2):
+def threefry_rounds(key1, key2, x1, x2, numpy: bool = False):
     """The Threefry-2x32 hash (20 rounds; Salmon et al. 2011) of the counter pairs (x1, x2) under the key (key1,
-    key2), uint32 arrays broadcast together, as lax operations: the same arithmetic as JAX's unrolled lowering
-    (``jax._src.random.threefry2x32``), written with lax primitives so that lowering a program does not trace
-    jax.numpy's operators (they were a third of the Gaussian loop's 0.25 s lowering: 17 ms per hash)."""
-    import jax.numpy as jnp
-    from jax import lax
+    key2), uint32 arrays broadcast together: the same arithmetic as JAX's unrolled lowering
+    (``jax._src.random.threefry2x32``), as lax primitives, so that lowering a program does not trace jax.numpy's
+    operators (they were a third of the Gaussian loop's 0.25 s lowering: 17 ms per hash); with ``numpy`` as numpy
+    ufuncs on numpy arrays (``madloop.rng.fold_in_np``; its additions wrap mod 2**32)."""
+    if numpy:
+        add, xor, or_, shl, shr, broadcast_to = (
+            np.add, np.bitwise_xor, np.bitwise_or, np.left_shift, np.right_shift, np.broadcast_to
+        )  # fmt: skip
+    else:
+        import jax.numpy as jnp
+        from jax import lax
 
-    shape = np.broadcast_shapes(key1.shape, key2.shape, x1.shape, x2.shape)
+        add, xor, or_, shl, shr = lax.add, lax.bitwise_xor, lax.bitwise_or, lax.shift_left, lax.shift_right_logical
+        broadcast_to = jnp.broadcast_to
+    shape = np.broadcast_shapes(np.shape(key1), np.shape(key2), np.shape(x1), np.shape(x2))
     c = np.uint32
-    ks = [
-        jnp.broadcast_to(k, shape)
-        for k in (key1, key2, lax.bitwise_xor(lax.bitwise_xor(key1, key2), c(THREEFRY_PARITY)))
-    ]
-    a, b = lax.add(jnp.broadcast_to(x1, shape), ks[0]), lax.add(jnp.broadcast_to(x2, shape), ks[1])
+    ks = [broadcast_to(k, shape) for k in (key1, key2, xor(xor(key1, key2), c(THREEFRY_PARITY)))]
+    a, b = add(broadcast_to(x1, shape), ks[0]), add(broadcast_to(x2, shape), ks[1])
     for i in range(5):
         for r in THREEFRY_ROTATIONS[i % 2]:
-            a = lax.add(a, b)
-            b = lax.bitwise_xor(lax.bitwise_or(lax.shift_left(b, c(r)), lax.shift_right_logical(b, c(32 - r))), a)
-        a = lax.add(a, ks[(i + 1) % 3])
-        b = lax.add(lax.add(b, ks[(i + 2) % 3]), c(i + 1))
+            a = add(a, b)
+            b = xor(or_(shl(b, c(r)), shr(b, c(32 - r))), a)
+        a = add(a, ks[(i + 1) % 3])
+        b = add(add(b, ks[(i + 2) % 3]), c(i + 1))
     return a, b
 
 

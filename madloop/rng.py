@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from madloop._xla import THREEFRY_PARITY, THREEFRY_ROTATIONS
+from madloop._xla import threefry_rounds
 from madloop.types import Key
 
 
@@ -25,26 +25,15 @@ def normal(key: Key, shape: tuple[int, ...], dtype: jnp.dtype | None = None) -> 
     return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
 
 
-# Threefry-2x32 (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3", 20 rounds) in numpy, for the
-# few keys a call derives before any program runs: JAX's ``fold_in`` of a threefry key is one hash of the counter
-# pair (0, data) under the key, so the S run keys cost microseconds here against a compiled program's 0.18 s
-# (the first call of a 1000-seed Gaussian loop, jax 0.10.2). ``tests/test_rng.py`` holds it to JAX bit for bit.
-_ROTATIONS, _PARITY = THREEFRY_ROTATIONS, np.uint32(THREEFRY_PARITY)  # madloop._xla.threefry_rounds' constants
-
-
+# Threefry-2x32 in numpy, for the few keys a call derives before any program runs: JAX's ``fold_in`` of a threefry
+# key is one hash of the counter pair (0, data) under the key, so the S run keys cost microseconds here against a
+# compiled program's 0.18 s (the first call of a 1000-seed Gaussian loop, jax 0.10.2). The rounds are
+# ``madloop._xla.threefry_rounds``, the ones madloop lowers on the CPU; ``tests/test_rng.py`` holds them to JAX.
 def threefry2x32_np(key: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The Threefry-2x32 hash of the counter pairs (x0, x1) [...] under key [2] (uint32 throughout)."""
-    k = (np.uint32(key[0]), np.uint32(key[1]))
-    ks = (k[0], k[1], k[0] ^ k[1] ^ _PARITY)
+    key, x0, x1 = np.asarray(key, np.uint32), np.asarray(x0, np.uint32), np.asarray(x1, np.uint32)
     with np.errstate(over="ignore"):  # additions are mod 2**32
-        x0, x1 = np.asarray(x0, np.uint32) + ks[0], np.asarray(x1, np.uint32) + ks[1]
-        for i in range(5):
-            for r in _ROTATIONS[i % 2]:
-                x0 = x0 + x1
-                x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
-            x0 = x0 + ks[(i + 1) % 3]
-            x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
-    return x0, x1
+        return threefry_rounds(key[0], key[1], x0, x1, numpy=True)
 
 
 def fold_in_np(key_data: np.ndarray, data: np.ndarray | int) -> np.ndarray:
