@@ -127,12 +127,18 @@ TESTED_JAX = ((0, 10), (0, 12))
 
 
 def materialised(x):
-    """x (an unsigned integer array) unchanged, through an OR-reduction with zeros: XLA computes a reduction once
-    into a buffer, where it fuses an elementwise producer into each consumer (computing it again for each element a
-    consumer reads; on the CPU also an optimisation barrier, which its pipeline expands away before fusion)."""
+    """x unchanged, through a reduction XLA computes once into a buffer: an OR with zeros for unsigned integers, a
+    maximum with -inf for floats (exact: the maximum is one of its operands, -0.0 and NaN included; a subnormal
+    may be flushed to zero, as by any float operation of XLA's CPU kernels). XLA fuses an
+    elementwise producer into each consumer, computing it again for each element a consumer reads (on the CPU
+    also through an optimisation barrier, which its pipeline expands away before fusion); a reduction it does not
+    fuse into its consumer."""
     import jax.numpy as jnp
     from jax import lax
 
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        low = np.array(-np.inf, x.dtype)
+        return lax.reduce(jnp.stack([x, jnp.full_like(x, low)]), low, lax.max, (0,))
     return lax.reduce(jnp.stack([x, jnp.zeros_like(x)]), np.zeros((), x.dtype), lax.bitwise_or, (0,))
 
 

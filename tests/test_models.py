@@ -39,6 +39,60 @@ def test_gaussian_weighted_fit_equals_duplicated_data(estimator):
     np.testing.assert_allclose(b.cov, np.cov(np.asarray(dup).T, ddof=0 if estimator == "mle" else 1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("d", [2, 3, 4, 5, 10])
+@pytest.mark.parametrize("case", ["spread", "collapsed", "zero_weights"])
+def test_gaussian_statistics_equal_float64_on_both_paths(d, case):
+    """The weighted mean and scatter, as broadcast sums (d <= ELEMENTWISE_STATS_MAX_DIM on the CPU) or as dots,
+    against float64 numpy, on the inputs a collapsing loop makes: a spread sample far from the origin, a collapsed
+    one (every point the same: the scatter is 0, not rounding noise about a wrong mean) and one whose weights are
+    mostly 0 (a pool's empty slots). Tolerance: float32 sums of 100 terms, relative to the sample's scale."""
+    from madloop.models import gaussian
+
+    assert gaussian.ELEMENTWISE_STATS_MAX_DIM == 4 and jax.default_backend() == "cpu"  # both paths run here
+    rng = np.random.default_rng(d)
+    x = 100.0 + rng.normal(size=(100, d)) @ rng.normal(size=(d, d))
+    w = rng.integers(0, 3, size=100).astype(np.float64)
+    if case == "collapsed":
+        x = np.broadcast_to(x[0], x.shape).copy()
+    if case == "zero_weights":
+        w[5:] = 0.0
+    x32, w32 = np.float32(x), np.float32(w)
+    stats = jax.jit(gaussian.gaussian_stats)(jnp.asarray(x32), jnp.asarray(w32))
+    x64, w64 = np.float64(x32), np.float64(w32)
+    mean = w64 @ x64 / w64.sum()
+    scatter = ((x64 - mean) * w64[:, None]).T @ (x64 - mean)
+    assert float(stats.count) == w64.sum()
+    np.testing.assert_allclose(stats.mean, mean, rtol=2e-7 * 8, atol=0)
+    scale = np.abs(x64 - mean).max() ** 2 * w64.sum()
+    np.testing.assert_allclose(stats.scatter, scatter, rtol=0, atol=1e-5 * max(scale, 1.0))
+    if case == "collapsed":  # a mean that misses the point by rounding leaves a scatter of that rounding squared
+        assert np.abs(np.asarray(stats.scatter)).max() <= 1e-6 * w64.sum() * 100.0**2
+
+
+@pytest.mark.parametrize("d", [2, 3, 10, 20, 24])
+def test_gaussian_samples_are_the_factor_times_the_draws_on_both_paths(d):
+    """sample_gaussian's (sqrt(lam) F z)^T + mean, with F applied as broadcast sums (3 <= d <= 20 on the CPU, the
+    draws materialised first) or as a dot, equals float64 numpy's product with the same draws z [d, n]; and a
+    covariance of rank 1 gives samples on its line (the factor's zero columns add exact zeros)."""
+    from madloop.models import gaussian
+
+    assert gaussian.ELEMENTWISE_FACTOR_DIMS == (3, 20) and jax.default_backend() == "cpu"
+    rng = np.random.default_rng(d)
+    a = rng.normal(size=(d, d))
+    for cov in (a @ a.T + np.eye(d), np.outer(a[0], a[0])):
+        params = gaussian.GaussianParams(jnp.asarray(np.float32(rng.normal(size=d))), jnp.asarray(np.float32(cov)))
+        key = jax.random.key(d)
+        x = jax.jit(gaussian.sample_gaussian, static_argnums=2)(key, params, 300, jnp.float32(0.5))
+        z = np.float64(jax.random.normal(key, (d, 300)))
+        factor = np.sqrt(np.float32(0.5)) * np.float64(linalg.sqrt_factor(params.cov))
+        want = np.float64(params.mean) + (factor @ z).T
+        np.testing.assert_allclose(x, want, rtol=0, atol=2e-6 * (np.abs(factor).sum(1).max() * 5 + 1))
+        if np.linalg.matrix_rank(cov) == 1:  # every sample - mean is a multiple of the line a[0]
+            u = a[0] / np.linalg.norm(a[0])
+            off = (np.float64(x) - np.float64(params.mean)) @ (np.eye(d) - np.outer(u, u))
+            assert np.abs(off).max() <= 1e-5 * np.abs(np.float64(x) - np.float64(params.mean)).max()
+
+
 def test_gmm_weighted_em_equals_duplicated_data():
     x, w, dup, ones = micro_case()
     start = Mixture(jnp.array([0.5, 0.5]), jnp.array([[0.0, 0.0], [1.0, 2.0]]), jnp.stack([jnp.eye(2)] * 2))

@@ -175,3 +175,24 @@ def test_the_run_keys_hashed_in_numpy_equal_jax_fold_in_bit_for_bit(partitionabl
     for key, count, expected in THREEFRY_KAT:  # the numpy hash itself: Random123's known answers
         out = rng.threefry2x32_np(np.uint32(key), np.uint32(count[0]), np.uint32(count[1]))
         assert tuple(int(v) for v in out) == expected
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64", "uint32"])
+def test_materialised_returns_every_value_bit_for_bit(dtype):
+    """_xla.materialised (a reduction XLA does not fuse into a consumer) is the identity, bit for bit, on the
+    values a draw or a collapsing loop makes: signed zeros, infinities, NaN, the extremes. A subnormal comes back
+    unchanged or flushed to zero (XLA's CPU kernels may run with flush-to-zero, as for any float operation)."""
+    import jax.numpy as jnp
+
+    with jax.enable_x64(dtype == "float64"):
+        if dtype == "uint32":
+            x = np.array([0, 1, 2**31, 2**32 - 1, 12345], np.uint32)
+        else:
+            info = jnp.finfo(dtype)
+            x = np.array([-0.0, 0.0, -np.inf, np.inf, np.nan, float(info.max), float(info.min), 1.0, -3.5], dtype)
+        y = np.asarray(jax.jit(_xla.materialised)(jnp.asarray(x)))
+        assert y.dtype == x.dtype
+        np.testing.assert_array_equal(y.view(f"u{x.itemsize}"), x.view(f"u{x.itemsize}"))
+        if dtype != "uint32":
+            tiny = np.array([float(jnp.finfo(dtype).smallest_subnormal)] * 3, dtype)
+            assert set(np.asarray(jax.jit(_xla.materialised)(jnp.asarray(tiny))).tolist()) <= {0.0, float(tiny[0])}
