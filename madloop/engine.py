@@ -31,7 +31,7 @@ from madloop.loop import (
     snapshot_generations,
 )
 from madloop.parts import parts_of
-from madloop.precision import float_dtype, precision
+from madloop.precision import float_dtype, on_device, precision
 from madloop.rng import fold_in_np
 from madloop.types import Key, Knobs, LoopState
 
@@ -183,7 +183,7 @@ class Programs:
         zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), self.state_shapes(run_keys, knobs))
         if len(jax.local_devices()) > 1:  # placed straight onto their shards (no full batch on one device)
             return shard_runs(zeros)
-        return jax.tree.map(jnp.asarray, zeros)
+        return jax.device_put(zeros)
 
     def path_fn(self) -> Callable:
         """The compiled program of ``madloop.parameter_path``: (run keys, knobs, reference) -> (params, metrics),
@@ -242,7 +242,7 @@ class Simulation:
         grid, columns = knob_grid(self.cfg)
         k, s = grid["lam"].shape[0], self.cfg.loop.seeds
         keys = _run_keys(self.cfg.loop.seed, s, k)[0]
-        knobs = {name: jnp.asarray(np.repeat(np.asarray(v), s)) for name, v in grid.items()}
+        knobs = {name: on_device(np.repeat(np.asarray(v), s)) for name, v in grid.items()}
         seed = np.tile(np.arange(s), k)
         return keys, knobs, seed, {name: np.repeat(v, s) for name, v in columns.items()}
 

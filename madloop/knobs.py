@@ -16,11 +16,10 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 
 from madloop import config as C
-from madloop.precision import float_dtype
+from madloop.precision import float_dtype, on_device
 from madloop.types import Knobs
 
 
@@ -203,7 +202,7 @@ def knobs_of(cfg: C.Config) -> Knobs:
     for k in KNOBS:
         value = get(cfg, k.path)
         value = k.absent if value is _MISSING else value
-        out[k.name] = jnp.int32(value) if k.count else jnp.asarray(value, float_dtype())
+        out[k.name] = np.int32(value) if k.count else np.asarray(value, float_dtype())
     return out
 
 
@@ -215,7 +214,7 @@ def knob_grid(cfg: C.Config) -> tuple[Knobs, dict[str, np.ndarray]]:
     mesh = np.meshgrid(*axes, indexing="ij")
     flat = {k.name: m.reshape(-1) for k, m in zip(KNOBS, mesh, strict=True)}
     columns = {k.name: flat[k.name].astype(np.int64 if k.count else np.float64) for k in KNOBS if k.name in lists}
-    return {k.name: jnp.asarray(flat[k.name]) for k in KNOBS}, columns
+    return {k.name: on_device(flat[k.name]) for k in KNOBS}, columns
 
 
 def grid_points(cfg: C.Config) -> int:

@@ -120,7 +120,7 @@ def make_loop(cfg: C.Config, parts: Parts) -> Loop:
     regime, names, dim = cfg.regime, parts.metrics, source.dim
     evaluate = make_evaluator(cfg, parts)
     every = cfg.eval.every
-    nan = jnp.asarray(jnp.nan, float_dtype())
+    nan = np.asarray(np.nan, float_dtype())
     skipped = Row({name: nan for name in names}, nan)  # the row of a generation that is not evaluated
     n_snapshots = len(snapshot_generations(cfg))
 
@@ -268,7 +268,7 @@ def make_evaluator(cfg: C.Config, parts: Parts) -> Callable:
     not finite; every metric is NaN where the parameters are not finite, and the sample metrics also where the
     samples are not (the parameter metrics of finite parameters stay)."""
     names, guided, ctx, dim = parts.metrics, parts.guided, parts.context, parts.source.dim
-    snap_gens = jnp.asarray(snapshot_generations(cfg))
+    snap_gens = np.asarray(snapshot_generations(cfg), np.int32)
     samples_read = M.needs_samples(names)
     sample_names = {k: M.is_sample_metric(k) for k in names}
     n_draw = max(cfg.eval.n if samples_read else 0, cfg.eval.snapshot_n)

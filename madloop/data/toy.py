@@ -19,11 +19,10 @@ from madloop.mixture import (
     Mixture,
     component_log_prob,
     mixture_log_prob,
-    mixture_moments,
     sample_mixture,
     sample_mixture_labeled,
 )
-from madloop.precision import float_dtype
+from madloop.precision import float_dtype, on_device
 from madloop.tokens import Tokens
 from madloop.types import Data, Key
 
@@ -179,8 +178,19 @@ class DataSource(NamedTuple):
         return self.mixture is not None and self.mixture.weights.shape[0] == 1
 
 
+def _truth_moments(mix: Mixture) -> tuple[jax.Array, jax.Array]:
+    """``mixture_moments`` of a truth, computed once in float64 numpy and rounded to the mixture's dtype: no
+    program is compiled for it (six small ones in JAX, 0.1 s of a first call), and for a one-component truth the
+    covariance is its own, not (cov + m m^T) - m m^T rounded in float32."""
+    weights, means, covs = (np.asarray(a, np.float64) for a in (mix.weights, mix.means, mix.covs))
+    mean = weights @ means
+    second = np.einsum("k,kij->ij", weights, covs + np.einsum("ki,kj->kij", means, means))
+    dtype = mix.means.dtype
+    return on_device(mean, dtype), on_device(second - np.outer(mean, mean), dtype)
+
+
 def _mixture_source(mix: Mixture) -> DataSource:
-    mean, cov = mixture_moments(mix)
+    mean, cov = _truth_moments(mix)
     k = mix.weights.shape[0]
     labeled = functools.partial(_sample_truth_labeled, mix) if k >= 2 else None
     return DataSource(
@@ -228,9 +238,9 @@ def mode_weights(cfg: WeightedModes, k: int) -> np.ndarray:
 def _isotropic(means: np.ndarray, std: float, weights: np.ndarray | None = None) -> Mixture:
     k, d = means.shape
     return Mixture(
-        jnp.asarray(np.full((k,), 1.0 / k) if weights is None else weights, float_dtype()),
-        jnp.asarray(means, float_dtype()),
-        jnp.asarray(np.broadcast_to(std**2 * np.eye(d), (k, d, d)), float_dtype()),
+        on_device(np.full((k,), 1.0 / k) if weights is None else weights, float_dtype()),
+        on_device(means, float_dtype()),
+        on_device(np.broadcast_to(std**2 * np.eye(d), (k, d, d)), float_dtype()),
     )
 
 
@@ -257,9 +267,8 @@ def gaussian_source(cfg: GaussianData) -> DataSource:
     d = cfg.dim
     mean = np.zeros(d) if cfg.mean is None else np.asarray(cfg.mean, float)
     cov = cfg.scale * np.eye(d) if cfg.cov is None else np.asarray(cfg.cov, float)
-    mix = Mixture(
-        jnp.ones((1,), float_dtype()), jnp.asarray(mean[None], float_dtype()), jnp.asarray(cov[None], float_dtype())
-    )
+    dtype = float_dtype()
+    mix = Mixture(on_device(np.ones((1,)), dtype), on_device(mean[None], dtype), on_device(cov[None], dtype))
     return _mixture_source(mix)
 
 
@@ -362,7 +371,7 @@ def _circles_curve(factor: float, noise: float) -> tuple[np.ndarray, np.ndarray]
 
 def _curve(points: tuple[np.ndarray, np.ndarray], noise: float) -> Curve:
     nodes, w = points
-    return Curve(jnp.asarray(nodes, float_dtype()), jnp.asarray(np.log(w), float_dtype()), noise)
+    return Curve(on_device(nodes, float_dtype()), on_device(np.log(w), float_dtype()), noise)
 
 
 def _node_sqdist(curve: Curve, x: Data) -> jax.Array:
@@ -442,8 +451,8 @@ def rosenbrock_source(cfg: RosenbrockData) -> DataSource:
     return DataSource(
         2,
         functools.partial(_rosenbrock, *params),
-        mean=jnp.asarray(mean, float_dtype()),
-        cov=jnp.asarray(cov, float_dtype()),
+        mean=on_device(mean, float_dtype()),
+        cov=on_device(cov, float_dtype()),
         log_prob=functools.partial(_rosenbrock_log_prob, *params),
     )
 
