@@ -161,16 +161,24 @@ def zipf_exponent(probs: jax.Array) -> jax.Array:
 FLOAT_BITS = 31  # bisection steps over the bit patterns of non-negative float32 (monotone as int32)
 
 
-def _threshold(bits: jax.Array, ok) -> jax.Array:
-    """The smallest t in [0, 2^31 - 1] with ok(t) True, for ok monotone (False then True) in t: bisection."""
+def _threshold(ok, active: jax.Array, inactive: jax.Array) -> jax.Array:
+    """The smallest t in [0, 2^31 - 1] with ok(t) True, for ok monotone (False then True) in t, by bisection where
+    ``active``; ``inactive`` (no pass over the law) where not.
 
-    def step(_, bounds):
+    The bisection halves a range of 2^31 values at each step, so it ends after exactly FLOAT_BITS steps. As a
+    while loop that stops when its range is one value, it takes those steps where active and none where it starts
+    at [inactive, inactive]; vmapped over runs, it takes none when no run truncates (the loop's default: a
+    categorical loop at V = 10^4 spent 40% of its time in these 62 passes over V per run and generation).
+    """
+
+    def step(bounds):
         lo, hi = bounds
         mid = lo + (hi - lo) // 2
         good = ok(mid)
         return jnp.where(good, lo, mid + 1), jnp.where(good, mid, hi)
 
-    lo, _ = jax.lax.fori_loop(0, FLOAT_BITS, step, (jnp.int32(0), jnp.int32(2**31 - 1)))
+    start = (jnp.where(active, 0, inactive).astype(jnp.int32), jnp.where(active, 2**31 - 1, inactive).astype(jnp.int32))
+    lo, _ = jax.lax.while_loop(lambda bounds: bounds[0] < bounds[1], step, start)
     return lo
 
 
@@ -188,8 +196,10 @@ def _truncation(q: jax.Array, top_k: jax.Array, top_p: jax.Array) -> jax.Array:
     bits = jax.lax.bitcast_convert_type(q.astype(jnp.float32), jnp.int32)
     # top-k: the k-th largest probability t is the largest t with #(q >= t) >= k, i.e. one below the smallest t
     # with #(q >= t) < k; keep q > t and the first k - #(q > t) of the ties.
-    k = jnp.where((top_k >= 1) & (top_k < v), top_k, v).astype(jnp.int32)
-    t_k = _threshold(bits, lambda t: jnp.sum(bits >= t) < k) - 1
+    truncated = (top_k >= 1) & (top_k < v)
+    k = jnp.where(truncated, top_k, v).astype(jnp.int32)
+    # k = V: the smallest t with #(q >= t) < V is min(bits) + 1, and every token is kept
+    t_k = _threshold(lambda t: jnp.sum(bits >= t) < k, truncated, jnp.min(bits) + 1) - 1
     above = bits > t_k
     keep = _ties_first(above, bits == t_k, k - jnp.sum(above))
     # top-p on the renormalised kept law: the last kept probability t is the smallest t with mass(q > t) < p; a tie
@@ -197,7 +207,8 @@ def _truncation(q: jax.Array, top_k: jax.Array, top_p: jax.Array) -> jax.Array:
     r = jnp.where(keep, q, 0.0)
     r = r / jnp.sum(r)
     bits = jax.lax.bitcast_convert_type(r.astype(jnp.float32), jnp.int32)
-    t_p = _threshold(bits, lambda t: jnp.sum(jnp.where(bits > t, r, 0.0)) < top_p)
+    # p >= 1 keeps every token whatever t_p is (the return below)
+    t_p = _threshold(lambda t: jnp.sum(jnp.where(bits > t, r, 0.0)) < top_p, top_p < 1, 0)
     above = bits > t_p
     tied = bits == t_p
     before = jnp.sum(jnp.where(above, r, 0.0)) + r * (jnp.cumsum(tied) - 1)
@@ -232,10 +243,46 @@ def sampling_cdf(log_p: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.cumsum(p, axis=-1), last
 
 
+# Runs whose cdfs are searched together, on the CPU, when the search is vmapped over runs. A binary search over a
+# batch of cdfs reads every run's cdf in each of its log2 V rounds: at V = 10^4 and 1000 runs, 40 MB per round,
+# more than this CPU's caches hold. Over blocks of 50 runs at a time (``lax.map``), one generation's draws of
+# n = 10^4 tokens for 1000 runs took 0.13 s instead of 0.37 s (2-core x86, jax 0.10.2; the same tokens; one run
+# at a time took 0.17 s). On other backends the batch is searched at once.
+SEARCH_BLOCK = 50
+
+
+def _search(cdf: jax.Array, u: jax.Array) -> jax.Array:
+    return jnp.searchsorted(cdf, u * cdf[-1], side="right")
+
+
+@jax.custom_batching.custom_vmap
+def _blocked_search(cdf: jax.Array, u: jax.Array) -> jax.Array:
+    """``_search``, vmapped over runs in blocks of SEARCH_BLOCK runs on the CPU."""
+    return _search(cdf, u)
+
+
+@_blocked_search.def_vmap
+def _blocked_search_vmap(axis_size: int, in_batched: list[bool], cdf: jax.Array, u: jax.Array):
+    cdf_batched, u_batched = in_batched
+    if not cdf_batched:  # one cdf for every run: nothing to keep in cache per run
+        return jax.vmap(_search, in_axes=(None, 0 if u_batched else None), axis_size=axis_size)(cdf, u), u_batched
+    if not u_batched:
+        u = jnp.broadcast_to(u, (axis_size, *u.shape))
+    if axis_size <= SEARCH_BLOCK or jax.default_backend() != "cpu":
+        return jax.vmap(_search)(cdf, u), True
+    blocks = -(-axis_size // SEARCH_BLOCK)
+    pad = blocks * SEARCH_BLOCK - axis_size  # < SEARCH_BLOCK < axis_size: the first runs again, then dropped
+    cdf, u = (jnp.concatenate([a, a[:pad]]) for a in (cdf, u))
+    split = lambda a: a.reshape(blocks, SEARCH_BLOCK, *a.shape[1:])
+    out = jax.lax.map(lambda a: jax.vmap(_search)(*a), (split(cdf), split(u)))
+    return out.reshape(blocks * SEARCH_BLOCK, *out.shape[2:])[:axis_size], True
+
+
 def invert(cdf: jax.Array, last: jax.Array, u: jax.Array) -> jax.Array:
     """The token of uniform u under one row's cdf [V]: the number of cdf entries <= u cdf[-1] (a token of zero
-    probability adds no step, so it is never drawn)."""
-    return jnp.minimum(jnp.searchsorted(cdf, u * cdf[-1], side="right"), last).astype(jnp.int32)
+    probability adds no step, so it is never drawn). Vmapped over runs, the CPU searches blocks of runs' cdfs at a
+    time (``SEARCH_BLOCK``)."""
+    return jnp.minimum(_blocked_search(cdf, u), last).astype(jnp.int32)
 
 
 def sample_chain(key: Key, cdf: jax.Array, last: jax.Array, n: int, length: int, vocab: int, order: int) -> jax.Array:

@@ -121,6 +121,26 @@ def test_sampling_bias_equals_the_plain_reference(lam, top_k, top_p):
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_sampling_bias_vmapped_over_runs_that_do_and_do_not_truncate():
+    """Runs vmapped together, some truncating and some not (the bisections run while any run needs them, and
+    start collapsed in the others), give each run's own law bit for bit, and the plain reference's; the same for a
+    batch in which no run truncates (where the bisections take no step)."""
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(12) * 0.5, size=4)
+    p[0, 3] = p[2, 7] = 0.0
+    p /= p.sum(axis=1, keepdims=True)
+    log_p = jnp.log(jnp.asarray(p, jnp.float32))
+    knobs = [(1.0, 0, 1.0), (1.5, 4, 0.7), (0.7, 0, 0.6), (1.0, 11, 1.0), (1.2, 12, 1.0), (1.0, 3, 1.0)]
+    for batch in (knobs, [k for k in knobs if (k[1] < 1 or k[1] >= 12) and k[2] >= 1]):
+        lam, top_k, top_p = (jnp.asarray([k[i] for k in batch], jnp.float32) for i in range(3))
+        got = np.asarray(jax.jit(jax.vmap(T.biased_log_probs, in_axes=(None, 0, 0, 0)))(log_p, lam, top_k, top_p))
+        for i, (lam_i, k_i, p_i) in enumerate(batch):
+            alone = np.asarray(T.biased_log_probs(log_p, jnp.float32(lam_i), jnp.float32(k_i), jnp.float32(p_i)))
+            np.testing.assert_array_equal(got[i], alone)
+            want = np.stack([numpy_bias(np.log(row), lam_i, k_i, p_i) for row in p])
+            np.testing.assert_allclose(np.exp(got[i]), want, atol=1e-6)
+
+
 def test_temperature_map_limits():
     p = np.array([0.5, 0.3, 0.2, 0.0])
     np.testing.assert_allclose(theory.temperature_map(p, 1.0), p)
