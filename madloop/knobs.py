@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from madloop import config as C
-from madloop.precision import float_dtype, on_device
+from madloop.precision import float_dtype
 from madloop.types import Knobs
 
 
@@ -214,7 +214,7 @@ def knob_grid(cfg: C.Config) -> tuple[Knobs, dict[str, np.ndarray]]:
     mesh = np.meshgrid(*axes, indexing="ij")
     flat = {k.name: m.reshape(-1) for k, m in zip(KNOBS, mesh, strict=True)}
     columns = {k.name: flat[k.name].astype(np.int64 if k.count else np.float64) for k in KNOBS if k.name in lists}
-    return {k.name: on_device(flat[k.name]) for k in KNOBS}, columns
+    return {k.name: flat[k.name] for k in KNOBS}, columns
 
 
 def grid_points(cfg: C.Config) -> int:

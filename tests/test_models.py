@@ -39,16 +39,19 @@ def test_gaussian_weighted_fit_equals_duplicated_data(estimator):
     np.testing.assert_allclose(b.cov, np.cov(np.asarray(dup).T, ddof=0 if estimator == "mle" else 1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("on_cpu", [True, False])
 @pytest.mark.parametrize("d", [2, 3, 4, 5, 10])
 @pytest.mark.parametrize("case", ["spread", "collapsed", "zero_weights"])
-def test_gaussian_statistics_equal_float64_on_both_paths(d, case):
-    """The weighted mean and scatter, as broadcast sums (d <= ELEMENTWISE_STATS_MAX_DIM on the CPU) or as dots,
-    against float64 numpy, on the inputs a collapsing loop makes: a spread sample far from the origin, a collapsed
-    one (every point the same: the scatter is 0, not rounding noise about a wrong mean) and one whose weights are
-    mostly 0 (a pool's empty slots). Tolerance: float32 sums of 100 terms, relative to the sample's scale."""
+def test_gaussian_statistics_equal_float64_on_both_paths(d, case, on_cpu, monkeypatch):
+    """The weighted mean and scatter, as broadcast sums (d <= ELEMENTWISE_STATS_MAX_DIM on the CPU) or as dots (the
+    other d, or the path of another backend, forced by ``on_cpu``), against float64 numpy, on the inputs a
+    collapsing loop makes: a spread sample far from the origin, a collapsed one (every point the same: the scatter
+    is 0, not rounding noise about a wrong mean) and one whose weights are mostly 0 (a pool's empty slots).
+    Tolerance: float32 sums of 100 terms, relative to the sample's scale."""
     from madloop.models import gaussian
 
-    assert gaussian.ELEMENTWISE_STATS_MAX_DIM == 4 and jax.default_backend() == "cpu"  # both paths run here
+    monkeypatch.setattr(gaussian, "_on_cpu", lambda: on_cpu)
+    assert gaussian.ELEMENTWISE_STATS_MAX_DIM == 4 and gaussian.ELEMENTWISE_STATS_MAX_N >= 100
     rng = np.random.default_rng(d)
     x = 100.0 + rng.normal(size=(100, d)) @ rng.normal(size=(d, d))
     w = rng.integers(0, 3, size=100).astype(np.float64)
@@ -69,14 +72,17 @@ def test_gaussian_statistics_equal_float64_on_both_paths(d, case):
         assert np.abs(np.asarray(stats.scatter)).max() <= 1e-6 * w64.sum() * 100.0**2
 
 
+@pytest.mark.parametrize("on_cpu", [True, False])
 @pytest.mark.parametrize("d", [2, 3, 10, 20, 24])
-def test_gaussian_samples_are_the_factor_times_the_draws_on_both_paths(d):
+def test_gaussian_samples_are_the_factor_times_the_draws_on_both_paths(d, on_cpu, monkeypatch):
     """sample_gaussian's (sqrt(lam) F z)^T + mean, with F applied as broadcast sums (3 <= d <= 20 on the CPU, the
-    draws materialised first) or as a dot, equals float64 numpy's product with the same draws z [d, n]; and a
-    covariance of rank 1 gives samples on its line (the factor's zero columns add exact zeros)."""
+    draws materialised first) or as a dot (the other d, or another backend's path, forced by ``on_cpu``), equals
+    float64 numpy's product with the same draws z [d, n]; and a covariance of rank 1 gives samples on its line
+    (the factor's zero columns add exact zeros)."""
     from madloop.models import gaussian
 
-    assert gaussian.ELEMENTWISE_FACTOR_DIMS == (3, 20) and jax.default_backend() == "cpu"
+    monkeypatch.setattr(gaussian, "_on_cpu", lambda: on_cpu)
+    assert gaussian.ELEMENTWISE_FACTOR_DIMS == (3, 20)
     rng = np.random.default_rng(d)
     a = rng.normal(size=(d, d))
     for cov in (a @ a.T + np.eye(d), np.outer(a[0], a[0])):
@@ -91,6 +97,38 @@ def test_gaussian_samples_are_the_factor_times_the_draws_on_both_paths(d):
             u = a[0] / np.linalg.norm(a[0])
             off = (np.float64(x) - np.float64(params.mean)) @ (np.eye(d) - np.outer(u, u))
             assert np.abs(off).max() <= 1e-5 * np.abs(np.float64(x) - np.float64(params.mean)).max()
+
+
+def test_a_large_sample_keeps_the_dots_for_its_statistics():
+    """Above ELEMENTWISE_STATS_MAX_N samples the statistics are dots (the broadcast sums would write [n, d, d]
+    products): the compiled program of n = 2 * MAX_N has a dot, and n = 100 none; both equal float64 numpy."""
+    from madloop.models import gaussian
+
+    for n, dots in ((100, False), (2 * gaussian.ELEMENTWISE_STATS_MAX_N, True)):
+        rng = np.random.default_rng(n)
+        x, w = np.float32(rng.normal(size=(n, 3)) + 5.0), np.float32(rng.integers(0, 3, size=n))
+        fn = jax.jit(gaussian.gaussian_stats)
+        assert (" dot(" in fn.lower(x, w).compile().as_text()) == dots
+        stats = fn(x, w)
+        x64, w64 = np.float64(x), np.float64(w)
+        mean = w64 @ x64 / w64.sum()
+        np.testing.assert_allclose(stats.mean, mean, rtol=1e-6)
+        np.testing.assert_allclose(stats.scatter, ((x64 - mean) * w64[:, None]).T @ (x64 - mean), rtol=1e-4)
+
+
+def test_the_truth_moments_are_the_mixture_moments():
+    """A toy truth's mean and covariance, computed once in float64 numpy, equal ``mixture_moments`` (float32 JAX)
+    to float32 rounding for a mixture, and are the Gaussian's own mean and covariance for one component."""
+    from madloop.data.toy import Ring8Data, _truth_moments, make_source
+    from madloop.mixture import mixture_moments
+
+    mix = make_source(Ring8Data()).mixture
+    for got, want in zip(_truth_moments(mix), mixture_moments(mix), strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-7)
+    one = Mixture(jnp.ones(1), jnp.array([[3.0, -1.5]]), jnp.array([[[2.0, 0.3], [0.3, 0.7]]]))
+    mean, cov = _truth_moments(one)
+    np.testing.assert_array_equal(mean, one.means[0])
+    np.testing.assert_array_equal(cov, one.covs[0])
 
 
 def test_gmm_weighted_em_equals_duplicated_data():

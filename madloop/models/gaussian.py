@@ -47,10 +47,14 @@ def weighted_moments(x: Data, w: Weights, unbiased: bool) -> tuple[jax.Array, ja
 #   6.7-7.9 s at d = 10; 1.06 s -> 1.11 s at d = 2 and 2x slower at d = 64, which keep the dot. The draws are
 #   materialised first (``_xla.materialised``), or XLA computes each normal again for each row of the factor.
 # - the weighted mean and scatter, for d <= 4: 1.29 s -> 1.05 s at d = 2, 2.2 s -> 1.44 s at d = 3; slower at
-#   d = 10 (8.7 s -> 11 s), which keeps the dots.
+#   d = 10 (8.7 s -> 11 s), which keeps the dots. Their sums run over the n samples, a long axis that XLA reduces
+#   in stages, writing the [n, d, d] products to a buffer first (at d = 4 twice the dot path's temporaries; the
+#   factor's sums run over the short axis d and write nothing more). So only for n <= ELEMENTWISE_STATS_MAX_N:
+#   a large accumulated pool or a KDE's whole training set keeps the dots.
 # On other backends (not measured) the dots stay. Either way the sums are the same up to float rounding.
 ELEMENTWISE_FACTOR_DIMS = (3, 20)
 ELEMENTWISE_STATS_MAX_DIM = 4
+ELEMENTWISE_STATS_MAX_N = 2048
 
 
 def _on_cpu() -> bool:
@@ -93,7 +97,7 @@ def gaussian_stats(x: Data, w: Weights) -> GaussianStats:
     """Statistics of x [n, d] under frequency weights w [n]."""
     count = jnp.sum(w)
     safe = jnp.where(count > 0, count, 1.0)
-    if x.shape[-1] <= ELEMENTWISE_STATS_MAX_DIM and _on_cpu():
+    if x.shape[-1] <= ELEMENTWISE_STATS_MAX_DIM and x.shape[0] <= ELEMENTWISE_STATS_MAX_N and _on_cpu():
         mean = jnp.sum(w[:, None] * x, axis=0) / safe
         xc = x - mean
         return GaussianStats(count, mean, jnp.sum((w[:, None] * xc)[:, :, None] * xc[:, None, :], axis=0))
