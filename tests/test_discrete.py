@@ -141,6 +141,24 @@ def test_sampling_bias_vmapped_over_runs_that_do_and_do_not_truncate():
             np.testing.assert_allclose(np.exp(got[i]), want, atol=1e-6)
 
 
+@pytest.mark.parametrize("runs", [7, 73, 100])
+def test_inverse_cdf_draws_vmapped_over_runs_equal_each_run_s_own(runs):
+    """``invert`` vmapped over runs (searched in blocks of SEARCH_BLOCK runs on the CPU, the last block padded with
+    the first runs and dropped) gives each run's own tokens, for runs below, off and on a multiple of the block, and
+    with the uniforms shared by every run."""
+    rng = np.random.default_rng(runs)
+    p = rng.dirichlet(np.ones(30) * 0.3, size=runs)
+    p[:, 4] = 0.0
+    cdf, last = T.sampling_cdf(jnp.log(jnp.asarray(p, jnp.float32)))
+    u = jnp.asarray(rng.uniform(size=(runs, 40, 2)), jnp.float32)
+    got = np.asarray(jax.jit(jax.vmap(T.invert))(cdf, last, u))
+    shared = np.asarray(jax.jit(jax.vmap(T.invert, in_axes=(0, 0, None)))(cdf, last, u[0]))
+    for i in range(runs):
+        np.testing.assert_array_equal(got[i], T.invert(cdf[i], last[i], u[i]))
+        np.testing.assert_array_equal(shared[i], T.invert(cdf[i], last[i], u[0]))
+    assert not (got == 4).any()  # a token of zero probability is never drawn
+
+
 def test_temperature_map_limits():
     p = np.array([0.5, 0.3, 0.2, 0.0])
     np.testing.assert_allclose(theory.temperature_map(p, 1.0), p)
