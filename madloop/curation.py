@@ -182,7 +182,7 @@ def k_choice_curation(cfg: KChoiceCuration, source: DataSource) -> Curation:
     if cfg.reward == "mode":
         reward = distance_reward(source.mixture.means[cfg.mode])
     elif cfg.reward == "point":
-        reward = distance_reward(jnp.asarray(cfg.target, jnp.float32))
+        reward = distance_reward(jnp.asarray(cfg.target, float_dtype()))
     else:
         reward = class_reward(source, cfg.label)
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from madloop import config as C
 from madloop.data import DataSource
 from madloop.mixture import Mixture, component_log_prob
+from madloop.precision import float_dtype
 from madloop.types import Data, GenerativeModel, Key, Knobs, Params, Weights
 
 
@@ -118,7 +119,7 @@ def sims(cfg: SimsGuidance, model: GenerativeModel, source: DataSource) -> Guide
     finetune, guided_sample = model.guidance
     if cfg.control == "modes":
         truth = source.mixture
-        target = truth.weights if cfg.target is None else jnp.asarray(cfg.target, jnp.float32)
+        target = truth.weights if cfg.target is None else jnp.asarray(cfg.target, float_dtype())
         target = target / jnp.sum(target)
 
     def init(key: Key, x: Data, w: Weights) -> SimsParams:

@@ -28,6 +28,14 @@ def float_dtype() -> jnp.dtype:
     return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
+def as_float_dtype(tree):
+    """``tree`` with its floating leaves in ``float_dtype()`` (others unchanged). Flax initialises parameters in
+    float32 whatever the x64 mode; a float64 run's parameters, optimiser state and EMA must be float64 for its
+    training scan's carry to keep one type."""
+    dtype = float_dtype()
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
 def on_device(x, dtype=None) -> jax.Array:
     """Host data x (numpy or Python) as a device array of ``dtype`` (default: x's own), made by a transfer.
 

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -15,6 +14,7 @@ from madloop.api import compose
 from madloop.engine import simulation
 from madloop.knobs import knobs_of
 from madloop.loop import EVAL, Loop, role_key
+from madloop.precision import on_device, precision
 from madloop.types import Data
 
 # stats(x [n, d], loop) -> {name: scalar or [k] array}: what to record per (seed, omega) besides the metrics.
@@ -45,24 +45,28 @@ def omega_sweep(
     # Sample metrics of the guided samples (a curation's reward is a loop metric: no curation acts here).
     names = tuple(n for n in loop.names if M.is_sample_metric(n) and M.group_of(n).name != "curation")
 
-    def one_seed(run_key, omegas):
-        knobs = knobs_of(cfg)
-        state, row = loop.start(run_key, knobs, ref)  # the base and the auxiliary model, scored at omega = 0
+    # The loop's precision for tracing and running: a float64 config's knobs, noise and samples are float64.
+    with precision(cfg.loop.precision):
 
-        def at(omega):
-            x = loop.parts.guided.sample(
-                role_key(run_key, 0, EVAL), state.params, cfg.eval.n, {**knobs, "omega": omega}
-            )
-            out = M.evaluate_samples(names, x, loop.parts.context, ref)
-            out.update(stats(x, loop) if stats is not None else {})
-            return out
+        def one_seed(run_key, omegas):
+            knobs = knobs_of(cfg)
+            state, row = loop.start(run_key, knobs, ref)  # the base and the auxiliary model, scored at omega = 0
 
-        return row.metrics, jax.vmap(at)(omegas)
+            def at(omega):
+                x = loop.parts.guided.sample(
+                    role_key(run_key, 0, EVAL), state.params, cfg.eval.n, {**knobs, "omega": omega}
+                )
+                out = M.evaluate_samples(names, x, loop.parts.context, ref)
+                out.update(stats(x, loop) if stats is not None else {})
+                return out
 
-    t0 = time.perf_counter()
-    row0, out = jax.jit(jax.vmap(one_seed, in_axes=(0, None)))(run_keys, jnp.asarray(omegas, jnp.float32))
-    out = jax.tree.map(np.asarray, out)
-    seconds = time.perf_counter() - t0
+            return row.metrics, jax.vmap(at)(omegas)
+
+        t0 = time.perf_counter()
+        omega_column = on_device(np.asarray(omegas, np.float64))  # float64 only in x64 mode
+        row0, out = jax.jit(jax.vmap(one_seed, in_axes=(0, None)))(run_keys, omega_column)
+        out = jax.tree.map(np.asarray, out)
+        seconds = time.perf_counter() - t0
     if 0.0 in omegas:
         i0 = list(omegas).index(0.0)
         for name in names:

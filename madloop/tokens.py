@@ -189,7 +189,8 @@ def _truncation(q: jax.Array, top_k: jax.Array, top_p: jax.Array) -> jax.Array:
     """[V] bool: the tokens of a law q [V] that top-k and then top-p keep, without sorting (XLA's CPU sort of 10^4
     floats cost twice the draws of 10^4 tokens): each threshold is found by bisection over the bit patterns of
     the probabilities (31 passes over V), and ties at a threshold are broken toward the lower id, as a stable sort
-    in decreasing order would."""
+    in decreasing order would. The order is that of the probabilities rounded to float32, in float64 runs too:
+    two probabilities within float32's resolution of each other (6e-8 relative) count as a tie there."""
     v = q.shape[0]
     bits = jax.lax.bitcast_convert_type(q.astype(jnp.float32), jnp.int32)
     # top-k: the k-th largest probability t is the largest t with #(q >= t) >= k, i.e. one below the smallest t
@@ -237,7 +238,7 @@ def sampling_cdf(log_p: jax.Array) -> tuple[jax.Array, jax.Array]:
     never draws a token of zero probability)."""
     p = jnp.exp(log_p)
     v = p.shape[-1]
-    last = v - 1 - jnp.argmax(jnp.flip(p > 0, axis=-1), axis=-1)
+    last = (v - 1 - jnp.argmax(jnp.flip(p > 0, axis=-1), axis=-1)).astype(jnp.int32)  # int64 in x64 mode
     return jnp.cumsum(p, axis=-1), last
 
 

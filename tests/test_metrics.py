@@ -73,6 +73,20 @@ def test_sort_floats_is_numpy_sort():
     np.testing.assert_array_equal(M.sort_floats(y), np.sort(np.asarray(y), axis=-1))
 
 
+def test_sort_floats_keeps_float64():
+    """In x64 mode (loop.precision=float64) values that differ below float32's resolution keep their order and
+    value: a float32 key would round 1 + 1e-12 to 1 and return float32."""
+    from madloop.precision import precision
+
+    with precision("float64"):
+        x = jnp.asarray(np.array([[1.0 + 1e-12, -1e-300, 1.0, -2.0 - 1e-13, -jnp.inf, -0.0, 5e-324, -2.0]]))
+        got = M.sort_floats(x)
+        assert got.dtype == jnp.float64
+        np.testing.assert_array_equal(np.abs(np.asarray(got)), np.abs(np.sort(np.asarray(x))))
+        y = jax.random.normal(KEY, (5, 999), jnp.float64) * 1e-8 + 1.0  # equal in float32 to a few values
+        np.testing.assert_array_equal(M.sort_floats(y), np.sort(np.asarray(y), axis=-1))
+
+
 def test_kth_smallest_keeps_ties():
     v = jnp.array([[5.0, 1.0, 1.0, 3.0, 1.0, 2.0]])
     # sorted: 1 1 1 2 3 5

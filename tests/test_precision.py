@@ -89,3 +89,29 @@ def test_runs_compute_matrix_products_at_full_precision():
         text = jax.jit(lambda a: a @ a).lower(jnp.ones((3, 3))).as_text()
     assert "HIGHEST" in text
     assert jax.config.jax_default_matmul_precision == before
+
+
+# The neural families (Flax initialises parameters in float32 whatever x64 says) and the token chains (an int64
+# index in x64 mode) failed to trace at loop.precision=float64 until their state was made in the run's dtypes.
+FLOAT64_FAMILIES = [
+    "diffusion_sims",
+    "gan",
+    "ngram",
+    "transformer",
+    pytest.param("edm_sims", marks=pytest.mark.slow),
+    pytest.param("flow_matching_sims", marks=pytest.mark.slow),
+    pytest.param("flow", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("family", FLOAT64_FAMILIES)
+def test_every_family_runs_in_float64(tiny, family):
+    from test_loop import DISCRETE, FAMILIES
+
+    metrics = ["nll", "distinct_1"] if family in DISCRETE else ["sw2", "mmd"]
+    r = madloop.simulate(tiny + FAMILIES[family] + ["loop.precision=float64", f"eval.metrics=[{','.join(metrics)}]"])
+    floats = [leaf for leaf in jax.tree.leaves(r.state) if jnp.issubdtype(leaf.dtype, jnp.floating)]
+    assert floats and all(leaf.dtype == jnp.float64 for leaf in floats), {str(leaf.dtype) for leaf in floats}
+    for name in metrics:
+        assert r.metrics[name].dtype == np.float64, name  # sw2 sorted float32 keys once
+        assert np.isfinite(r.metrics[name]).all(), name

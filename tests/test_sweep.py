@@ -44,6 +44,23 @@ def test_omega_sweep_runs_in_the_loop(tiny):
     assert not np.allclose(a, b)
 
 
+def test_a_float64_omega_sweep_runs_in_float64(tiny):
+    """``omega_sweep`` traces and runs in the config's precision: its omega = 0 column is the float64 loop's own
+    generation-0 row to float64 rounding (a sweep run in float32, as it once was, is ~1e-7 apart)."""
+    from conftest import TINY_DIFFUSION, TINY_SIMS
+
+    from madloop.sweep import omega_sweep
+
+    base = tiny + TINY_DIFFUSION + TINY_SIMS + ["loop.precision=float64", "eval.metrics=[sw2,mmd]"]
+    table, _ = omega_sweep(base, (0.0, 1.5))
+    assert table["sw2"].dtype == np.float64 and table["mmd"].dtype == np.float64
+    plain = madloop.run_table(base + ["guidance.omega=0"])
+    first = plain[plain["generation"] == 0]
+    for name in ("sw2", "mmd"):
+        np.testing.assert_allclose(table[table["omega"] == 0.0][name], first[name], rtol=1e-11, err_msg=name)
+    assert not np.allclose(table[table["omega"] == 1.5]["sw2"], first["sw2"])
+
+
 def test_count_sweeps_follow_the_closed_form_and_the_largest_count_equals_a_plain_run():
     """Counts as masks over a static maximum. Gaussian MLE, fully synthetic, replace: generation 0 is fitted on
     n_r real samples and every later one on m synthetic ones, so E[tr S_g / tr S] = ((n_r-1)/n_r) ((m-1)/m)^g

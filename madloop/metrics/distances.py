@@ -74,15 +74,19 @@ def row_blocks(fn: Callable[..., tuple[Any, Any]], rows: tuple[jax.Array, ...], 
 
 
 def sort_floats(x: jax.Array) -> jax.Array:
-    """Sorts float32 values along the last axis through order-preserving int32 keys.
+    """Sorts floats along the last axis through order-preserving integer keys of their width: float64 (x64 mode)
+    through int64, anything else as float32 through int32.
 
     XLA's CPU sort with the float comparator (which orders NaNs totally) is about 6x slower than its integer
-    sort. Flipping the magnitude bits of negative floats makes the int32 order equal the float order.
+    sort. Flipping the magnitude bits of negative floats makes the integer order equal the float order.
     """
-    bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.int32)
-    keys = jnp.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    keys = jnp.sort(keys, axis=-1)
-    return jax.lax.bitcast_convert_type(jnp.where(keys < 0, keys ^ 0x7FFFFFFF, keys), jnp.float32)
+    if x.dtype == jnp.float64:
+        ftype, itype, mask = jnp.float64, jnp.int64, 0x7FFF_FFFF_FFFF_FFFF
+    else:
+        ftype, itype, mask = jnp.float32, jnp.int32, 0x7FFF_FFFF
+    bits = jax.lax.bitcast_convert_type(x.astype(ftype), itype)
+    keys = jnp.sort(jnp.where(bits < 0, bits ^ mask, bits), axis=-1)
+    return jax.lax.bitcast_convert_type(jnp.where(keys < 0, keys ^ mask, keys), ftype)
 
 
 def kth_smallest(values: jax.Array, k: int) -> jax.Array:
@@ -185,7 +189,7 @@ def sliced_w2(x_proj_sorted: jax.Array, y: Data, directions: jax.Array) -> jax.A
     widths = np.diff(np.concatenate([[0.0], ends]))
     mid = ends - widths / 2
     i, j = np.minimum((mid * n).astype(int), n - 1), np.minimum((mid * m).astype(int), m - 1)
-    w2 = jnp.sum(jnp.asarray(widths, jnp.float32) * (x_proj_sorted[:, i] - y_proj[:, j]) ** 2, axis=1)
+    w2 = jnp.sum(widths.astype(y_proj.dtype) * (x_proj_sorted[:, i] - y_proj[:, j]) ** 2, axis=1)
     return jnp.sqrt(jnp.mean(w2))
 
 

@@ -32,7 +32,7 @@ def split_labels(x: Data, classes: int) -> tuple[Data, jax.Array]:
 def label_frequencies(x: Data, w: Weights, classes: int) -> jax.Array:
     """[C] weighted class frequencies of labelled rows x [n, d + 1] with weights w [n]; [1.0] when unconditional."""
     if not classes:
-        return jnp.ones((1,), jnp.float32)
+        return jnp.ones((1,), w.dtype)
     counts = jnp.sum(w[:, None] * jax.nn.one_hot(split_labels(x, classes)[1], classes, dtype=w.dtype), axis=0)
     return counts / jnp.sum(counts)
 

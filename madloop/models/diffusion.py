@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from madloop import config as C
 from madloop import rng
 from madloop.models import training as T
+from madloop.precision import as_float_dtype
 from madloop.types import Data, GenerativeModel, Guidable, Key, Knobs, Params, Weights
 
 if TYPE_CHECKING:  # Flax and Optax load when a diffusion family is built (0.4 s of every start-up otherwise)
@@ -294,7 +295,7 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None, 
 
     def label_freq(x: Data, w: Weights) -> jax.Array:
         if not classes:
-            return jnp.ones((1,), jnp.float32)
+            return jnp.ones((1,), w.dtype)
         counts = jnp.sum(w[:, None] * jax.nn.one_hot(split(x)[1], classes, dtype=w.dtype), axis=0)
         return counts / jnp.sum(counts)
 
@@ -347,7 +348,7 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None, 
 
     def init(key: Key, x: Data, w: Weights) -> DiffusionParams:
         data, labels = split(x)
-        net = _network(cfg, data.shape[1], shape).init(key, data[0], jnp.zeros(()), labels[0])["params"]
+        net = as_float_dtype(_network(cfg, data.shape[1], shape).init(key, data[0], jnp.zeros(()), labels[0])["params"])
         return DiffusionParams(net, net, tx.init(net), label_freq(x, w))
 
     def fit(key: Key, params: DiffusionParams, x: Data, w: Weights, warm: bool, knobs: Knobs) -> DiffusionParams:

@@ -30,6 +30,7 @@ from madloop import rng
 from madloop.models import denoising as N
 from madloop.models import diffusion as D
 from madloop.models import training as T
+from madloop.precision import as_float_dtype
 from madloop.types import Data, GenerativeModel, Guidable, Key, Knobs, Params, Weights
 
 if TYPE_CHECKING:  # Flax loads when a family is built
@@ -382,7 +383,7 @@ def edm_family(cfg: EDMModel, shape: tuple[int, ...] | None = None, scan: Callab
 
     def init(key: Key, x: Data, w: Weights) -> D.DiffusionParams:
         data, labels = N.split_labels(x, classes)
-        net = _network(cfg, data.shape[1], shape).init(key, data[0], jnp.zeros(()), labels[0])["params"]
+        net = as_float_dtype(_network(cfg, data.shape[1], shape).init(key, data[0], jnp.zeros(()), labels[0])["params"])
         return D.DiffusionParams(net, net, tx.init(net), N.label_frequencies(x, w, classes))
 
     def fit(key: Key, params: D.DiffusionParams, x: Data, w: Weights, warm: bool, knobs: Knobs) -> D.DiffusionParams:

@@ -33,6 +33,7 @@ from madloop import rng
 from madloop.models import denoising as L
 from madloop.models import diffusion as D
 from madloop.models import training as T
+from madloop.precision import as_float_dtype
 from madloop.types import Data, GenerativeModel, Guidable, Key, Knobs, Params, Weights
 
 
@@ -318,6 +319,7 @@ def flow_matching_family(cfg: FlowMatchingModel, shape: tuple[int, ...] | None =
     def init(key: Key, x: Data, w: Weights) -> D.DiffusionParams:
         data, labels = L.split_labels(x, classes)
         net = D._network(cfg, data.shape[1], shape).init(key, data[0], jnp.zeros(()), labels[0])["params"]
+        net = as_float_dtype(net)
         return D.DiffusionParams(net, net, tx.init(net), L.label_frequencies(x, w, classes))
 
     def fit(key: Key, params: D.DiffusionParams, x: Data, w: Weights, warm: bool, knobs: Knobs) -> D.DiffusionParams:

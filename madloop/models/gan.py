@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from madloop import config as C
 from madloop import rng
 from madloop.models import training as T
+from madloop.precision import as_float_dtype
 from madloop.types import Data, GenerativeModel, Key, Knobs, Params, Weights
 
 if TYPE_CHECKING:  # Flax and Optax load when a GAN family is built
@@ -290,8 +291,8 @@ def gan_family(cfg: GANModel, shape: tuple[int, ...] | None = None, scan: Callab
         del w
         gen_module, critic_module = modules(x.shape[1])
         k_gen, k_critic = jax.random.split(key)
-        gen = gen_module.init(k_gen, jnp.zeros((k,), x.dtype))["params"]
-        weights = critic_module.init(k_critic, x[0])["params"]
+        gen = as_float_dtype(gen_module.init(k_gen, jnp.zeros((k,), x.dtype))["params"])
+        weights = as_float_dtype(critic_module.init(k_critic, x[0])["params"])
         return GANParams(gen, weights, tx.init(gen), tx.init(weights), gen)
 
     def fit(key: Key, params: GANParams, x: Data, w: Weights, warm: bool, knobs: Knobs) -> GANParams:

@@ -29,6 +29,7 @@ from madloop import config as C
 from madloop import tokens as T
 from madloop.models import training as TR
 from madloop.models.ngram import check_sampling
+from madloop.precision import as_float_dtype
 from madloop.types import Data, Density, GenerativeModel, Key, Knobs, Params, Weights
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def transformer_family(cfg: TransformerModel, vocab: int, length: int, scan: Cal
 
     def init(key: Key, x: Data, w: Weights) -> TransformerParams:
         del w
-        net = module.init(key, T.as_tokens(x[:1])[0])["params"]
+        net = as_float_dtype(module.init(key, T.as_tokens(x[:1])[0])["params"])
         return TransformerParams(net, net, tx.init(net))
 
     def fit(key: Key, params: TransformerParams, x: Data, w: Weights, warm: bool, knobs: Knobs) -> TransformerParams:
