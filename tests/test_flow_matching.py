@@ -343,7 +343,7 @@ def test_a_unet_flow_matching_loop_traces_on_image_rows():
         + ["loop.generations=2", "eval.metrics=[sw2]"]
     )
     programs = Programs(cfg)
-    ref = jax.eval_shape(programs.reference, jax.random.key(0), jax.random.key(1))
+    ref = jax.eval_shape(programs.reference, jax.random.key(0), jax.random.key(1), programs.fixed_heldout)
     k = knobs_of(cfg)
     state, _ = jax.eval_shape(programs.loop.start, jax.random.key(2), k, ref)
     assert state.real.shape == (32, 65) and state.snapshots.shape[-1] == 64

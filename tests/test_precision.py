@@ -115,3 +115,14 @@ def test_every_family_runs_in_float64(tiny, family):
     for name in metrics:
         assert r.metrics[name].dtype == np.float64, name  # sw2 sorted float32 keys once
         assert np.isfinite(r.metrics[name]).all(), name
+
+
+def test_an_image_source_runs_in_float64(tiny):
+    """An image source's training and held-out pixels are made in the run's dtype (they were float32, and a float64
+    run's generation-0 branch then disagreed with the later ones' in dtype); the feature classifier reads float64
+    samples."""
+    run = tiny + ["data=digits", "model=gaussian", "regime.n_real=100", "regime.n_synth=100", "eval.n=100"]
+    r = madloop.simulate([*run, "loop.precision=float64", "eval.metrics=[sw2,fd,confidence]"])
+    for name in ("sw2", "fd", "confidence"):
+        assert r.metrics[name].dtype == np.float64 and np.isfinite(r.metrics[name]).all(), name
+    assert r.state.real.dtype == jnp.float64 and r.heldout.dtype == np.float64

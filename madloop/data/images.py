@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from madloop import config as C
 from madloop.data.toy import DataSource
+from madloop.precision import float_dtype, on_device
 from madloop.types import Data, Key
 
 
@@ -298,8 +298,8 @@ def finite_source(train: ImageSet, heldout: ImageSet, classes: int) -> DataSourc
     """A data source over a finite image set: ``sample(key, n)`` draws n distinct training images (uniformly
     without replacement; rows of h w c pixels), labelled; evaluation uses the fixed held-out images."""
     n_train, *shape = train.images.shape
-    x = jnp.asarray(train.images.reshape(n_train, -1))
-    y = jnp.asarray(train.labels)
+    x = on_device(train.images.reshape(n_train, -1), float_dtype())  # the run's precision (float64 in x64 mode)
+    y = on_device(train.labels)
 
     def sample_labeled(key: Key, n: int) -> tuple[Data, jax.Array]:
         idx = jax.random.choice(key, n_train, (n,), replace=False)
@@ -311,7 +311,7 @@ def finite_source(train: ImageSet, heldout: ImageSet, classes: int) -> DataSourc
         classes=classes,
         sample_labeled=sample_labeled,
         shape=tuple(shape),
-        heldout=jnp.asarray(heldout.images.reshape(len(heldout.images), -1)),
+        heldout=on_device(heldout.images.reshape(len(heldout.images), -1), float_dtype()),
         size=n_train,
         classifier=functools.cache(lambda: _classifier(train, heldout, classes)),
     )
