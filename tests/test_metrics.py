@@ -87,6 +87,37 @@ def test_sort_floats_keeps_float64():
         np.testing.assert_array_equal(M.sort_floats(y), np.sort(np.asarray(y), axis=-1))
 
 
+def test_pairwise_distances_do_not_lose_precision_away_from_the_origin():
+    """|a|^2 + |b|^2 - 2 a.b of raw coordinates loses eps |x|^2: at (1000, 1000) a distance of 0.25 came out 0.
+    Distances must be those of the differences, in both of the function's paths (d <= 4 and d > 4)."""
+    x = jnp.array([[1000.0, 1000.0], [1000.5, 1000.0], [1000.0, 1000.25]])
+    want = np.array([[0, 0.5, 0.25], [0.5, 0, np.hypot(0.5, 0.25)], [0.25, np.hypot(0.5, 0.25), 0]])
+    np.testing.assert_allclose(M.pairwise_distances(x, x), want, rtol=1e-6, atol=0)
+    y = jax.random.normal(KEY, (50, 8))
+    for offset in (0.0, 300.0):
+        got = np.asarray(M.pairwise_distances(y[:20] + offset, y + offset), np.float64)
+        exact = np.linalg.norm(np.asarray(y[:20] + offset, np.float64)[:, None] - np.asarray(y + offset)[None], axis=-1)
+        # sqrt of a float32 rounding of squared distances ~8 (a point to itself: up to 1e-3), and of x + 300 itself
+        np.testing.assert_allclose(got, exact, atol=2e-3)
+
+
+@pytest.mark.parametrize("dim,offset", [(2, 1000.0), (8, 300.0)])
+def test_k_nn_metrics_do_not_move_with_the_origin(dim, offset):
+    """precision, recall, density, coverage and authenticity read distances only, so shifting the held-out set and
+    the samples together leaves them unchanged (uncentred products gave 0.25 / 0.25 / 0.10 / 0.14 for the
+    held-out set against itself at offset 1000, where 1 / 1 / 1 / 1 / 0 is exact)."""
+    names = ("precision", "recall", "density", "coverage", "authenticity")
+    real = jax.random.normal(jax.random.key(3), (500, dim))
+    fake = 1.2 * jax.random.normal(jax.random.key(4), (400, dim)) + 0.3
+    ctx = context(source=make_source(GaussianData(dim=dim)))
+    at = lambda shift, x: M.evaluate_samples(names, x + shift, ctx, M.make_reference(KEY, real + shift, ctx, names))
+    itself = at(offset, real)
+    assert {k: float(v) for k, v in itself.items()} == {**dict.fromkeys(names[:4], 1.0), "authenticity": 0.0}
+    near, far = at(0.0, fake), at(offset, fake)
+    for name in names:
+        assert abs(float(far[name]) - float(near[name])) <= 0.005, (name, float(near[name]), float(far[name]))
+
+
 def test_kth_smallest_keeps_ties():
     v = jnp.array([[5.0, 1.0, 1.0, 3.0, 1.0, 2.0]])
     # sorted: 1 1 1 2 3 5
@@ -291,6 +322,18 @@ def test_gaussian_kl_closed_form():
     ours = M.gaussian_kl(*(jnp.asarray(v) for v in (mu_p, cp, mu_q, cq)))
     assert float(ours) == pytest.approx(expected, rel=1e-5)
     assert float(M.gaussian_kl(*(jnp.asarray(v) for v in (mu_p, cp, mu_p, cp)))) == pytest.approx(0, abs=1e-6)
+
+
+def test_gaussian_kl_is_infinite_for_a_singular_model():
+    """KL(truth || model) of a nonsingular truth against a collapsed model (zero, rank-1 covariance) is +inf; the
+    whitening's division by zero pivots gave NaN."""
+    for cov_q, mu_q in ((np.diag([1.0, 0.0]), np.zeros(2)), (np.zeros((2, 2)), np.ones(2))):
+        got = M.gaussian_kl(*(jnp.asarray(v, jnp.float32) for v in (np.zeros(2), np.eye(2), mu_q, cov_q)))
+        assert float(got) == np.inf
+    nearly = M.gaussian_kl(
+        *(jnp.asarray(v, jnp.float32) for v in (np.zeros(2), np.eye(2), np.zeros(2), np.diag([1, 1e-3])))
+    )
+    assert float(nearly) == pytest.approx(0.5 * (1e3 - 1 + np.log(1e-3)), rel=1e-4)  # finite and right below it
 
 
 def test_mode_counts_on_a_hand_made_sample():

@@ -126,3 +126,11 @@ def test_an_image_source_runs_in_float64(tiny):
     for name in ("sw2", "fd", "confidence"):
         assert r.metrics[name].dtype == np.float64 and np.isfinite(r.metrics[name]).all(), name
     assert r.state.real.dtype == jnp.float64 and r.heldout.dtype == np.float64
+
+
+def test_share_metrics_are_float64_in_a_float64_run(tiny):
+    """Shares of samples are float64 in a float64 run: a mean of bools is float32 in x64 mode unless asked."""
+    names = ["precision", "recall", "density", "coverage", "hq", "authenticity", "alpha_precision", "beta_recall"]
+    run = tiny + ["data=ring8", "model=gaussian", "loop.precision=float64", f"eval.metrics=[{','.join(names)}]"]
+    r = madloop.simulate(run)
+    assert {name: str(r.metrics[name].dtype) for name in names} == dict.fromkeys(names, "float64")

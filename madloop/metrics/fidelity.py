@@ -180,7 +180,7 @@ def integrated_score(curve: jax.Array) -> jax.Array:
 def alpha_precision_curve(samples: Data, sup: Supports) -> jax.Array:
     """P(alpha) [A]: the share of samples [m, f] inside the real alpha-support (closed ball) for each alpha."""
     to_centre = jnp.linalg.norm(samples - sup.centre, axis=1)
-    return jnp.mean(to_centre[None, :] <= sup.radii[:, None], axis=1)
+    return jnp.mean(to_centre[None, :] <= sup.radii[:, None], axis=1, dtype=samples.dtype)
 
 
 def beta_recall_curve(samples: Data, d_rs: jax.Array, sup: Supports) -> jax.Array:
@@ -196,14 +196,14 @@ def beta_recall_curve(samples: Data, d_rs: jax.Array, sup: Supports) -> jax.Arra
     radii = quantiles(to_centre, ALPHAS)  # [A]
     in_ball = d_rs <= sup.knn_radius[:, None]  # [n, m]
     t = jnp.min(jnp.where(in_ball, to_centre[None, :], jnp.inf), axis=1)  # [n]
-    return jnp.mean(t[None, :] <= radii[:, None], axis=1)
+    return jnp.mean(t[None, :] <= radii[:, None], axis=1, dtype=samples.dtype)
 
 
 def authentic_share(d_rs: jax.Array, sup: Supports) -> jax.Array:
     """The share of samples whose distance to their nearest held-out point x_i* exceeds x_i*'s distance to its own
     nearest held-out neighbour (a sample closer to x_i* than any other real point is deemed a copy)."""
     nearest = jnp.argmin(d_rs, axis=0)  # [m]
-    return jnp.mean(jnp.min(d_rs, axis=0) > sup.nn_radius[nearest])
+    return jnp.mean(jnp.min(d_rs, axis=0) > sup.nn_radius[nearest], dtype=d_rs.dtype)
 
 
 def alpha_beta(samples: Data, real: Data, stats: Supports, ctx: Any = None) -> dict[str, jax.Array]:

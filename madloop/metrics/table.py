@@ -311,7 +311,7 @@ def tail(samples: Data, real: Data, threshold: jax.Array, ctx: Context) -> dict:
     """
     del real
     log_p = ctx.source.log_prob(samples)
-    return {"tail_mass": jnp.mean(log_p < threshold) / TAIL_LEVEL}
+    return {"tail_mass": jnp.mean(log_p < threshold, dtype=log_p.dtype) / TAIL_LEVEL}
 
 
 def nll(params, real: Data, stats: None, ctx: Context) -> dict:
