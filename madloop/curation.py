@@ -245,16 +245,25 @@ def fill_slots(x: Data, accepted: jax.Array, n: int) -> Data:
     return x[order[:n]]
 
 
-def verdict_report(clean: jax.Array, noisy: jax.Array, slots: jax.Array) -> dict[str, jax.Array]:
+def verdict_report(
+    clean: jax.Array, noisy: jax.Array, slots: jax.Array, live: jax.Array | None = None
+) -> dict[str, jax.Array]:
     """The verifier's report on m candidates: the share it accepts (``kept_share``), its error rates against the
     noiseless verdict ``clean`` [m] (``false_accept``: accepted among those the noiseless verdict rejects;
     ``false_reject``: rejected among those it accepts; NaN where there are none), and ``unfilled``: the share of the
-    ``slots`` training slots left to rejected candidates (the cap hit)."""
+    ``slots`` training slots left to rejected candidates (the cap hit). ``live`` [m] (default all): the candidates
+    that exist (a count sweep's smaller counts verify only the first draws x count of the buffer's)."""
     f = float_dtype()
+    if live is not None:
+        clean, noisy = clean & live, noisy & live
+        bad, good = jnp.sum(live & ~clean), jnp.sum(clean)
+        share = jnp.sum(noisy).astype(f) / jnp.maximum(jnp.sum(live), 1).astype(f)
+    else:
+        bad, good = jnp.sum(~clean), jnp.sum(clean)
+        share = jnp.mean(noisy.astype(f))
     accepted = jnp.sum(noisy)
-    bad, good = jnp.sum(~clean), jnp.sum(clean)
     return {
-        "kept_share": jnp.mean(noisy.astype(f)),
+        "kept_share": share,
         "false_accept": jnp.where(bad > 0, jnp.sum(noisy & ~clean) / jnp.maximum(bad, 1), jnp.nan).astype(f),
         "false_reject": jnp.where(good > 0, jnp.sum(~noisy & clean) / jnp.maximum(good, 1), jnp.nan).astype(f),
         "unfilled": (jnp.maximum(slots - accepted, 0) / jnp.maximum(slots, 1)).astype(f),
@@ -329,7 +338,11 @@ def verifier_curation(cfg: VerifierCuration, source: DataSource) -> Curation:
         e = knobs["verifier_noise"] * rng.normal(key, (x.shape[0],), x.dtype)
         clean, noisy = margin(x, jnp.zeros_like(e)) >= 0, margin(x, e) >= 0
         slots = jnp.minimum(knobs["n_synth"], x.shape[0] // draws)  # the slots that get weight (a count sweep's mask)
-        return fill_slots(x, noisy, x.shape[0] // draws), verdict_report(clean, noisy, slots)
+        # A count sweep's count c verifies the first draws x c candidates, as a run with n_synth = c draws them:
+        # ranking all of the buffer's would curate harder than that run (and report no unfilled slot).
+        live = jnp.arange(x.shape[0]) < draws * slots
+        accepted = noisy & live
+        return fill_slots(x, accepted, x.shape[0] // draws), verdict_report(clean, noisy, slots, live)
 
     return Curation(draws, select, None, VERIFIER_REPORT)
 

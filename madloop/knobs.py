@@ -175,6 +175,20 @@ def check(cfg: C.Config) -> None:
                 raise C.ConfigError(k.sweep, vals, "give at least one value (or null for no sweep)")
             if any(not C.is_number(v) or not k.check(v) for v in vals):
                 raise C.ConfigError(k.sweep, vals, f"must be a list of finite numbers, {k.allowed}")
+            # the values as the run computes with them: a float32 run cannot tell 0.7 from 0.70000001, and runs
+            # 1e39 as inf and 1e-46 as 0
+            run = np.float64 if get(cfg, "loop.precision") == "float64" else np.float32
+            with np.errstate(over="ignore", under="ignore"):
+                rounded = [float(run(v)) for v in vals]
+            tiny = float(np.finfo(run).tiny)
+            lost = [v for v, r in zip(vals, rounded, strict=True) if not (np.isfinite(r) and k.check(r))]
+            if lost or any(v != 0 and abs(r) < tiny for v, r in zip(vals, rounded, strict=True)):
+                raise C.ConfigError(
+                    k.sweep, vals, f"each must stay finite and {k.allowed} in {np.dtype(run).name} (loop.precision)"
+                )
+            vals_run = rounded
+        if len(set(vals if k.count else vals_run)) < len(vals):
+            raise C.ConfigError(k.sweep, vals, "values must be distinct (a repeated point counts its seeds twice)")
         base = get(cfg, k.path)
         if base is _MISSING:
             raise C.ConfigError(k.sweep, vals, f"needs {k.needs or options_with(k.path)}")
@@ -213,7 +227,11 @@ def knob_grid(cfg: C.Config) -> tuple[Knobs, dict[str, np.ndarray]]:
     axes = [np.asarray(lists.get(k.name, [base[k.name].item()]), base[k.name].dtype) for k in KNOBS]
     mesh = np.meshgrid(*axes, indexing="ij")
     flat = {k.name: m.reshape(-1) for k, m in zip(KNOBS, mesh, strict=True)}
-    columns = {k.name: flat[k.name].astype(np.int64 if k.count else np.float64) for k in KNOBS if k.name in lists}
+    # The table's columns hold the values as given (float64), not as the run computes with them: a float32 lam of
+    # 0.7 is 0.699999988..., which a filter lam == 0.7 would miss.
+    given = [np.asarray(lists.get(k.name, [0]), np.int64 if k.count else np.float64) for k in KNOBS]
+    exact = {k.name: m.reshape(-1) for k, m in zip(KNOBS, np.meshgrid(*given, indexing="ij"), strict=True)}
+    columns = {k.name: exact[k.name] for k in KNOBS if k.name in lists}
     return {k.name: flat[k.name] for k in KNOBS}, columns
 
 

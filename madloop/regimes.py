@@ -137,6 +137,13 @@ def fits(r: C.RegimeConfig, cfg: C.Config, parts) -> None:
     synth = cfg.sweep.regime.n_synth
     if synth is not None and isinstance(r, FullySynthetic) and min(synth) < 1:
         raise C.ConfigError("sweep.regime.n_synth", list(synth), "must be a non-empty list of integers >= 1")
+    weights = cfg.sweep.regime.real_weight
+    if weights is not None and isinstance(r, FullySynthetic):
+        raise C.ConfigError(
+            "sweep.regime.real_weight",
+            list(weights),
+            "has no effect in the fully synthetic loop (no real sample is trained on after generation 0)",
+        )
     swept = cfg.sweep.regime.n_real
     if swept is not None and r.n_initial is not None and isinstance(r, FullySynthetic):
         raise C.ConfigError(

@@ -77,7 +77,8 @@ def test_knob_table_derives_the_sweep_schema_grid_and_columns():
     assert sweep_fields == {k.sweep for k in knobs.KNOBS}
     assert report.knob_names() == tuple(k.name for k in knobs.KNOBS)
     cfg = api.compose(
-        ["data=gaussian", "model=gaussian", "sweep.bias.lam=[0.5,1.0]", "sweep.regime.real_weight=[1,2,3]"]
+        ["data=gaussian", "model=gaussian", "regime=synthetic_augmentation", "sweep.bias.lam=[0.5,1.0]"]
+        + ["sweep.regime.real_weight=[1,2,3]"]
     )
     grid, columns = knobs.knob_grid(cfg)
     assert set(grid) == {k.name for k in knobs.KNOBS} and set(columns) == {"lam", "real_weight"}

@@ -15,24 +15,25 @@ GAUSS = ["data=gaussian", "model=gaussian", "eval.metrics=[trace_ratio,mean_sqer
 
 
 def test_a_swept_knob_equals_separate_runs_and_gets_a_column(tiny):
-    swept = madloop.run_table(tiny + GAUSS + ["sweep.bias.lam=[0.5,1.0]", "sweep.regime.real_weight=[1,3]"])
+    aug = GAUSS + ["regime=synthetic_augmentation"]
+    swept = madloop.run_table(tiny + aug + ["sweep.bias.lam=[0.7,1.0]", "sweep.regime.real_weight=[1,3]"])
     # 2 x 2 grid points x 2 seeds x generations 0..2; knob columns after seed
     assert list(swept.columns[:4]) == ["seed", "lam", "real_weight", "generation"]
     assert len(swept) == 4 * 2 * 3
     assert sorted(swept.groupby(["lam", "real_weight"]).size().to_dict().items()) == [
-        ((0.5, 1.0), 6),
-        ((0.5, 3.0), 6),
+        ((0.7, 1.0), 6),  # the values as given, not float32's 0.699999988
+        ((0.7, 3.0), 6),
         ((1.0, 1.0), 6),
         ((1.0, 3.0), 6),
     ]
-    for lam in (0.5, 1.0):
-        alone = madloop.run_table(tiny + GAUSS + [f"bias.lam={lam}", "regime.real_weight=3"])
+    for lam in (0.7, 1.0):
+        alone = madloop.run_table(tiny + aug + [f"bias.lam={lam}", "regime.real_weight=3"])
         part = swept[(swept["lam"] == lam) & (swept["real_weight"] == 3.0)].drop(columns=["lam", "real_weight"])
         # same seeds, same keys (common random numbers), the knob traced either way
         np.testing.assert_allclose(part.to_numpy(), alone.to_numpy(), rtol=2e-6, atol=1e-7)
-    # the knob matters: lam = 0.5 collapses the fully synthetic loop's covariance faster
-    last = swept[swept["generation"] == 2].groupby("lam")["trace_ratio"].mean()
-    assert last[0.5] < 0.6 * last[1.0]
+    # the knobs matter: lam = 0.7 shrinks the covariance, a heavier real part holds it up
+    last = swept[swept["generation"] == 2].groupby(["lam", "real_weight"])["trace_ratio"].mean()
+    assert last[(0.7, 1.0)] < last[(1.0, 1.0)] and last[(0.7, 1.0)] < last[(0.7, 3.0)]  # common random numbers
 
 
 def test_omega_sweep_runs_in_the_loop(tiny):
@@ -91,6 +92,11 @@ def test_count_sweeps_follow_the_closed_form_and_the_largest_count_equals_a_plai
         (["sweep.bias.lam=[]"], "sweep.bias.lam=[]: give at least one value"),
         (["sweep.bias.lam=[1,-1]"], "sweep.bias.lam=[1.0,-1.0]: must be a list of finite numbers, values > 0"),
         (["sweep.guidance.omega=[0,1]"], "sweep.guidance.omega=[0.0,1.0]: needs guidance=sims"),
+        (["sweep.bias.lam=[0.5,0.5]"], "sweep.bias.lam=[0.5,0.5]: values must be distinct"),
+        (["sweep.bias.lam=[0.7,0.70000001]"], "values must be distinct"),  # one float32 value
+        (["sweep.bias.lam=[1e-46,1]"], "must stay finite and values > 0 in float32"),
+        (["sweep.bias.lam=[1e39,1]"], "must stay finite and values > 0 in float32"),
+        (["sweep.regime.real_weight=[1,2]"], "real_weight=[1.0,2.0]: has no effect in the fully synthetic"),
     ],
 )
 def test_bad_sweeps_name_the_field(overrides, message):
@@ -121,3 +127,12 @@ def test_eight_devices_give_the_one_device_results(tiny, tmp_path):
     eight = pd.read_csv(out)
     assert list(eight.columns) == list(one.columns)
     np.testing.assert_allclose(eight.to_numpy(), one.to_numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_omega_sweep_refuses_a_knob_sweep(tiny):
+    from conftest import TINY_DIFFUSION, TINY_SIMS
+
+    from madloop.sweep import omega_sweep
+
+    with pytest.raises(C.ConfigError, match="omega_sweep runs no knob sweep"):
+        omega_sweep(tiny + TINY_DIFFUSION + TINY_SIMS + ["sweep.bias.lam=[0.5,1.0]"], (0.0, 1.0))

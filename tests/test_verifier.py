@@ -4,6 +4,7 @@ forms, and the truths' log-densities it thresholds."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import i0e
 from scipy.stats import norm
@@ -123,3 +124,17 @@ def test_curve_log_density_in_blocks_equals_the_whole_matrix():
     assert blocked.shape == (x.shape[0],)
     np.testing.assert_allclose(np.asarray(blocked), np.asarray(whole), rtol=1e-5, atol=1e-4)
     assert float(jnp.max(jnp.abs(blocked[1:] - whole[:-1]))) > 0.1  # power: one row off is far off
+
+
+def test_a_count_sweep_point_verifies_what_a_run_with_that_count_verifies(tiny):
+    """A swept n_synth = 8 (buffer 48) verifies the first draws x 8 candidates, as the run with n_synth = 8 does:
+    ranking all 2 x 48 filled every slot with accepted ones (unfilled 0 against 0.75 for the run) and curated
+    harder (sw2 1.51 against 0.90)."""
+    run = tiny + ["data=ring8", "model=gmm", "model.components=4", "model.init_iters=20", "model.iters=3"]
+    run += ["regime=fully_synthetic", "curation=verifier", "curation.quantile=0.5"]
+    run += ["eval.metrics=[sw2,kept_share,false_accept,false_reject,unfilled]"]
+    swept = madloop.run_table(run + ["regime.n_synth=48", "sweep.regime.n_synth=[8,48]"])
+    for count in (8, 48):
+        plain = madloop.run_table(run + [f"regime.n_synth={count}"])
+        part = swept[swept["n_synth"] == count].drop(columns=["n_synth"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(part, plain, rtol=1e-5, check_dtype=False)
