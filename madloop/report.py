@@ -31,10 +31,19 @@ def knob_names() -> tuple[str, ...]:
     return columns()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Writes through a temporary file in the same folder and renames it, so no reader sees a partial file."""
+    """Writes through a temporary file in the same folder and renames it, so no reader sees a partial file. The
+    file gets the permissions of a plain ``open`` (0666 less the umask), not the temporary file's owner-only 0600:
+    collaborators on a shared cluster read the results."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         write(Path(tmp))
@@ -244,6 +253,11 @@ def write_table(table: pd.DataFrame, path: Path) -> None:
         atomic_write(path, lambda p: table.to_csv(p, index=False))
 
 
+def write_text(text: str, path: Path) -> None:
+    """Writes a text file atomically."""
+    atomic_write(path, lambda p: p.write_text(text))
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """A table written by ``write_table`` (CSV or Parquet, by its suffix)."""
     path = Path(path)
@@ -273,7 +287,8 @@ def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
     """Every ``metrics.csv`` or ``metrics.parquet`` under ``root`` (one run, or the jobs of a multirun) as one tidy
     table (a job folder with both reads the newer one).
 
-    Each job's command-line overrides (Hydra's ``.hydra/overrides.yaml``) that differ between jobs become columns,
+    Each job's command-line overrides (its ``overrides.yaml``, written with its table; else Hydra's
+    ``.hydra/overrides.yaml``) that differ between jobs become columns,
     next to the swept-knob columns already in the tables, and ``job`` names the job's folder.
 
     Returns:
@@ -299,7 +314,10 @@ def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
         table = read_table(path)
         table.insert(0, "job", str(path.parent.relative_to(root)) or ".")
         tables.append(table)
-        o = path.parent / ".hydra" / "overrides.yaml"
+        # the job's overrides as written with its results (madloop.run), else Hydra's copy (rewritten at every
+        # start of a job, also one refused or failed later)
+        o = path.parent / "overrides.yaml"
+        o = o if o.exists() else path.parent / ".hydra" / "overrides.yaml"
         items = OmegaConf.to_container(OmegaConf.load(o)) if o.exists() else []
         overrides.append(dict(item.split("=", 1) for item in items or [] if "=" in item))
     keys = sorted({k for o in overrides for k in o})

@@ -87,6 +87,17 @@ def check_hydra_overrides(overrides: Sequence[str], hydra_part: Sequence[str]) -
             raise api.one_line_error(exc, list(hydra_part)) from exc
 
 
+def _write_record(node: DictConfig, overrides: list[str], out: Path) -> None:
+    """The job's resolved ``config.yaml`` and its command-line ``overrides.yaml``, written with its results (not
+    when it starts): a rerun into the folder that is refused (a checkpoint of another config) or fails leaves the
+    results beside the config that made them. Hydra rewrites its own ``.hydra/`` copies at every start, so the
+    report reads the job's factors from this ``overrides.yaml``."""
+    from madloop import report
+
+    report.write_text(OmegaConf.to_yaml(node, resolve=True), out / "config.yaml")
+    report.write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)), out / "overrides.yaml")
+
+
 def _write_outputs(cfg: C.Config, result, out: Path) -> None:
     from madloop import report
 
@@ -199,7 +210,6 @@ def task(node: DictConfig) -> None:
     use_compile_cache()  # here, not in main: launchers may run jobs in other processes
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
-    OmegaConf.save(node, out / "config.yaml", resolve=True)
     points = grid_points(cfg)
     grid = f"{points} grid points x " if points > 1 else ""
     log.info("%s: %s%d seeds x %d generations -> %s", _title(cfg), grid, cfg.loop.seeds, cfg.loop.generations, out)
@@ -221,6 +231,7 @@ def task(node: DictConfig) -> None:
             log.info("resumed from the checkpoint after generation %d (%s)", result.resumed, checkpoint)
         if (message := result.divergence()) is not None:
             log.warning(message)
+        _write_record(node, list(hc.overrides.task), out)
         _write_outputs(cfg, result, out)
     except C.ConfigError as exc:  # e.g. a checkpoint written by another config
         log.error("%s", exc)

@@ -1,6 +1,7 @@
 """The command line: every config composes, bad input exits 2 with one line, runs write the contracted files."""
 
 import os
+import shutil
 import subprocess
 import sys
 from importlib.resources import files
@@ -13,6 +14,7 @@ import pytest
 import madloop
 from madloop import config as C
 from madloop import metrics as M
+from madloop import report
 from madloop.run import main
 
 CONF = files("madloop.conf")
@@ -168,6 +170,33 @@ def test_run_writes_the_contracted_files_and_is_deterministic(tmp_path):
     floors = pd.read_csv(outs[0] / "floors.csv")
     sample_metrics = [c for c in table.columns if M.is_sample_metric(c)]
     assert list(floors.columns) == ["seed", *sample_metrics] and list(floors["seed"]) == [0, 1, 2]
+
+
+def test_a_refused_rerun_leaves_the_folder_as_it_was(tmp_path):
+    """A rerun into a finished folder with another config is refused by its checkpoint. It used to save its own
+    config.yaml first (and Hydra rewrites .hydra/overrides.yaml at every start), so the report showed the old
+    table under the new settings. The record (config.yaml, overrides.yaml) is written with the results; the
+    report reads overrides.yaml; and the files are readable by others (0666 less the umask, not mkstemp's 0600)."""
+    base = ["data=gaussian", "model=gaussian", "loop.seeds=2", "loop.generations=2", "eval.metrics=[trace_ratio]"]
+    base += ["loop.checkpoint=true", "plots=false", "eval.floors=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    first = cli([*base, "bias.lam=0.8"], tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = tmp_path / "run"
+    record = {f: (out / f).read_bytes() for f in ("config.yaml", "overrides.yaml", "metrics.csv")}
+    assert "bias.lam=0.8" in record["overrides.yaml"].decode() and "lam: 0.8" in record["config.yaml"].decode()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "metrics.csv").stat().st_mode & 0o777 == 0o666 & ~umask
+    again = cli([*base, "bias.lam=0.5"], tmp_path)
+    assert again.returncode == 2 and "different config" in again.stderr, again.stderr[-2000:]
+    assert {f: (out / f).read_bytes() for f in record} == record
+    assert "bias.lam=0.5" in (out / ".hydra" / "overrides.yaml").read_text()  # Hydra's copy: not what is read
+    # the report takes the job's factor from its overrides.yaml: lam 0.8 here, where Hydra's copy says 0.5
+    shutil.copytree(out, tmp_path / "jobs" / "0")
+    shutil.copytree(out, tmp_path / "jobs" / "1")
+    (tmp_path / "jobs" / "1" / "overrides.yaml").write_text(record["overrides.yaml"].decode().replace("0.8", "0.9"))
+    table, factors = report.collect(tmp_path / "jobs")
+    assert "bias.lam" in factors and table.groupby("job")["bias.lam"].first().to_dict() == {"0": 0.8, "1": 0.9}
 
 
 def test_multirun_writes_one_table_per_job(tmp_path):
