@@ -283,6 +283,20 @@ def _parse(value: str):
     return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
 
 
+def _default(job: Path, key: str):
+    """A factor a job did not override: its value in the job's resolved config.yaml when that is a scalar, else
+    "default" (a group's default option). Never None: grouping by a factor drops None rows, and the job's curve
+    went missing from the report."""
+    from omegaconf import OmegaConf
+
+    for path in (job / "config.yaml", job / ".hydra" / "config.yaml"):
+        if path.exists():
+            value = OmegaConf.select(OmegaConf.load(path), key, default=None)
+            if value is not None and not OmegaConf.is_config(value):
+                return value
+    return "default"
+
+
 def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
     """Every ``metrics.csv`` or ``metrics.parquet`` under ``root`` (one run, or the jobs of a multirun) as one tidy
     table (a job folder with both reads the newer one).
@@ -322,10 +336,13 @@ def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
         overrides.append(dict(item.split("=", 1) for item in items or [] if "=" in item))
     keys = sorted({k for o in overrides for k in o})
     varying = [k for k in keys if len({o.get(k) for o in overrides}) > 1]
-    for table, o in zip(tables, overrides, strict=True):
+    for path, table, o in zip(paths, tables, overrides, strict=True):
         for pos, k in enumerate(varying, start=1):
-            table.insert(pos, k, _parse(o[k]) if k in o else None)
+            table.insert(pos, k, _parse(o[k]) if k in o else _default(path.parent, k))
     out = pd.concat(tables, ignore_index=True)
+    for k in varying:  # numbers beside a group's "default": text throughout, so that the column sorts
+        if out[k].map(lambda v: isinstance(v, str)).any():
+            out[k] = out[k].map(str)
     factors = varying + [k for k in knob_names() if k in out.columns and out[k].nunique() > 1]
     return out, factors
 
@@ -377,6 +394,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(2)
     if unknown:
         print(f"error: --metrics={','.join(unknown)}: allowed: {', '.join(metric_columns(table))}", file=sys.stderr)
+        raise SystemExit(2)
+    if a.generation is not None and a.generation not in set(table["generation"]):
+        have = ", ".join(str(v) for v in sorted(set(table["generation"])))
+        print(f"error: --generation={a.generation}: allowed: the evaluated generations {have}", file=sys.stderr)
         raise SystemExit(2)
     write_table(table, a.root / "report.csv")
     try:

@@ -58,8 +58,8 @@ class TensorBoardLogger:
     """TensorBoard event files, written with tensorboardX (``tensorboard --logdir <folder>`` shows them).
 
     Attributes:
-        logdir: a folder for every job's events (each job in a subfolder named after its output folder); null =
-            ``tensorboard/`` in the run's output folder.
+        logdir: a folder for every job's events (each job in a subfolder named by the last three parts of its
+            output folder, e.g. ``2026-11-28/13-40-00/0``); null = ``tensorboard/`` in the run's output folder.
         per_seed: also log each seed's value of every metric.
     """
 
@@ -133,8 +133,10 @@ def _check_mlflow(node: MlflowLogger) -> None:
 def _tensorboard(node: TensorBoardLogger, out: Path, config: dict) -> Tracker:
     from tensorboardX import SummaryWriter
 
-    # a shared logdir keeps one run per job (a multirun's jobs would otherwise write one run's steps twice)
-    writer = SummaryWriter(logdir=str(Path(node.logdir) / out.name if node.logdir else out / "tensorboard"))
+    # A shared logdir keeps one run per job, in a subfolder named by the last three parts of its output folder
+    # (Hydra's date/time/job): by the job's folder name alone, every sweep's job 0 wrote into one run.
+    folder = Path(node.logdir).joinpath(*out.resolve().parts[-3:]) if node.logdir else out / "tensorboard"
+    writer = SummaryWriter(logdir=str(folder))
     writer.add_text("config", "```\n" + _yaml(config) + "\n```", 0)
 
     def log(step: int, scalars: Mapping[str, float]) -> None:

@@ -203,3 +203,19 @@ def test_trackers_and_output_format_do_not_recompile():
         simulation(madloop.compose(base)).programs
         is simulation(madloop.compose([*base, "logger=tensorboard", "output.format=parquet"])).programs
     )
+
+
+def test_a_shared_tensorboard_logdir_keeps_one_run_per_job(tmp_path):
+    """Two sweeps' job 0 (folders S1/0 and S2/0) into one logdir: two runs, not one folder with both event files
+    (named by the job's folder name alone, they merged: steps 0-3 twice, from two lams)."""
+    from madloop import trackers
+
+    node = trackers.TensorBoardLogger(logdir=str(tmp_path / "tb"))
+    for sweep in ("S1", "S2"):
+        out = tmp_path / "multirun" / sweep / "0"
+        out.mkdir(parents=True)
+        tracker = trackers.open_tracker(node, out, {"sweep": sweep})
+        tracker.log(0, {"trace_ratio/mean": 1.0})
+        tracker.close(True)
+    runs = sorted(p.parent.relative_to(tmp_path / "tb") for p in (tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert [str(r) for r in runs] == ["multirun/S1/0", "multirun/S2/0"]

@@ -83,7 +83,11 @@ def test_report_aggregates_a_multirun_and_draws_a_phase_map(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "argv,message",
-    [(["--x", "nope", "--y", "lam"], "error: --x=nope: allowed: regime.n_real, lam"), (["--metrics", "fid"], "fid")],
+    [
+        (["--x", "nope", "--y", "lam"], "error: --x=nope: allowed: regime.n_real, lam"),
+        (["--metrics", "fid"], "fid"),
+        (["--generation", "7"], "error: --generation=7: allowed: the evaluated generations 0, 1, 2"),
+    ],
 )
 def test_report_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     fake_job(tmp_path / "0", ["regime.n_real=64"], [0.5, 1.0])
@@ -93,6 +97,21 @@ def test_report_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and message in err
     assert not (tmp_path / "report.csv").exists()  # nothing is written for bad input
+
+
+def test_a_job_without_a_factors_override_keeps_its_rows_under_its_config_value(tmp_path):
+    """A job that left bias.lam at its default (no override) is grouped under its config's value, not None:
+    grouping by a factor drops None rows, and that job's curve went missing from report_metrics.png."""
+    fake_job(tmp_path / "0", ["bias.lam=0.8"], [1.0])
+    fake_job(tmp_path / "1", [], [1.0])
+    (tmp_path / "1" / "config.yaml").write_text("bias:\n  lam: 1.0\n")
+    fake_job(tmp_path / "2", [], [1.0])  # no config at all: "default"
+    table, factors = report.collect(tmp_path)
+    assert factors == ["bias.lam"]
+    # a column of numbers and "default" is text throughout (a mixed column cannot be sorted to plot)
+    assert table.groupby("job")["bias.lam"].first().to_dict() == {"0": "0.8", "1": "1.0", "2": "default"}
+    report.main([str(tmp_path)])
+    assert (tmp_path / "report_metrics.png").stat().st_size > 0
 
 
 def test_report_on_an_empty_folder_exits_2(tmp_path, capsys):

@@ -114,4 +114,13 @@ def check(m: KDEModel) -> None:
         C.positive("model.bandwidth", bw, " or one of scott, silverman")
 
 
-C.register("model", "kde", KDEModel, build=kde_family, check=check)
+def fits(m: KDEModel, cfg: C.Config, parts) -> None:
+    """A bandwidth rule (Scott, Silverman) scales the data's spread: >= 2 samples in the smallest training set (one
+    sample gave a zero or NaN bandwidth, and nll of NaN or 4e17 under finite = 1)."""
+    del cfg
+    size, key = parts.smallest
+    if isinstance(m.bandwidth, str) and size < 2:
+        raise C.ConfigError(key, size, f"must be >= 2 for model.bandwidth={m.bandwidth} (or give a number)")
+
+
+C.register("model", "kde", KDEModel, build=kde_family, check=check, fits=fits)
