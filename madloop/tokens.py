@@ -142,7 +142,8 @@ def log_prob(trans: jax.Array, x: jax.Array, vocab: int, order: int) -> jax.Arra
 
 def zipf_exponent(probs: jax.Array) -> jax.Array:
     """The Zipf exponent a of probabilities [V]: minus the least-squares slope of log p_(r) on log r over the ranks
-    r = 1, 2, ... of the positive entries, sorted in decreasing order (a exactly for p_r ~ r^-a)."""
+    r = 1, 2, ... of the positive entries, sorted in decreasing order (a exactly for p_r ~ r^-a); NaN when fewer
+    than two entries are positive (a collapsed law has no slope: it was 0, a flat law's exponent)."""
     desc = -jnp.sort(-probs)
     rank = jnp.arange(1, probs.shape[0] + 1, dtype=probs.dtype)
     on = desc > 0
@@ -152,7 +153,7 @@ def zipf_exponent(probs: jax.Array) -> jax.Array:
     mx, my = jnp.sum(lx) / m, jnp.sum(ly) / m
     cov = jnp.sum(jnp.where(on, (lx - mx) * (ly - my), 0.0))
     var = jnp.sum(jnp.where(on, (lx - mx) ** 2, 0.0))
-    return jnp.where(var > 0, -cov / jnp.where(var > 0, var, 1.0), 0.0)
+    return jnp.where(var > 0, -cov / jnp.where(var > 0, var, 1.0), jnp.nan)
 
 
 # ------------------------------------------------------------------------------------ sampling bias and draws

@@ -97,6 +97,9 @@ def test_zipf_source_and_exponent():
     p = np.asarray(src.tokens.trans[0])
     np.testing.assert_allclose(p, (np.arange(100) + 1.0) ** -1.3 / np.sum((np.arange(100) + 1.0) ** -1.3), rtol=1e-5)
     assert float(T.zipf_exponent(jnp.asarray(p))) == pytest.approx(1.3, rel=1e-4)
+    # a law collapsed onto one type has no slope (it was 0, the exponent of a flat law); two types do
+    assert np.isnan(float(T.zipf_exponent(jnp.array([0.0, 1.0, 0.0, 0.0]))))
+    assert float(T.zipf_exponent(jnp.array([0.8, 0.0, 0.2, 0.0]))) == pytest.approx(np.log(4) / np.log(2), rel=1e-5)
     x = src.sample(jax.random.key(0), 50)
     assert x.shape == (50, 1) and x.dtype == jnp.float32 and float(x.min()) >= 0 and float(x.max()) < 100
 
