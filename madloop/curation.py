@@ -28,7 +28,6 @@ import jax.numpy as jnp
 from madloop import config as C
 from madloop import rng
 from madloop.data import DataSource
-from madloop.knobs import smallest
 from madloop.precision import float_dtype
 from madloop.types import Data, Key, Knobs
 
@@ -204,7 +203,7 @@ def check_k_choice(c: KChoiceCuration) -> None:
 
 def fits_k_choice(c: KChoiceCuration, cfg: C.Config, parts) -> None:
     """Synthetic samples to curate, and a reward the data source defines."""
-    if smallest(cfg).regime.n_synth < 1:  # a count sweep's smallest count too
+    if cfg.regime.n_synth < 1:  # (a count sweep's count 0 is a baseline with no synthetic data: allowed)
         raise C.ConfigError("curation", "k_choice", "needs regime.n_synth >= 1 (synthetic samples to curate)")
     source = parts.source
     if source.tokens is not None:  # a distance between token ids is no reward
@@ -362,7 +361,7 @@ def check_verifier(c: VerifierCuration) -> None:
 def fits_verifier(c: VerifierCuration, cfg: C.Config, parts) -> None:
     """Synthetic samples to verify, and a verdict the data source defines."""
     del c
-    if smallest(cfg).regime.n_synth < 1:  # a count sweep's smallest count too
+    if cfg.regime.n_synth < 1:  # (a count sweep's count 0 is a baseline with no synthetic data: allowed)
         raise C.ConfigError("curation", "verifier", "needs regime.n_synth >= 1 (synthetic samples to verify)")
     source = parts.source
     if source.linear is None and source.classifier is None and source.log_prob is None:

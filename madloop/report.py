@@ -333,18 +333,32 @@ def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
         o = path.parent / "overrides.yaml"
         o = o if o.exists() else path.parent / ".hydra" / "overrides.yaml"
         items = OmegaConf.to_container(OmegaConf.load(o)) if o.exists() else []
-        overrides.append(dict(item.split("=", 1) for item in items or [] if "=" in item))
+        pairs = (item.split("=", 1) for item in items or [] if "=" in item)
+        overrides.append({k.lstrip("+~"): v for k, v in pairs})  # ++bias.lam=0.5 is bias.lam
     keys = sorted({k for o in overrides for k in o})
     varying = [k for k in keys if len({o.get(k) for o in overrides}) > 1]
     for path, table, o in zip(paths, tables, overrides, strict=True):
         for pos, k in enumerate(varying, start=1):
             table.insert(pos, k, _parse(o[k]) if k in o else _default(path.parent, k))
+        for name, dotted in _knob_paths().items():  # a knob another job sweeps: this job's own value
+            if name not in table.columns and any(name in t.columns for t in tables):
+                table[name] = _default(path.parent, dotted)
     out = pd.concat(tables, ignore_index=True)
-    for k in varying:  # numbers beside a group's "default": text throughout, so that the column sorts
+    for k in [*varying, *(c for c in knob_names() if c in out.columns)]:  # numbers beside "default": all text
         if out[k].map(lambda v: isinstance(v, str)).any():
             out[k] = out[k].map(str)
-    factors = varying + [k for k in knob_names() if k in out.columns and out[k].nunique() > 1]
+    # factors: the columns that still vary once every job's value is filled in (1.0 given beside 1.0 by default
+    # does not)
+    varying = [k for k in varying if out[k].nunique(dropna=False) > 1]
+    factors = varying + [k for k in knob_names() if k in out.columns and out[k].nunique(dropna=False) > 1]
     return out, factors
+
+
+def _knob_paths() -> dict[str, str]:
+    """{knob column: its config path}, e.g. lam: bias.lam."""
+    from madloop.knobs import KNOBS
+
+    return {k.name: k.path for k in KNOBS}
 
 
 def phase_map(table: pd.DataFrame, metric: str, x: str, y: str, generation: int) -> pd.DataFrame:

@@ -88,8 +88,8 @@ def check_hydra_overrides(overrides: Sequence[str], hydra_part: Sequence[str]) -
 
 
 def _write_record(node: DictConfig, overrides: list[str], out: Path) -> None:
-    """The job's resolved ``config.yaml`` and its command-line ``overrides.yaml``, written with its results (not
-    when it starts): a rerun into the folder that is refused (a checkpoint of another config) or fails leaves the
+    """The job's resolved ``config.yaml`` and its command-line ``overrides.yaml``, written right after its results
+    (not when it starts): a rerun into the folder that is refused (a checkpoint of another config) or fails leaves the
     results beside the config that made them. Hydra rewrites its own ``.hydra/`` copies at every start, so the
     report reads the job's factors from this ``overrides.yaml``."""
     from madloop import report
@@ -231,8 +231,11 @@ def task(node: DictConfig) -> None:
             log.info("resumed from the checkpoint after generation %d (%s)", result.resumed, checkpoint)
         if (message := result.divergence()) is not None:
             log.warning(message)
-        _write_record(node, list(hc.overrides.task), out)
+        # the record after the results, the stale one removed first: a failure in between leaves no record (the
+        # report then reads Hydra's copy of this job's overrides), never an old one beside a new table
+        (out / "overrides.yaml").unlink(missing_ok=True)
         _write_outputs(cfg, result, out)
+        _write_record(node, list(hc.overrides.task), out)
     except C.ConfigError as exc:  # e.g. a checkpoint written by another config
         log.error("%s", exc)
         if progress.multirun:

@@ -13,7 +13,7 @@ from madloop import config as C
 from madloop import metrics as M
 from madloop.api import compose
 from madloop.engine import simulation
-from madloop.knobs import grid_points, knobs_of
+from madloop.knobs import knobs_of, swept
 from madloop.loop import EVAL, Loop, role_key
 from madloop.precision import on_device, precision
 from madloop.types import Data
@@ -41,8 +41,8 @@ def omega_sweep(
         (table with columns seed, omega, metrics..., extra stats; wall seconds including compilation).
     """
     cfg = compose(["guidance=sims", *overrides, "guidance.omega=0"])
-    if grid_points(cfg) > 1:
-        raise C.ConfigError("sweep", [o for o in overrides if o.startswith("sweep.")], "omega_sweep runs no knob sweep")
+    if swept(cfg):  # (a one-value sweep too: the knob's own field would be what runs)
+        raise C.ConfigError("sweep", sorted(swept(cfg)), "omega_sweep runs no knob sweep: set the knobs themselves")
     sim = simulation(cfg)
     loop, run_keys, ref = sim.loop, sim.keys()[0], sim.reference()
     # Sample metrics of the guided samples (a curation's reward is a loop metric: no curation acts here).

@@ -135,7 +135,9 @@ def _tensorboard(node: TensorBoardLogger, out: Path, config: dict) -> Tracker:
 
     # A shared logdir keeps one run per job, in a subfolder named by the last three parts of its output folder
     # (Hydra's date/time/job): by the job's folder name alone, every sweep's job 0 wrote into one run.
-    folder = Path(node.logdir).joinpath(*out.resolve().parts[-3:]) if node.logdir else out / "tensorboard"
+    full = out.resolve()
+    parts = full.relative_to(full.anchor).parts[-3:]  # (fewer below the root: never the root itself)
+    folder = Path(node.logdir).joinpath(*parts) if node.logdir else out / "tensorboard"
     writer = SummaryWriter(logdir=str(folder))
     writer.add_text("config", "```\n" + _yaml(config) + "\n```", 0)
 

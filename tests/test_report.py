@@ -126,3 +126,17 @@ def test_the_report_knows_every_swept_knob_column():
     from madloop.knobs import KNOBS
 
     assert report.knob_names() == tuple(k.name for k in KNOBS)
+
+
+def test_jobs_with_and_without_a_knob_sweep_all_keep_their_rows(tmp_path):
+    """One job sweeps lam in-program (a lam column), another runs one lam (no column): the second job's rows take
+    its config's lam (NaN lam rows were dropped by grouping, and its curve went missing); ++key counts as key."""
+    fake_job(tmp_path / "0", ["regime.n_real=64"], [0.5, 1.0])
+    fake_job(tmp_path / "1", ["++regime.n_real=128"], [0.5])
+    table = pd.read_csv(tmp_path / "1" / "metrics.csv").drop(columns=["lam"])
+    table.to_csv(tmp_path / "1" / "metrics.csv", index=False)
+    (tmp_path / "1" / "config.yaml").write_text("bias:\n  lam: 0.7\n")
+    out, factors = report.collect(tmp_path)
+    assert factors == ["regime.n_real", "lam"]
+    assert out.groupby("job")["lam"].unique().map(sorted).to_dict() == {"0": [0.5, 1.0], "1": [0.7]}
+    assert len(out.groupby(factors)) == 3 and not out["lam"].isna().any()

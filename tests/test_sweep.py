@@ -89,11 +89,8 @@ def test_count_sweeps_follow_the_closed_form_and_the_largest_count_equals_a_plai
     [
         (["sweep.regime.n_synth=[0,4]", "regime=fully_synthetic"], "sweep.regime.n_synth=[0,4]: must be a non-empty"),
         (["sweep.regime.n_real=[1,8]", "model=gaussian"], "regime.n_real=1: must be >= 2 to fit a covariance"),
-        (["sweep.regime.n_real=[1,8]", "model=kde"], "regime.n_real=1: must be >= 2 for model.bandwidth=scott"),
-        (
-            ["sweep.regime.n_synth=[0,8]", "regime=synthetic_augmentation", "curation=verifier"],
-            "curation=verifier: needs regime.n_synth >= 1",
-        ),
+        (["sweep.regime.n_real=[1,8]", "model=kde"], "regime.n_real=1: must be >= 2 (the kernel's covariance"),
+        (["sweep.regime.n_real=[1,8]", "model=kde", "model.bandwidth=0.5"], "regime.n_real=1: must be >= 2"),
         (["sweep.bias.lam=[]"], "sweep.bias.lam=[]: give at least one value"),
         (["sweep.bias.lam=[1,-1]"], "sweep.bias.lam=[1.0,-1.0]: must be a list of finite numbers, values > 0"),
         (["sweep.guidance.omega=[0,1]"], "sweep.guidance.omega=[0.0,1.0]: needs guidance=sims"),

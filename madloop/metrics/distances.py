@@ -376,7 +376,7 @@ def mode_stats(samples: Data, source: DataSource, share: float) -> dict[str, jax
     threshold = covered_threshold(mix.weights, share)
     return {
         "modes": jnp.sum(shares >= threshold).astype(samples.dtype),
-        "modes_hq": jnp.sum(jnp.mean(within, axis=1) >= threshold).astype(samples.dtype),
+        "modes_hq": jnp.sum(jnp.mean(within, axis=1, dtype=samples.dtype) >= threshold).astype(samples.dtype),
         "hq": jnp.mean(jnp.any(within, axis=0), dtype=samples.dtype),
         "mode_tv": 0.5 * jnp.sum(jnp.abs(shares - mix.weights)),
     }
@@ -401,7 +401,7 @@ def tail_stats(samples: Data, source: DataSource, share: float) -> dict[str, jax
     rare = rare_modes(np.asarray(mix.weights))
     nearest, within = mode_assignment(samples, source)
     shares = jnp.mean(jax.nn.one_hot(nearest, mix.weights.shape[0], dtype=samples.dtype), axis=0)
-    held = jnp.mean(within, axis=1) >= covered_threshold(mix.weights, share)
+    held = jnp.mean(within, axis=1, dtype=samples.dtype) >= covered_threshold(mix.weights, share)
     return {
         "rare_mass": jnp.sum(shares[rare]) / jnp.sum(mix.weights[rare]),
         "rare_modes": jnp.mean(held[rare].astype(samples.dtype)),

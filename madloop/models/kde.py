@@ -115,12 +115,12 @@ def check(m: KDEModel) -> None:
 
 
 def fits(m: KDEModel, cfg: C.Config, parts) -> None:
-    """A bandwidth rule (Scott, Silverman) scales the data's spread: >= 2 samples in the smallest training set (one
-    sample gave a zero or NaN bandwidth, and nll of NaN or 4e17 under finite = 1)."""
-    del cfg
+    """The kernel's covariance is the bandwidth factor squared times the data's: >= 2 samples in the smallest
+    training set (one sample gave a zero or NaN kernel, and nll of NaN or 4e17 under finite = 1)."""
+    del m, cfg
     size, key = parts.smallest
-    if isinstance(m.bandwidth, str) and size < 2:
-        raise C.ConfigError(key, size, f"must be >= 2 for model.bandwidth={m.bandwidth} (or give a number)")
+    if size < 2:
+        raise C.ConfigError(key, size, "must be >= 2 (the kernel's covariance scales the data's)")
 
 
 C.register("model", "kde", KDEModel, build=kde_family, check=check, fits=fits)
