@@ -254,16 +254,12 @@ def verdict_report(
     ``slots`` training slots left to rejected candidates (the cap hit). ``live`` [m] (default all): the candidates
     that exist (a count sweep's smaller counts verify only the first draws x count of the buffer's)."""
     f = float_dtype()
-    if live is not None:
-        clean, noisy = clean & live, noisy & live
-        bad, good = jnp.sum(live & ~clean), jnp.sum(clean)
-        share = jnp.sum(noisy).astype(f) / jnp.maximum(jnp.sum(live), 1).astype(f)
-    else:
-        bad, good = jnp.sum(~clean), jnp.sum(clean)
-        share = jnp.mean(noisy.astype(f))
+    live = jnp.ones_like(clean) if live is None else live
+    clean, noisy = clean & live, noisy & live
+    bad, good = jnp.sum(live & ~clean), jnp.sum(clean)
     accepted = jnp.sum(noisy)
     return {
-        "kept_share": share,
+        "kept_share": accepted.astype(f) / jnp.maximum(jnp.sum(live), 1).astype(f),
         "false_accept": jnp.where(bad > 0, jnp.sum(noisy & ~clean) / jnp.maximum(bad, 1), jnp.nan).astype(f),
         "false_reject": jnp.where(good > 0, jnp.sum(~noisy & clean) / jnp.maximum(good, 1), jnp.nan).astype(f),
         "unfilled": (jnp.maximum(slots - accepted, 0) / jnp.maximum(slots, 1)).astype(f),

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from madloop import config as C
 from madloop import rng
+from madloop.models import denoising as N
 from madloop.models import training as T
 from madloop.precision import as_float_dtype
 from madloop.types import Data, GenerativeModel, Guidable, Key, Knobs, Params, Weights
@@ -289,15 +290,10 @@ def diffusion_family(cfg: DiffusionModel, shape: tuple[int, ...] | None = None, 
 
     def split(x: Data) -> tuple[Data, jax.Array]:
         """Samples [n, d] and labels [n] (zeros for an unconditional model)."""
-        if classes:
-            return x[:, :-1], x[:, -1].astype(jnp.int32)
-        return x, jnp.zeros(x.shape[:1], jnp.int32)
+        return N.split_labels(x, classes)
 
     def label_freq(x: Data, w: Weights) -> jax.Array:
-        if not classes:
-            return jnp.ones((1,), w.dtype)
-        counts = jnp.sum(w[:, None] * jax.nn.one_hot(split(x)[1], classes, dtype=w.dtype), axis=0)
-        return counts / jnp.sum(counts)
+        return N.label_frequencies(x, w, classes)
 
     def apply(net: Params, x: Data, t: jax.Array, y: jax.Array) -> jax.Array:
         """The raw network output [n, d] for x [n, d] at times t [n] with labels y [n] (per-example module, vmapped)."""
