@@ -297,7 +297,50 @@ def _default(job: Path, key: str):
     return "default"
 
 
-def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
+MULTIRUN = "multirun.yaml"  # Hydra's record of a sweep, in its folder
+SWEEP_RECORD = "sweep.yaml"  # a multirun job's record of its sweep (madloop.run)
+
+
+def sweep_identity(multirun: Path) -> str | None:
+    """The identity of the sweep a Hydra ``multirun.yaml`` describes (None without one): a hash of its config name,
+    its command-line overrides and its sweeper's settings, the things that decide which jobs it runs. A rerun of the
+    same command has the same identity (its jobs replace the earlier ones folder by folder); another sweep into
+    the same folder (``hydra.sweep.dir``) has another, and a job folder it did not rewrite keeps the old one."""
+    import hashlib
+    import json
+
+    from omegaconf import OmegaConf
+
+    if not Path(multirun).is_file():
+        return None
+    hydra_node = OmegaConf.load(multirun).get("hydra", {})
+    parts = {
+        key: OmegaConf.to_container(node) if OmegaConf.is_config(node) else node
+        for key in ("overrides.task", "sweeper", "job.config_name")
+        if (node := OmegaConf.select(hydra_node, key, default=None)) is not None
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _earlier_sweep(job: Path, root: Path, identities: dict[Path, str | None]) -> bool:
+    """Whether the job folder's ``sweep.yaml`` names another sweep than the nearest ``multirun.yaml`` above it
+    (within ``root``). A job without the record (a single run, or written before it existed) counts as current."""
+    from omegaconf import OmegaConf
+
+    record = job / SWEEP_RECORD
+    if not record.is_file():
+        return False
+    folder = job
+    while folder != root and root in folder.parents:  # the folders above the job, up to root
+        folder = folder.parent
+        if (folder / MULTIRUN).is_file():
+            if folder not in identities:
+                identities[folder] = sweep_identity(folder / MULTIRUN)
+            return OmegaConf.load(record).get("sweep") != identities[folder]
+    return False
+
+
+def collect(root: Path, skipped: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Every ``metrics.csv`` or ``metrics.parquet`` under ``root`` (one run, or the jobs of a multirun) as one tidy
     table (a job folder with both reads the newer one).
 
@@ -305,11 +348,15 @@ def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
     ``.hydra/overrides.yaml``) that differ between jobs become columns,
     next to the swept-knob columns already in the tables, and ``job`` names the job's folder.
 
+    A job folder left over from an earlier sweep into the same folder (its ``sweep.yaml`` names another sweep than
+    the ``multirun.yaml`` above it: a sweep of 8 jobs, then one of 4 leaves jobs 4-7, or a job of the new sweep
+    refused) is left out, and its folder name appended to ``skipped`` when given.
+
     Returns:
         (table, factors): the combined table and the columns that vary between runs (overrides and knobs).
 
     Raises:
-        FileNotFoundError: when ``root`` holds no metrics table.
+        FileNotFoundError: when ``root`` holds no metrics table (of its current sweeps).
     """
     from omegaconf import OmegaConf
 
@@ -320,9 +367,14 @@ def collect(root: Path) -> tuple[pd.DataFrame, list[str]]:
             other = found.get(p.parent)  # a folder with both: the newer table (a rerun in another format)
             if other is None or p.stat().st_mtime > other.stat().st_mtime:
                 found[p.parent] = p
-    paths = [found[k] for k in sorted(found)]
+    identities: dict[Path, str | None] = {}
+    earlier = sorted(k for k in found if _earlier_sweep(k, root, identities))
+    if skipped is not None:
+        skipped.extend(str(k.relative_to(root)) or "." for k in earlier)
+    paths = [found[k] for k in sorted(found) if k not in earlier]
     if not paths:
-        raise FileNotFoundError(f"no metrics.csv or metrics.parquet under {root}")
+        left = f" ({len(earlier)} job folder(s) of an earlier sweep left out)" if earlier else ""
+        raise FileNotFoundError(f"no metrics.csv or metrics.parquet under {root}{left}")
     tables, overrides = [], []
     for path in paths:
         table = read_table(path)
@@ -395,11 +447,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--y", default=None, help="factor on the phase map's y axis")
     p.add_argument("--metrics", nargs="+", default=None, help="metrics to report (default: all)")
     a = p.parse_args(argv)
+    skipped: list[str] = []
     try:
-        table, factors = collect(a.root)
+        table, factors = collect(a.root, skipped)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if skipped:
+        print(
+            f"note: left out {len(skipped)} job folder(s) of an earlier sweep into this folder (their {SWEEP_RECORD} "
+            f"names another sweep than {MULTIRUN}): {', '.join(skipped)}",
+            file=sys.stderr,
+        )
     metrics = a.metrics or metric_columns(table.drop(columns=["job", *factors]))
     unknown = [m for m in metrics if m not in table.columns]
     for key, value in (("--x", a.x), ("--y", a.y)):

@@ -9,11 +9,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
 from madloop import config as C
 
 log = logging.getLogger("madloop")
+
+
+class JobRefused(CompactHydraException):
+    """A multirun job refused for a user's mistake found only once it ran (a checkpoint written by another config):
+    Hydra prints a compact exception's message, one line, where it prints a traceback for any other (the sweep's
+    other jobs still run; the command exits 2)."""
+
+
+_refused: list[str] = []  # the jobs refused in this process (main's exit status)
 
 
 def job_overrides(argv: Sequence[str]) -> tuple[list[list[str]], str] | None:
@@ -87,15 +97,20 @@ def check_hydra_overrides(overrides: Sequence[str], hydra_part: Sequence[str]) -
             raise api.one_line_error(exc, list(hydra_part)) from exc
 
 
-def _write_record(node: DictConfig, overrides: list[str], out: Path) -> None:
-    """The job's resolved ``config.yaml`` and its command-line ``overrides.yaml``, written right after its results
-    (not when it starts): a rerun into the folder that is refused (a checkpoint of another config) or fails leaves the
-    results beside the config that made them. Hydra rewrites its own ``.hydra/`` copies at every start, so the
-    report reads the job's factors from this ``overrides.yaml``."""
+def _write_record(node: DictConfig, overrides: list[str], out: Path, sweep_dir: Path | None) -> None:
+    """The job's resolved ``config.yaml``, its command-line ``overrides.yaml`` and, in a multirun, ``sweep.yaml``
+    (the identity of its sweep, ``report.sweep_identity``), written right after its results (not when it starts): a
+    rerun into the folder that is refused (a checkpoint of another config) or fails leaves the results beside the
+    config that made them. Hydra rewrites its own ``.hydra/`` copies at every start, so the report reads the job's
+    factors from this ``overrides.yaml``, and leaves out a job whose ``sweep.yaml`` names another sweep than the
+    folder's ``multirun.yaml`` (a job folder left over from an earlier, larger sweep into the same folder)."""
     from madloop import report
 
     report.write_text(OmegaConf.to_yaml(node, resolve=True), out / "config.yaml")
     report.write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)), out / "overrides.yaml")
+    identity = None if sweep_dir is None else report.sweep_identity(sweep_dir / report.MULTIRUN)
+    if identity is not None:
+        report.write_text(OmegaConf.to_yaml(OmegaConf.create({"sweep": identity})), out / report.SWEEP_RECORD)
 
 
 def _write_outputs(cfg: C.Config, result, out: Path) -> None:
@@ -234,12 +249,14 @@ def task(node: DictConfig) -> None:
         # the record after the results, the stale one removed first: a failure in between leaves no record (the
         # report then reads Hydra's copy of this job's overrides), never an old one beside a new table
         (out / "overrides.yaml").unlink(missing_ok=True)
+        (out / "sweep.yaml").unlink(missing_ok=True)
         _write_outputs(cfg, result, out)
-        _write_record(node, list(hc.overrides.task), out)
+        _write_record(node, list(hc.overrides.task), out, Path(hc.sweep.dir) if progress.multirun else None)
     except C.ConfigError as exc:  # e.g. a checkpoint written by another config
         log.error("%s", exc)
-        if progress.multirun:
-            raise  # the launcher records the failure and runs the other jobs
+        if progress.multirun:  # the launcher records the failure, runs the other jobs and then raises this one
+            _refused.append(str(out))
+            raise JobRefused(f"error: {exc}") from exc
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception:
@@ -344,7 +361,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except C.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    hydra.main(config_path="pkg://madloop.conf", config_name="config", version_base="1.3")(task)()
+    try:
+        hydra.main(config_path="pkg://madloop.conf", config_name="config", version_base="1.3")(task)()
+    except SystemExit as exc:  # Hydra exits 1 after a failed job; a refused one is a user's mistake: 2
+        if exc.code == 1 and _refused:
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

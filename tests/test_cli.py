@@ -199,6 +199,38 @@ def test_a_refused_rerun_leaves_the_folder_as_it_was(tmp_path):
     assert "bias.lam" in factors and table.groupby("job")["bias.lam"].first().to_dict() == {"0": 0.8, "1": 0.9}
 
 
+def test_a_sweep_into_an_earlier_sweeps_folder(tmp_path):
+    """Two sweeps into one folder (hydra.sweep.dir). A job the second refuses (a checkpoint of another config) says
+    so in one line, not a traceback, and the command exits 2 after the other jobs ran. The report leaves out the job
+    folders the current sweep did not write: here it used to aggregate all three jobs of the first sweep beside the
+    two of the second, as if they were one experiment."""
+    base = ["data=gaussian", "model=gaussian", "loop.seeds=2", "eval.metrics=[trace_ratio]", "plots=false"]
+    base += ["eval.floors=false", f"hydra.sweep.dir={tmp_path / 's'}"]
+    first = cli(["-m", *base, "loop.checkpoint=true", "loop.generations=1,2,3"], tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    refused = cli(["-m", *base, "loop.checkpoint=true", "bias.lam=0.5", "loop.generations=1,2"], tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    lines = [x for x in refused.stderr.splitlines() if x.startswith("error: ")]
+    assert len(lines) == 1 and "holds a checkpoint of a different config" in lines[0], refused.stderr[-2000:]
+    for job in ("0", "1"):  # both jobs ran, each logged its refusal
+        assert "holds a checkpoint of a different config" in (tmp_path / "s" / job / "run.log").read_text()
+    gone = subprocess.run(
+        [sys.executable, "-m", "madloop.report", str(tmp_path / "s")], capture_output=True, text=True, timeout=120
+    )
+    assert gone.returncode == 2 and "3 job folder(s) of an earlier sweep left out" in gone.stderr, gone.stderr
+    second = cli(["-m", *base, "bias.lam=0.5", "loop.generations=1,2"], tmp_path)
+    assert second.returncode == 0, second.stderr[-2000:]
+    skipped: list[str] = []
+    table, factors = report.collect(tmp_path / "s", skipped)
+    assert skipped == ["2"] and sorted(table["job"].unique()) == ["0", "1"] and factors == ["loop.generations"]
+    # a report on one job folder of the sweep is that job's, whatever sweep wrote it
+    assert report.collect(tmp_path / "s" / "2")[0]["generation"].max() == 3
+    # the same command again is the same sweep: every job stays in
+    again = cli(["-m", *base, "bias.lam=0.5", "loop.generations=1,2"], tmp_path)
+    assert again.returncode == 0 and report.sweep_identity(tmp_path / "s" / "multirun.yaml") is not None
+    assert sorted(report.collect(tmp_path / "s")[0]["job"].unique()) == ["0", "1"]
+
+
 def test_multirun_writes_one_table_per_job(tmp_path):
     proc = cli(
         [
