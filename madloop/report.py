@@ -259,9 +259,10 @@ def write_text(text: str, path: Path) -> None:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """A table written by ``write_table`` (CSV or Parquet, by its suffix)."""
+    """A table written by ``write_table`` (CSV or Parquet, by its suffix). A report's ``job`` column (job folder
+    names, often 0, 1, ...) is text from either format: pandas reads numeric-looking CSV text as integers."""
     path = Path(path)
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"job": str})
 
 
 TABLES = ("metrics.csv", "metrics.parquet")

@@ -14,6 +14,7 @@ from madloop.curation import NoCuration, make_curation
 from madloop.data import make_source
 from madloop.data.toy import Ring8Data
 from madloop.metrics import fidelity as F
+from madloop.precision import precision
 from madloop.types import GenerativeModel
 
 Z = 4.5  # standard errors of tolerance for the statistical checks
@@ -60,6 +61,53 @@ def test_kid_matches_a_double_loop_reference():
         want = kid_reference(s, r)
         # float32 sums of kernel values of size ~10: an absolute error of a few 1e-6 of that scale
         assert float(kid_of(s, r)) == pytest.approx(want, rel=1e-5, abs=1e-5)
+
+
+def kid_f64(s, r) -> float:
+    """The unbiased MMD^2 of the uncentred cubic kernel, vectorised in float64."""
+    s, r = f64(s), f64(r)
+    f, m, n = s.shape[1], len(s), len(r)
+    k = lambda a, b: (a @ b.T / f + 1.0) ** 3  # noqa: E731
+    k_ss, k_rr = k(s, s), k(r, r)
+    k_ss = (k_ss.sum() - np.trace(k_ss)) / (m * (m - 1))
+    k_rr = (k_rr.sum() - np.trace(k_rr)) / (n * (n - 1))
+    return float(k_ss + k_rr - 2 * k(r, s).mean())
+
+
+def kid_uncentred(s, r):
+    """The three uncentred kernel means' float32 difference (the earlier code)."""
+    k = lambda a, b, diag: F.polynomial_kernel_mean(a, b, exclude_diagonal=diag)  # noqa: E731
+    return k(s, s, True) + k(r, r, True) - 2 * k(r, s, False)
+
+
+@pytest.mark.parametrize(("f", "offset"), [(2, 10.0), (2, 100.0), (64, 30.0)])
+def test_kid_of_features_far_from_the_origin(f, offset):
+    """KID's three kernel means are each ~(c . c / f + 1)^3 for features centred at c far from the origin (ReLU
+    features, data with an offset), and their float32 difference erred by 0.15% (f = 2, offset 10), 0.8% (offset
+    100) and 0.3% (f = 64, offset 30) against float64. The kernel centred at the held-out mean gives the same MMD^2
+    within 2e-5 relative; the uncentred float32 sums (the earlier code, the power check) miss that by over 10x. A
+    collapsed sample (every row one point) far from the origin is held to the same tolerance."""
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(500, f)) + offset
+    collapsed = np.broadcast_to(r[:1] + 0.3, (400, f))
+    for s in (rng.normal(size=(400, f)) * 1.1 + offset + 0.05, collapsed):
+        want = kid_f64(s, r)
+        r32, s32 = jnp.asarray(r, jnp.float32), jnp.asarray(s, jnp.float32)
+        assert float(kid_of(s32, r32)) == pytest.approx(want, rel=2e-5)
+        uncentred = float(jax.jit(kid_uncentred)(s32, r32))
+        if s is not collapsed:
+            assert abs(uncentred - want) > 2e-4 * abs(want)
+
+
+def test_the_centred_kernel_equals_the_difference_of_kernels():
+    """k_c(x, y) = k(x, y) - k(x, c) - k(c, y) + k(c, c), elementwise, in float64."""
+    rng = np.random.default_rng(1)
+    a, b, c = rng.normal(size=(7, 5)) + 2, rng.normal(size=(6, 5)) - 1, rng.normal(size=5)
+    with precision("float64"):
+        got = np.asarray(F.centred_polynomial_kernel(jnp.asarray(a), jnp.asarray(b), jnp.asarray(c)))
+    k = lambda x, y: (x @ y.T / 5 + 1.0) ** 3  # noqa: E731
+    want = k(a, b) - k(a, c[None])[:, :1] - k(c[None], b)[:1] + k(c[None], c[None])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_kid_is_unbiased_and_grows_with_a_shift():

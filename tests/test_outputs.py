@@ -142,6 +142,10 @@ def test_report_collects_csv_and_parquet_jobs(tmp_path):
     table, _ = report.collect(tmp_path)
     assert list(table["job"]) == ["0", "0", "1", "1", "2", "2"]
     assert list(table["m"]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    # the report's tables read back alike from either format: job names as text, not integers from the CSV
+    for name in ("r.csv", "r.parquet"):
+        report.write_table(table, tmp_path / name)
+        pd.testing.assert_frame_equal(report.read_table(tmp_path / name), table)
 
 
 def test_mlflow_tracker_offline(tmp_path, monkeypatch):

@@ -19,24 +19,51 @@ def polynomial_kernel(a: Data, b: Data) -> jax.Array:
     return (a @ b.T / a.shape[1] + 1.0) ** 3
 
 
-def polynomial_kernel_mean(a: Data, b: Data, exclude_diagonal: bool) -> jax.Array:
+def centred_polynomial_kernel(a: Data, b: Data, centre: jax.Array) -> jax.Array:
+    """The cubic kernel centred at ``centre`` [f]: k_c(x, y) = k(x, y) - k(x, c) - k(c, y) + k(c, c) [n, m], between
+    rows of a [n, f] and b [m, f], computed without the cancellation of that difference.
+
+    The unbiased MMD^2 of k_c equals that of k exactly (terms of one argument and constants cancel from it). With
+    u = x - c, v = y - c, q = c . c / f + 1, alpha = u . c / f, beta = v . c / f, g = u . v / f and
+    p = q + alpha + beta: k(x, y) = (p + g)^3, k(x, c) = (q + alpha)^3, k(c, y) = (q + beta)^3, so
+    k_c = g (3 p^2 + 3 p g + g^2) + 3 alpha beta (2 q + alpha + beta): no term of size q^3 is formed and subtracted.
+    Off-centre features (far from the origin against their spread: ReLU features, data with an offset) made KID's
+    three kernel means each ~q^3 and their float32 difference erred by 0.15% at an offset of 10 SD in d = 2 and by
+    0.8% at 100 (against float64); centred at the held-out mean, by under 1e-5.
+    """
+    f = a.shape[1]
+    u, v = a - centre, b - centre
+    q = 1.0 + centre @ centre / f
+    alpha, beta = (u @ centre / f)[:, None], (v @ centre / f)[None, :]
+    g = u @ v.T / f
+    p = q + alpha + beta
+    return g * (3.0 * p * p + 3.0 * p * g + g * g) + 3.0 * alpha * beta * (2.0 * q + alpha + beta)
+
+
+def polynomial_kernel_mean(a: Data, b: Data, exclude_diagonal: bool, centre: jax.Array | None = None) -> jax.Array:
     """The mean cubic polynomial kernel over the pairs of rows of a [n, f] and b [m, f], over i != j when
     exclude_diagonal (a is b), by blocks of rows without the [n, m] kernel matrix (``distances.kernel_means``;
     the diagonal left out, not subtracted: its terms are the largest, and their float32 difference erred 4x more
-    against float64)."""
-    return kernel_means(lambda rows, cols: (polynomial_kernel(rows, cols),), a, b, exclude_diagonal)[0]
+    against float64). With ``centre`` [f], of the centred kernel (``centred_polynomial_kernel``)."""
+    if centre is None:
+        kernel = lambda rows, cols: (polynomial_kernel(rows, cols),)  # noqa: E731
+    else:
+        kernel = lambda rows, cols: (centred_polynomial_kernel(rows, cols, centre),)  # noqa: E731
+    return kernel_means(kernel, a, b, exclude_diagonal)[0]
 
 
 class PolynomialReference(NamedTuple):
-    """The KID reference: k_real, the mean polynomial kernel over distinct held-out pairs (the constant term of
-    the unbiased MMD^2)."""
+    """The KID reference: the centre c [f] of the kernel (the held-out mean) and k_real, the mean centred kernel over
+    distinct held-out pairs (the constant term of the unbiased MMD^2)."""
 
+    centre: jax.Array
     k_real: jax.Array
 
 
 def polynomial_reference(real: Data) -> PolynomialReference:
-    """The held-out term of KID from the held-out set (or its features) [n, f]."""
-    return PolynomialReference(polynomial_kernel_mean(real, real, exclude_diagonal=True))
+    """The held-out terms of KID from the held-out set (or its features) [n, f]."""
+    centre = jnp.mean(real, axis=0)
+    return PolynomialReference(centre, polynomial_kernel_mean(real, real, exclude_diagonal=True, centre=centre))
 
 
 def kid(feats: Data, real: Data, stats: PolynomialReference, ctx: Any = None) -> dict[str, jax.Array]:
@@ -46,15 +73,16 @@ def kid(feats: Data, real: Data, stats: PolynomialReference, ctx: Any = None) ->
     MMD^2_u = mean_{i != j} k(s_i, s_j) + mean_{i != j} k(r_i, r_j) - 2 mean_{i, j} k(r_i, s_j). Its expectation is
     0 when both sets come from one distribution, so a value may be slightly negative. The paper averages this
     estimator over random subsets (of 1000); here it is the estimator on the full sets, once: both are unbiased
-    for MMD^2, and the full-set one has the smaller variance.
+    for MMD^2, and the full-set one has the smaller variance. It is computed with the kernel centred at the
+    held-out mean (``centred_polynomial_kernel``), which gives the same MMD^2 without float32 cancellation.
 
     References:
         Bińkowski et al. 2018, "Demystifying MMD GANs" (KID: the kernel and the unbiased estimator);
         Gretton et al. 2012, "A Kernel Two-Sample Test", eq. 3.
     """
     del ctx
-    k_ff = polynomial_kernel_mean(feats, feats, exclude_diagonal=True)
-    k_rf = polynomial_kernel_mean(real, feats, exclude_diagonal=False)
+    k_ff = polynomial_kernel_mean(feats, feats, exclude_diagonal=True, centre=stats.centre)
+    k_rf = polynomial_kernel_mean(real, feats, exclude_diagonal=False, centre=stats.centre)
     return {"kid": k_ff + stats.k_real - 2.0 * k_rf}
 
 

@@ -2,7 +2,8 @@
 
 With ``--check`` nothing is written: each case is run and compared with its golden file, and the largest
 absolute and relative differences are printed (0 for a refactoring that leaves results unchanged); ``--strict``
-also exits with status 1 when a case is outside rtol 1e-4 / atol 1e-6. It runs with the test suite's XLA settings
+also exits with status 1 when a case is outside rtol 1e-4 / atol 1e-6 (but for at most one cell in 200 within 2e-3,
+another CPU's rounding: see ``LOOSE_RTOL``). It runs with the test suite's XLA settings
 (tests/xla_flags.py) unless XLA_FLAGS is set: other settings round differently, which can move a k-NN count by one
 sample.
 """
@@ -62,16 +63,33 @@ def compare(name: str, table: pd.DataFrame) -> tuple[float, float]:
 
 
 RTOL, ATOL = 1e-4, 1e-6  # --strict: another CPU's rounding passes, a changed computation does not
+# ... except in a few cells: one k-NN point crossing a radius moves a PRDC density by 1 / (k m) (0.935 -> 0.934), and
+# a collapsed GMM's NLL moved 4e-4 relative, between the Intel machines that wrote the files and an AMD EPYC (AVX2,
+# no AVX-512) one. A changed computation moves many cells; another CPU's rounding moved one per table.
+LOOSE_RTOL, LOOSE_SHARE = 2e-3, 0.005  # at most max(1, 0.5% of the cells) beyond RTOL / ATOL, each within 2e-3
+
+
+def outside(name: str, table: pd.DataFrame) -> list[str] | None:
+    """The cells of a case's table beyond RTOL / ATOL of its golden file, as "column[row]: value (file)" (NaN must
+    be where the file has NaN); None when a golden column is missing or the rows differ."""
+    gold, table = aligned(name, table)
+    if gold is None:
+        return None
+    a, b = table.to_numpy(np.float64), gold.to_numpy(np.float64)
+    bad = ~np.isclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True)
+    return [f"{gold.columns[j]}[{i}]: {a[i, j]:.9g} ({b[i, j]:.9g})" for i, j in zip(*np.nonzero(bad), strict=True)]
 
 
 def within_tolerance(name: str, table: pd.DataFrame) -> bool:
-    """Whether a case's table matches its golden file within RTOL / ATOL (NaN where the file has NaN)."""
+    """Whether a case's table matches its golden file: every cell within RTOL / ATOL (NaN where the file has NaN),
+    except at most max(1, LOOSE_SHARE of the cells) within LOOSE_RTOL (another CPU's rounding; see above)."""
     gold, table = aligned(name, table)
-    if gold is None:
+    cells = outside(name, table)
+    if gold is None or cells is None:
         return False
-    return bool(
-        np.allclose(table.to_numpy(np.float64), gold.to_numpy(np.float64), rtol=RTOL, atol=ATOL, equal_nan=True)
-    )
+    a, b = table.to_numpy(np.float64), gold.to_numpy(np.float64)
+    loose = np.isclose(a, b, rtol=LOOSE_RTOL, atol=ATOL, equal_nan=True)
+    return bool(loose.all()) and len(cells) <= max(1, int(LOOSE_SHARE * a.size))
 
 
 def main(argv: list[str]) -> int:
@@ -87,13 +105,15 @@ def main(argv: list[str]) -> int:
             if strict and not within_tolerance(name, table):
                 failed.append(name)
             print(f"{name:45s} max abs diff {diff:.3g}  max rel diff {rel:.3g}  ({time.perf_counter() - t0:.1f} s)")
+            for cell in (outside(name, table) or [])[:5]:
+                print(f"    beyond rtol={RTOL}, atol={ATOL}: {cell}")
         else:
             table.to_csv(path(name), index=False, float_format="%.17g")
             print(f"{name:45s} {len(table)} rows  ({time.perf_counter() - t0:.1f} s)")
     if check:
         print(f"largest absolute difference over {len(names)} cases: {worst:.3g}")
     if failed:
-        print(f"outside rtol={RTOL}, atol={ATOL}: {', '.join(failed)}")
+        print(f"outside rtol={RTOL}, atol={ATOL} (but for a few cells within {LOOSE_RTOL}): {', '.join(failed)}")
     return 1 if failed else 0
 
 
