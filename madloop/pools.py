@@ -134,7 +134,7 @@ def _accumulate_add(regime: C.RegimeConfig) -> Callable:
     def add(pool, pool_w, synth, g, count):
         # Generation g - 1's samples fill slots [(g - 1) n_synth, g n_synth).
         start = (g - 1) * regime.n_synth
-        pool = jax.lax.dynamic_update_slice(pool, synth, (start, 0))
+        pool = jax.lax.dynamic_update_slice(pool, synth, (start, jnp.zeros_like(start)))  # one index type (x64)
         pool_w = jax.lax.dynamic_update_slice(pool_w, count_mask(regime.n_synth, count), (start,))
         return pool, pool_w
 
@@ -164,14 +164,21 @@ def accumulate_subsample_pool(regime: C.RegimeConfig, generations: int, size: in
         Kazdan et al. 2024, "Collapse or Thrive?", accumulate-subsample.
     """
     slots = subsample_size(regime)
+    capacity = generations * regime.n_synth
+    picks = min(slots, capacity)  # S above the buffer's G n_synth slots: the rest are empty picks of weight 0
 
     def synthetic(key, pool, pool_w, count):
-        scores = jnp.where(pool_w > 0, jax.random.gumbel(key, pool_w.shape), -jnp.inf)
-        _, idx = jax.lax.top_k(scores, slots)
         keep = count_mask(slots, count) if regime.subsample is None else 1.0
-        return pool[idx], pool_w[idx] * keep
+        if picks == 0:
+            return jnp.zeros((slots, pool.shape[1]), pool.dtype), jnp.zeros((slots,), pool_w.dtype)
+        scores = jnp.where(pool_w > 0, jax.random.gumbel(key, pool_w.shape), -jnp.inf)
+        _, idx = jax.lax.top_k(scores, picks)
+        x, w = pool[idx], pool_w[idx]
+        if picks < slots:
+            x = jnp.concatenate([x, jnp.zeros((slots - picks, x.shape[1]), x.dtype)])
+            w = jnp.concatenate([w, jnp.zeros((slots - picks,), w.dtype)])
+        return x, w * keep
 
-    capacity = generations * regime.n_synth
     add = _accumulate_add(regime)
     return _sample_pool("accumulate_subsample", slots, _buffer(capacity), add, size, synthetic)
 

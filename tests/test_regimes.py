@@ -105,6 +105,37 @@ def test_accumulate_subsample_draws_distinct_filled_slots():
     assert np.all(np.abs(counts[1:] - 300) < 4.5 * 13.7)
 
 
+def test_a_subsample_above_the_pools_capacity_takes_every_filled_slot():
+    """regime.subsample S above the buffer's G n_synth slots (a short run of a preset) crashed in top_k after the
+    config was accepted. Every filled slot is taken then, the other picks are empty slots of weight 0, and the loop
+    equals the accumulate pool (the same samples, in another order) to float rounding."""
+    r = FullySynthetic(pool="accumulate_subsample", n_real=3, n_synth=2, subsample=7)
+    p = policy(r, generations=3)
+    pool, w = p.empty(1, jnp.float32)
+    for g in (1, 2, 3):
+        pool, w = p.add(pool, w, jnp.array([[2.0 * g - 1], [2.0 * g]]), jnp.int32(g), r.n_synth)
+    x, ws = synthetic_part(p, KEY, pool, w, r.n_synth)
+    assert x.shape == (7, 1) and float(ws.sum()) == 6
+    assert sorted(np.asarray(x[ws > 0, 0]).tolist()) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    base = ["data=gaussian", "model=gaussian", "regime=synthetic_augmentation", "regime.n_real=8", "regime.n_synth=4"]
+    base += ["loop.generations=3", "loop.seeds=2", "eval=closed_form", "loop.stats_pool=false"]
+    over = madloop.run_table([*base, "regime.pool=accumulate_subsample", "regime.subsample=20"])
+    whole = madloop.run_table([*base, "regime.pool=accumulate"])
+    np.testing.assert_allclose(over["trace_ratio"], whole["trace_ratio"], rtol=1e-5)
+
+
+def test_parameter_path_of_a_float64_sample_pool():
+    """A float64 run's accumulate pool of samples took its slot offset as int32 beside an int64 0, and
+    ``parameter_path`` (whose generation counter is int32) failed to trace; it equals the loop's run now."""
+    base = ["data=gaussian", "model=gaussian", "regime.n_real=5", "regime.n_synth=3", "loop.generations=3"]
+    base += ["loop.seeds=2", "eval=closed_form", "loop.stats_pool=false", "loop.precision=float64"]
+    for pool in ("accumulate", "accumulate_subsample"):
+        path = madloop.parameter_path([*base, f"regime.pool={pool}"])
+        run = madloop.simulate([*base, f"regime.pool={pool}"])
+        assert path.metrics["trace_ratio"].dtype == np.float64
+        np.testing.assert_allclose(path.metrics["trace_ratio"], run.metrics["trace_ratio"], rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     "regime, expected",
     [
