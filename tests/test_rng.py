@@ -149,7 +149,7 @@ def test_the_reference_program_is_compiled_for_compile_speed_and_gives_the_same_
     assert out[0] == f"{small} {large}"
     assert _xla.one_shot_options(None, 1000) is None  # the suite sets the optimisation level in XLA_FLAGS
     pairs = json.loads(out[1])
-    assert len(pairs) == 4  # the MMD bandwidths and kernel means, the k-NN radii, KID's kernel mean
+    assert len(pairs) == 5  # the MMD bandwidths and kernel means, the k-NN radii, KID's centre and kernel mean
     for fast, optimised in pairs:
         np.testing.assert_allclose(fast, optimised, rtol=2e-5, atol=1e-7)
 
