@@ -212,7 +212,7 @@ def task(node: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from madloop import api
+    from madloop import api, report
     from madloop.engine import simulation
     from madloop.knobs import grid_points
     from madloop.progress import listen
@@ -249,7 +249,7 @@ def task(node: DictConfig) -> None:
         # the record after the results, the stale one removed first: a failure in between leaves no record (the
         # report then reads Hydra's copy of this job's overrides), never an old one beside a new table
         (out / "overrides.yaml").unlink(missing_ok=True)
-        (out / "sweep.yaml").unlink(missing_ok=True)
+        (out / report.SWEEP_RECORD).unlink(missing_ok=True)
         _write_outputs(cfg, result, out)
         _write_record(node, list(hc.overrides.task), out, Path(hc.sweep.dir) if progress.multirun else None)
     except C.ConfigError as exc:  # e.g. a checkpoint written by another config
