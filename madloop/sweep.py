@@ -58,7 +58,7 @@ def omega_sweep(
             def at(omega):
                 x = loop.parts.guided.sample(
                     role_key(run_key, 0, EVAL), state.params, cfg.eval.n, {**knobs, "omega": omega}
-                )
+                )[:, : loop.parts.source.dim]  # a conditional model's rows end with their label: scored without it
                 out = M.evaluate_samples(names, x, loop.parts.context, ref)
                 out.update(stats(x, loop) if stats is not None else {})
                 return out

@@ -62,6 +62,24 @@ def test_a_float64_omega_sweep_runs_in_float64(tiny):
     assert not np.allclose(table[table["omega"] == 1.5]["sw2"], first["sw2"])
 
 
+def test_an_omega_sweep_of_a_conditional_model_scores_the_samples_without_their_labels(tiny):
+    """A class-conditional model's samples are rows [x, label]; the loop scores x. ``omega_sweep`` passed the whole
+    rows to the metrics: sw2 failed on a shape and vendi silently counted the label column (63.99936 against the
+    loop's 63.98127 at omega = 0). Its omega = 0 column must be the loop's own generation-0 row."""
+    from conftest import TINY_DIFFUSION, TINY_SIMS
+
+    from madloop.sweep import omega_sweep
+
+    base = tiny + TINY_DIFFUSION + TINY_SIMS + ["model.classes=8", "eval.metrics=[vendi,sw2]"]
+    seen = []
+    table, _ = omega_sweep(base, (0.0, 1.0), lambda x, loop: seen.append(x.shape[-1]) or {})
+    assert seen == [2]
+    plain = madloop.run_table(base + ["guidance.omega=0"])
+    first = plain[plain["generation"] == 0]
+    for name in ("vendi", "sw2"):
+        np.testing.assert_allclose(table[table["omega"] == 0.0][name], first[name], rtol=1e-5, err_msg=name)
+
+
 def test_count_sweeps_follow_the_closed_form_and_the_largest_count_equals_a_plain_run():
     """Counts as masks over a static maximum. Gaussian MLE, fully synthetic, replace: generation 0 is fitted on
     n_r real samples and every later one on m synthetic ones, so E[tr S_g / tr S] = ((n_r-1)/n_r) ((m-1)/m)^g
